@@ -1,0 +1,193 @@
+"""The metadata seam: :class:`TrackingStore`.
+
+Contract (every implementation — SQL on SQLite or PostgreSQL today, REST later — passes the same
+conformance suite in :mod:`trainyard.testing.store`):
+
+* **Thread and process safety.** Every method may be called concurrently from several threads of one
+  process and from several processes sharing the same database. Writes are transactional: a call that
+  raises has changed nothing.
+* **Immutability.** Run ids, run numbers, experiment ids, run types, parents and metric points never
+  change once written. Properties are add-only (changing a key raises ``ImmutablePropertyError``);
+  tags are mutable. Terminal statuses are final (``InvalidStatusTransition``).
+* **Errors.** Lookups of missing things raise the specific ``NotFoundError`` subclass
+  (``WorkspaceNotFound``, ``ExperimentNotFound``, ``RunNotFound``, ``EnvironmentNotFound``); a database
+  that stays unavailable raises ``StoreError``. Nothing else escapes.
+* **Ordering.** ``list_runs`` is newest first (by creation, then number) and paginated with an opaque
+  cursor. Metric chunks come back in write order.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trainyard._store.entities import (
+    ExperimentInfo,
+    MetricChunk,
+    NewRun,
+    RunInfo,
+    StatusEvent,
+    WorkspaceInfo,
+)
+
+
+class TrackingStore(abc.ABC):
+    """Abstract metadata store: workspaces, experiments, runs, metrics, environments, compute."""
+
+    # -- workspaces -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def ensure_workspace(self, name: str) -> WorkspaceInfo:
+        """Get or create the workspace ``name``; safe when many processes race to create it."""
+
+    @abc.abstractmethod
+    def get_workspace(self, name: str) -> WorkspaceInfo:
+        """The workspace ``name``; raises ``WorkspaceNotFound``."""
+
+    # -- experiments ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_or_create_experiment(self, workspace_id: str, name: str) -> ExperimentInfo:
+        """Get or create; the caller has validated the name. Race-safe."""
+
+    @abc.abstractmethod
+    def get_experiment(self, workspace_id: str, name: str) -> ExperimentInfo:
+        """Raises ``ExperimentNotFound``."""
+
+    @abc.abstractmethod
+    def get_experiment_by_id(self, experiment_id: int) -> ExperimentInfo:
+        """Raises ``ExperimentNotFound``."""
+
+    @abc.abstractmethod
+    def list_experiments(
+        self, workspace_id: str, include_archived: bool = False
+    ) -> list[ExperimentInfo]:
+        """All experiments of the workspace, by name."""
+
+    @abc.abstractmethod
+    def set_experiment_archived(self, experiment_id: int, archived: bool) -> ExperimentInfo:
+        """Archive or reactivate."""
+
+    # -- runs -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(self, new: NewRun) -> RunInfo:
+        """Insert a run, allocating its per-experiment ``number``; raises ``AlreadyExistsError``."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunInfo:
+        """Raises ``RunNotFound``."""
+
+    @abc.abstractmethod
+    def list_runs(
+        self,
+        experiment_id: int | None = None,
+        *,
+        workspace_id: str | None = None,
+        run_type: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+        statuses: Sequence[str] | None = None,
+        parent_run_id: str | None = None,
+        include_children: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[RunInfo], str | None]:
+        """A page of runs, newest first, and the cursor of the next page (``None`` at the end).
+
+        ``tags``/``properties`` filter by key (value ``None``) or key and value. Without
+        ``parent_run_id``, children are left out unless ``include_children``.
+        """
+
+    @abc.abstractmethod
+    def update_run_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        only_from: Sequence[str] | None = None,
+    ) -> RunInfo:
+        """Move a run to ``status`` through the lifecycle check, atomically.
+
+        Sets ``start_time`` on entering Running and ``end_time`` on a terminal status. With
+        ``only_from``, the change happens only if the current status is one of those; otherwise the
+        run is returned unchanged (a compare-and-set for races between supervisor, reaper and cancel).
+        """
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, **fields: Any) -> RunInfo:
+        """Update mutable columns: ``display_name``, ``description``, ``definition``, ``runtime``
+        (merged), ``target``, ``snapshot_id``, ``warnings``."""
+
+    @abc.abstractmethod
+    def heartbeat(self, run_id: str) -> None:
+        """Record that the run's owner is alive now."""
+
+    @abc.abstractmethod
+    def status_history(self, run_id: str) -> list[StatusEvent]:
+        """Every status the run passed through, oldest first."""
+
+    @abc.abstractmethod
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Add or overwrite tags."""
+
+    @abc.abstractmethod
+    def remove_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        """Delete tags; missing keys are ignored."""
+
+    @abc.abstractmethod
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        """Add properties; re-adding a key with the same value is a no-op, a different value raises
+        ``ImmutablePropertyError`` and nothing of the call is stored."""
+
+    # -- metrics ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def log_metric_chunks(self, run_id: str, chunks: Sequence[MetricChunk]) -> None:
+        """Append chunks in one transaction. Raises ``RunFinishedError`` for a terminal run unless
+        the run finished less than a grace period ago (late flushes of a finishing process)."""
+
+    @abc.abstractmethod
+    def get_metric_chunks(
+        self, run_id: str, names: Sequence[str] | None = None
+    ) -> list[MetricChunk]:
+        """Chunks in write order, optionally for some names only."""
+
+    # -- environments ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_environment(
+        self, workspace_id: str, name: str, spec: Mapping[str, Any], spec_hash: str
+    ) -> int:
+        """New version when the spec changed, else the latest version. Returns the version."""
+
+    @abc.abstractmethod
+    def get_environment(
+        self, workspace_id: str, name: str, version: int | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """(version, spec); latest by default; raises ``EnvironmentNotFound``."""
+
+    @abc.abstractmethod
+    def list_environments(self, workspace_id: str) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Latest version per name."""
+
+    # -- compute targets ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_compute_target(
+        self, workspace_id: str, name: str, target_type: str, config: Mapping[str, Any]
+    ) -> None:
+        """Create or replace a compute target record."""
+
+    @abc.abstractmethod
+    def get_compute_target(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
+        """(type, config); raises ``NotFoundError``."""
+
+    @abc.abstractmethod
+    def list_compute_targets(self, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """name → (type, config)."""
+
+    @abc.abstractmethod
+    def delete_compute_target(self, workspace_id: str, name: str) -> None:
+        """Remove a target; missing raises ``NotFoundError``."""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

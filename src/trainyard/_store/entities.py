@@ -1,0 +1,131 @@
+"""Frozen records the :class:`~trainyard._store.base.TrackingStore` returns and accepts.
+
+Entities are plain data: they never call back into a store. Public objects (``Run``, ``Experiment``)
+wrap them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    """A workspace row: its id is stable, its name unique in the store."""
+
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """An experiment row."""
+
+    id: int
+    workspace_id: str
+    name: str
+    archived: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What ``create_run`` needs; the store allocates ``number`` and timestamps."""
+
+    run_id: str
+    experiment_id: int
+    run_type: str
+    status: str = "NotStarted"
+    parent_run_id: str | None = None
+    display_name: str | None = None
+    description: str | None = None
+    target: str | None = None
+    definition: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    snapshot_id: str | None = None
+    submitted_by: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as stored, including its tags and properties."""
+
+    run_id: str
+    experiment_id: int
+    experiment_name: str
+    workspace_id: str
+    number: int
+    run_type: str
+    status: str
+    parent_run_id: str | None
+    display_name: str | None
+    description: str | None
+    target: str | None
+    created_at: float
+    start_time: float | None
+    end_time: float | None
+    heartbeat_at: float | None
+    definition: dict[str, Any]
+    error: dict[str, Any] | None
+    runtime: dict[str, Any]
+    snapshot_id: str | None
+    submitted_by: str | None
+    tags: dict[str, str]
+    properties: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One status change with its time, for ``get_details`` and the UI."""
+
+    status: str
+    at: float
+    reason: str | None = None
+
+
+#: Metric kinds: v1's wire types (``azureml.v1.scalar`` …) map onto these short names.
+METRIC_KINDS = (
+    "scalar",
+    "list",
+    "table",
+    "row",
+    "image",
+    "confusion_matrix",
+    "accuracy_table",
+    "residuals",
+    "predictions",
+)
+
+
+@dataclass(frozen=True)
+class MetricChunk:
+    """A run of consecutive points of one metric, stored as one row.
+
+    Numeric scalars travel as packed little-endian arrays (``values`` float64, ``timestamps`` float64,
+    ``steps`` int64 or ``None`` when the user gave no steps); everything else (strings, booleans,
+    lists, tables, image references) travels as a JSON array in ``data`` with one element per point.
+    ``dtype`` is ``"f"`` (floats), ``"i"`` (all values were ints) or ``"j"`` (JSON).
+    """
+
+    name: str
+    kind: str
+    dtype: str
+    count: int
+    timestamps: bytes
+    values: bytes | None = None
+    steps: bytes | None = None
+    data: str | None = None
+    description: str | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One logged value with its step and timestamp (``Run.get_metric_points``)."""
+
+    step: int
+    timestamp: float
+    value: Any

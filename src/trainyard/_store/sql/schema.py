@@ -1,0 +1,133 @@
+"""SQLAlchemy Core tables. The database itself is created and upgraded only by Alembic migrations
+(``migrations/versions``); these definitions must match the head revision (a test checks it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+workspaces = Table(
+    "ty_workspaces",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+experiments = Table(
+    "ty_experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workspace_id", String(36), ForeignKey("ty_workspaces.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("archived", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("run_counter", Integer, nullable=False, default=0),
+    UniqueConstraint("workspace_id", "name", name="uq_experiment_name"),
+)
+
+runs = Table(
+    "ty_runs",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(255), nullable=False, unique=True),
+    Column("experiment_id", Integer, ForeignKey("ty_experiments.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("run_type", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("parent_run_id", String(255), nullable=True),
+    Column("display_name", String(255), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("target", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("start_time", Float, nullable=True),
+    Column("end_time", Float, nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("definition", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("runtime", Text, nullable=True),
+    Column("snapshot_id", String(128), nullable=True),
+    Column("submitted_by", String(255), nullable=True),
+    Index("ix_runs_experiment_created", "experiment_id", "created_at"),
+    Index("ix_runs_parent", "parent_run_id"),
+    Index("ix_runs_status", "status"),
+)
+
+run_status_events = Table(
+    "ty_run_status_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_pk", Integer, ForeignKey("ty_runs.pk"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("reason", Text, nullable=True),
+    Index("ix_status_events_run", "run_pk"),
+)
+
+run_tags = Table(
+    "ty_run_tags",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("ty_runs.pk"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+run_properties = Table(
+    "ty_run_properties",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("ty_runs.pk"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+metric_chunks = Table(
+    "ty_metric_chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_pk", Integer, ForeignKey("ty_runs.pk"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("dtype", String(1), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("timestamps", LargeBinary, nullable=False),
+    Column("vals", LargeBinary, nullable=True),
+    Column("steps", LargeBinary, nullable=True),
+    Column("data", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Index("ix_metric_chunks_run_name", "run_pk", "name"),
+)
+
+environments = Table(
+    "ty_environments",
+    metadata,
+    Column("workspace_id", String(36), ForeignKey("ty_workspaces.id"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+compute_targets = Table(
+    "ty_compute_targets",
+    metadata,
+    Column("workspace_id", String(36), ForeignKey("ty_workspaces.id"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("target_type", String(64), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -1,0 +1,670 @@
+"""The SQLAlchemy :class:`~trainyard._store.base.TrackingStore` for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError
+
+from trainyard._execution.lifecycle import RunStatus, check_transition
+from trainyard._store.base import TrackingStore
+from trainyard._store.entities import (
+    ExperimentInfo,
+    MetricChunk,
+    NewRun,
+    RunInfo,
+    StatusEvent,
+    WorkspaceInfo,
+)
+from trainyard._store.sql import schema as s
+from trainyard._store.sql.engine import ensure_schema, get_engine, run_in_transaction
+from trainyard.exceptions import (
+    AlreadyExistsError,
+    ComputeTargetException,
+    EnvironmentNotFound,
+    ExperimentNotFound,
+    ImmutablePropertyError,
+    RunFinishedError,
+    RunNotFound,
+    WorkspaceNotFound,
+)
+
+#: Metrics flushed this long after a run ended are still accepted (a finishing process's last batch).
+LATE_FLUSH_GRACE_SECONDS = 30.0
+
+
+def _dumps(obj: Any) -> str | None:
+    return None if obj is None else json.dumps(obj, sort_keys=True, default=str)
+
+
+def _loads(raw: str | None, default: Any = None) -> Any:
+    return default if raw is None else json.loads(raw)
+
+
+class SqlTrackingStore(TrackingStore):
+    """Tracking store on any SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
+
+    Example::
+
+        store = SqlTrackingStore("sqlite:////tmp/ws/trainyard.db")
+        ws = store.ensure_workspace("demo")
+    """
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 60_000, migrate: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = get_engine(url, busy_timeout_ms)
+        if migrate:
+            ensure_schema(self.engine)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _tx(self, fn: Any, write: bool = True) -> Any:
+        return run_in_transaction(self.engine, fn, write=write)
+
+    @staticmethod
+    def _run_pk(conn: Connection, run_id: str) -> tuple[int, str, float | None]:
+        row = conn.execute(
+            select(s.runs.c.pk, s.runs.c.status, s.runs.c.end_time).where(s.runs.c.run_id == run_id)
+        ).first()
+        if row is None:
+            raise RunNotFound(
+                f"No run with id {run_id!r} in this workspace. List runs with "
+                "`trainyard runs list` or Experiment.get_runs().",
+                run_id=run_id,
+            )
+        return int(row.pk), str(row.status), row.end_time
+
+    # -- workspaces ---------------------------------------------------------------------------
+    def ensure_workspace(self, name: str) -> WorkspaceInfo:
+        def read(conn: Connection) -> Row[Any] | None:
+            return conn.execute(select(s.workspaces).where(s.workspaces.c.name == name)).first()
+
+        row = self._tx(read, write=False)
+        if row is None:
+            try:
+                self._tx(
+                    lambda c: c.execute(
+                        insert(s.workspaces).values(
+                            id=str(uuid.uuid4()), name=name, created_at=time.time()
+                        )
+                    )
+                )
+            except IntegrityError:
+                pass  # another process created it first
+            row = self._tx(read, write=False)
+        assert row is not None
+        return WorkspaceInfo(id=row.id, name=row.name, created_at=row.created_at)
+
+    def get_workspace(self, name: str) -> WorkspaceInfo:
+        row = self._tx(
+            lambda c: c.execute(select(s.workspaces).where(s.workspaces.c.name == name)).first(),
+            write=False,
+        )
+        if row is None:
+            raise WorkspaceNotFound(f"No workspace named {name!r} in {self.url}.", name=name)
+        return WorkspaceInfo(id=row.id, name=row.name, created_at=row.created_at)
+
+    # -- experiments --------------------------------------------------------------------------
+    @staticmethod
+    def _exp(row: Row[Any]) -> ExperimentInfo:
+        return ExperimentInfo(
+            id=int(row.id),
+            workspace_id=row.workspace_id,
+            name=row.name,
+            archived=bool(row.archived),
+            created_at=row.created_at,
+        )
+
+    def get_or_create_experiment(self, workspace_id: str, name: str) -> ExperimentInfo:
+        try:
+            return self.get_experiment(workspace_id, name)
+        except ExperimentNotFound:
+            pass
+        try:
+            self._tx(
+                lambda c: c.execute(
+                    insert(s.experiments).values(
+                        workspace_id=workspace_id,
+                        name=name,
+                        archived=False,
+                        created_at=time.time(),
+                        run_counter=0,
+                    )
+                )
+            )
+        except IntegrityError:
+            pass
+        return self.get_experiment(workspace_id, name)
+
+    def get_experiment(self, workspace_id: str, name: str) -> ExperimentInfo:
+        row = self._tx(
+            lambda c: c.execute(
+                select(s.experiments).where(
+                    s.experiments.c.workspace_id == workspace_id, s.experiments.c.name == name
+                )
+            ).first(),
+            write=False,
+        )
+        if row is None:
+            raise ExperimentNotFound(f"No experiment named {name!r}.", name=name)
+        return self._exp(row)
+
+    def get_experiment_by_id(self, experiment_id: int) -> ExperimentInfo:
+        row = self._tx(
+            lambda c: c.execute(
+                select(s.experiments).where(s.experiments.c.id == experiment_id)
+            ).first(),
+            write=False,
+        )
+        if row is None:
+            raise ExperimentNotFound(f"No experiment with id {experiment_id}.", id=experiment_id)
+        return self._exp(row)
+
+    def list_experiments(
+        self, workspace_id: str, include_archived: bool = False
+    ) -> list[ExperimentInfo]:
+        q = select(s.experiments).where(s.experiments.c.workspace_id == workspace_id)
+        if not include_archived:
+            q = q.where(s.experiments.c.archived.is_(False))
+        rows = self._tx(lambda c: c.execute(q.order_by(s.experiments.c.name)).all(), write=False)
+        return [self._exp(r) for r in rows]
+
+    def set_experiment_archived(self, experiment_id: int, archived: bool) -> ExperimentInfo:
+        self._tx(
+            lambda c: c.execute(
+                update(s.experiments)
+                .where(s.experiments.c.id == experiment_id)
+                .values(archived=archived)
+            )
+        )
+        return self.get_experiment_by_id(experiment_id)
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(self, new: NewRun) -> RunInfo:
+        status = RunStatus.parse(new.status).value
+        now = time.time()
+
+        def tx(conn: Connection) -> None:
+            if conn.execute(select(s.runs.c.pk).where(s.runs.c.run_id == new.run_id)).first():
+                raise AlreadyExistsError(f"A run with id {new.run_id!r} already exists.")
+            conn.execute(
+                update(s.experiments)
+                .where(s.experiments.c.id == new.experiment_id)
+                .values(run_counter=s.experiments.c.run_counter + 1)
+            )
+            number = conn.execute(
+                select(s.experiments.c.run_counter).where(s.experiments.c.id == new.experiment_id)
+            ).scalar_one()
+            pk = conn.execute(
+                insert(s.runs).values(
+                    run_id=new.run_id,
+                    experiment_id=new.experiment_id,
+                    number=number,
+                    run_type=new.run_type,
+                    status=status,
+                    parent_run_id=new.parent_run_id,
+                    display_name=new.display_name,
+                    description=new.description,
+                    target=new.target,
+                    created_at=now,
+                    start_time=now if status == RunStatus.RUNNING.value else None,
+                    definition=_dumps(new.definition or {}),
+                    runtime=_dumps({}),
+                    snapshot_id=new.snapshot_id,
+                    submitted_by=new.submitted_by,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(insert(s.run_status_events).values(run_pk=pk, status=status, at=now))
+            if new.tags:
+                conn.execute(
+                    insert(s.run_tags),
+                    [{"run_pk": pk, "key": k, "value": str(v)} for k, v in new.tags.items()],
+                )
+            if new.properties:
+                conn.execute(
+                    insert(s.run_properties),
+                    [{"run_pk": pk, "key": k, "value": str(v)} for k, v in new.properties.items()],
+                )
+
+        self._tx(tx)
+        return self.get_run(new.run_id)
+
+    def _select_runs(self) -> Any:
+        return select(s.runs, s.experiments.c.name.label("experiment_name"),
+                      s.experiments.c.workspace_id).join(
+            s.experiments, s.runs.c.experiment_id == s.experiments.c.id
+        )
+
+    @staticmethod
+    def _kv(conn: Connection, table: Any, pks: list[int]) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = {pk: {} for pk in pks}
+        for i in range(0, len(pks), 500):
+            part = pks[i : i + 500]
+            for r in conn.execute(
+                select(table.c.run_pk, table.c.key, table.c.value).where(table.c.run_pk.in_(part))
+            ):
+                out[r.run_pk][r.key] = r.value
+        return out
+
+    def _hydrate(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[RunInfo]:
+        pks = [int(r.pk) for r in rows]
+        tags = self._kv(conn, s.run_tags, pks)
+        props = self._kv(conn, s.run_properties, pks)
+        return [
+            RunInfo(
+                run_id=r.run_id,
+                experiment_id=int(r.experiment_id),
+                experiment_name=r.experiment_name,
+                workspace_id=r.workspace_id,
+                number=int(r.number),
+                run_type=r.run_type,
+                status=r.status,
+                parent_run_id=r.parent_run_id,
+                display_name=r.display_name,
+                description=r.description,
+                target=r.target,
+                created_at=r.created_at,
+                start_time=r.start_time,
+                end_time=r.end_time,
+                heartbeat_at=r.heartbeat_at,
+                definition=_loads(r.definition, {}),
+                error=_loads(r.error),
+                runtime=_loads(r.runtime, {}),
+                snapshot_id=r.snapshot_id,
+                submitted_by=r.submitted_by,
+                tags=tags[int(r.pk)],
+                properties=props[int(r.pk)],
+            )
+            for r in rows
+        ]
+
+    def get_run(self, run_id: str) -> RunInfo:
+        def tx(conn: Connection) -> RunInfo:
+            row = conn.execute(self._select_runs().where(s.runs.c.run_id == run_id)).first()
+            if row is None:
+                raise RunNotFound(f"No run with id {run_id!r} in this workspace.", run_id=run_id)
+            return self._hydrate(conn, [row])[0]
+
+        result: RunInfo = self._tx(tx, write=False)
+        return result
+
+    def list_runs(
+        self,
+        experiment_id: int | None = None,
+        *,
+        workspace_id: str | None = None,
+        run_type: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+        statuses: Sequence[str] | None = None,
+        parent_run_id: str | None = None,
+        include_children: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[RunInfo], str | None]:
+        q = self._select_runs()
+        if experiment_id is not None:
+            q = q.where(s.runs.c.experiment_id == experiment_id)
+        if workspace_id is not None:
+            q = q.where(s.experiments.c.workspace_id == workspace_id)
+        if run_type is not None:
+            q = q.where(s.runs.c.run_type == run_type)
+        if statuses:
+            q = q.where(s.runs.c.status.in_(list(statuses)))
+        if parent_run_id is not None:
+            q = q.where(s.runs.c.parent_run_id == parent_run_id)
+        elif not include_children:
+            q = q.where(s.runs.c.parent_run_id.is_(None))
+        for table, filt in ((s.run_tags, tags), (s.run_properties, properties)):
+            for key, value in (filt or {}).items():
+                cond = and_(table.c.run_pk == s.runs.c.pk, table.c.key == key)
+                if value is not None:
+                    cond = and_(cond, table.c.value == str(value))
+                q = q.where(select(table.c.run_pk).where(cond).exists())
+        if cursor:
+            c_created, c_pk = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+            q = q.where(
+                or_(
+                    s.runs.c.created_at < c_created,
+                    and_(s.runs.c.created_at == c_created, s.runs.c.pk < c_pk),
+                )
+            )
+        q = q.order_by(s.runs.c.created_at.desc(), s.runs.c.pk.desc()).limit(limit + 1)
+
+        def tx(conn: Connection) -> tuple[list[RunInfo], str | None]:
+            rows = conn.execute(q).all()
+            nxt = None
+            if len(rows) > limit:
+                rows = rows[:limit]
+                last = rows[-1]
+                nxt = base64.urlsafe_b64encode(
+                    json.dumps([last.created_at, int(last.pk)]).encode()
+                ).decode()
+            return self._hydrate(conn, rows), nxt
+
+        result: tuple[list[RunInfo], str | None] = self._tx(tx, write=False)
+        return result
+
+    def update_run_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        only_from: Sequence[str] | None = None,
+    ) -> RunInfo:
+        new = RunStatus.parse(status)
+
+        def tx(conn: Connection) -> None:
+            pk, current, _ = self._run_pk(conn, run_id)
+            if only_from is not None and current not in {RunStatus.parse(x).value for x in only_from}:
+                return
+            if current == new.value:
+                check_transition(current, new, run_id)  # raises for terminal → same
+                return
+            check_transition(current, new, run_id)
+            now = time.time()
+            values: dict[str, Any] = {"status": new.value}
+            if new == RunStatus.RUNNING:
+                values["start_time"] = func.coalesce(s.runs.c.start_time, now)
+            if new.is_terminal():
+                values["end_time"] = now
+            if error is not None:
+                values["error"] = _dumps(dict(error))
+            conn.execute(update(s.runs).where(s.runs.c.pk == pk).values(**values))
+            conn.execute(
+                insert(s.run_status_events).values(run_pk=pk, status=new.value, at=now, reason=reason)
+            )
+
+        self._tx(tx)
+        return self.get_run(run_id)
+
+    _UPDATABLE = frozenset(
+        {"display_name", "description", "definition", "runtime", "target", "snapshot_id"}
+    )
+
+    def update_run(self, run_id: str, **fields: Any) -> RunInfo:
+        unknown = set(fields) - self._UPDATABLE
+        if unknown:
+            raise ValueError(f"update_run cannot change {sorted(unknown)}")
+
+        def tx(conn: Connection) -> None:
+            pk, _, _ = self._run_pk(conn, run_id)
+            values = dict(fields)
+            if "definition" in values:
+                values["definition"] = _dumps(values["definition"])
+            if "runtime" in values:
+                old = conn.execute(select(s.runs.c.runtime).where(s.runs.c.pk == pk)).scalar_one()
+                merged = _loads(old, {})
+                merged.update(values["runtime"])
+                values["runtime"] = _dumps(merged)
+            if values:
+                conn.execute(update(s.runs).where(s.runs.c.pk == pk).values(**values))
+
+        self._tx(tx)
+        return self.get_run(run_id)
+
+    def heartbeat(self, run_id: str) -> None:
+        def tx(conn: Connection) -> None:
+            res = conn.execute(
+                update(s.runs).where(s.runs.c.run_id == run_id).values(heartbeat_at=time.time())
+            )
+            if res.rowcount == 0:
+                raise RunNotFound(f"No run with id {run_id!r}.", run_id=run_id)
+
+        self._tx(tx)
+
+    def status_history(self, run_id: str) -> list[StatusEvent]:
+        def tx(conn: Connection) -> list[StatusEvent]:
+            pk, _, _ = self._run_pk(conn, run_id)
+            rows = conn.execute(
+                select(s.run_status_events)
+                .where(s.run_status_events.c.run_pk == pk)
+                .order_by(s.run_status_events.c.id)
+            ).all()
+            return [StatusEvent(status=r.status, at=r.at, reason=r.reason) for r in rows]
+
+        result: list[StatusEvent] = self._tx(tx, write=False)
+        return result
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        def tx(conn: Connection) -> None:
+            pk, _, _ = self._run_pk(conn, run_id)
+            if not tags:
+                return
+            conn.execute(
+                delete(s.run_tags).where(s.run_tags.c.run_pk == pk, s.run_tags.c.key.in_(list(tags)))
+            )
+            conn.execute(
+                insert(s.run_tags), [{"run_pk": pk, "key": k, "value": v} for k, v in tags.items()]
+            )
+
+        self._tx(tx)
+
+    def remove_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        def tx(conn: Connection) -> None:
+            pk, _, _ = self._run_pk(conn, run_id)
+            conn.execute(
+                delete(s.run_tags).where(s.run_tags.c.run_pk == pk, s.run_tags.c.key.in_(list(keys)))
+            )
+
+        self._tx(tx)
+
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        def tx(conn: Connection) -> None:
+            pk, _, _ = self._run_pk(conn, run_id)
+            existing = {
+                r.key: r.value
+                for r in conn.execute(
+                    select(s.run_properties.c.key, s.run_properties.c.value).where(
+                        s.run_properties.c.run_pk == pk,
+                        s.run_properties.c.key.in_(list(properties)),
+                    )
+                )
+            }
+            clash = {k: (existing[k], v) for k, v in properties.items() if k in existing and existing[k] != v}
+            if clash:
+                key, (old, newv) = next(iter(clash.items()))
+                raise ImmutablePropertyError(
+                    f"Property {key!r} of run {run_id!r} is already {old!r} and cannot change to "
+                    f"{newv!r}: properties are add-only. Use tags for values that change.",
+                    run_id=run_id,
+                    key=key,
+                )
+            fresh = [{"run_pk": pk, "key": k, "value": v} for k, v in properties.items() if k not in existing]
+            if fresh:
+                conn.execute(insert(s.run_properties), fresh)
+
+        self._tx(tx)
+
+    # -- metrics ------------------------------------------------------------------------------
+    def log_metric_chunks(self, run_id: str, chunks: Sequence[MetricChunk]) -> None:
+        if not chunks:
+            return
+
+        def tx(conn: Connection) -> None:
+            pk, status, end_time = self._run_pk(conn, run_id)
+            if RunStatus.parse(status).is_terminal() and (
+                end_time is None or time.time() - end_time > LATE_FLUSH_GRACE_SECONDS
+            ):
+                raise RunFinishedError(
+                    f"Run {run_id!r} is {status}; it takes no more metrics. Start a new run.",
+                    run_id=run_id,
+                )
+            conn.execute(
+                insert(s.metric_chunks),
+                [
+                    {
+                        "run_pk": pk,
+                        "name": c.name,
+                        "kind": c.kind,
+                        "dtype": c.dtype,
+                        "count": c.count,
+                        "timestamps": c.timestamps,
+                        "vals": c.values,
+                        "steps": c.steps,
+                        "data": c.data,
+                        "description": c.description,
+                    }
+                    for c in chunks
+                ],
+            )
+
+        self._tx(tx)
+
+    def get_metric_chunks(
+        self, run_id: str, names: Sequence[str] | None = None
+    ) -> list[MetricChunk]:
+        def tx(conn: Connection) -> list[MetricChunk]:
+            pk, _, _ = self._run_pk(conn, run_id)
+            q = select(s.metric_chunks).where(s.metric_chunks.c.run_pk == pk)
+            if names is not None:
+                q = q.where(s.metric_chunks.c.name.in_(list(names)))
+            rows = conn.execute(q.order_by(s.metric_chunks.c.id)).all()
+            return [
+                MetricChunk(
+                    name=r.name,
+                    kind=r.kind,
+                    dtype=r.dtype,
+                    count=r.count,
+                    timestamps=bytes(r.timestamps),
+                    values=None if r.vals is None else bytes(r.vals),
+                    steps=None if r.steps is None else bytes(r.steps),
+                    data=r.data,
+                    description=r.description,
+                    seq=int(r.id),
+                )
+                for r in rows
+            ]
+
+        result: list[MetricChunk] = self._tx(tx, write=False)
+        return result
+
+    # -- environments -------------------------------------------------------------------------
+    def register_environment(
+        self, workspace_id: str, name: str, spec: Mapping[str, Any], spec_hash: str
+    ) -> int:
+        e = s.environments
+
+        def tx(conn: Connection) -> int:
+            latest = conn.execute(
+                select(e.c.version, e.c.spec_hash)
+                .where(e.c.workspace_id == workspace_id, e.c.name == name)
+                .order_by(e.c.version.desc())
+                .limit(1)
+            ).first()
+            if latest is not None and latest.spec_hash == spec_hash:
+                return int(latest.version)
+            version = 1 if latest is None else int(latest.version) + 1
+            conn.execute(
+                insert(e).values(
+                    workspace_id=workspace_id,
+                    name=name,
+                    version=version,
+                    spec=_dumps(dict(spec)),
+                    spec_hash=spec_hash,
+                    created_at=time.time(),
+                )
+            )
+            return version
+
+        for _ in range(20):
+            try:
+                return int(self._tx(tx))
+            except IntegrityError:
+                continue  # a concurrent registration took that version; take the next
+        return int(self._tx(tx))
+
+    def get_environment(
+        self, workspace_id: str, name: str, version: int | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        e = s.environments
+        q = select(e.c.version, e.c.spec).where(e.c.workspace_id == workspace_id, e.c.name == name)
+        q = q.where(e.c.version == version) if version is not None else q.order_by(e.c.version.desc())
+        row = self._tx(lambda c: c.execute(q.limit(1)).first(), write=False)
+        if row is None:
+            what = f"{name!r} version {version}" if version is not None else repr(name)
+            raise EnvironmentNotFound(
+                f"No registered environment {what}. Register it with env.register(ws) or list them "
+                "with Environment.list(ws).",
+                name=name,
+                version=version,
+            )
+        return int(row.version), _loads(row.spec, {})
+
+    def list_environments(self, workspace_id: str) -> dict[str, tuple[int, dict[str, Any]]]:
+        e = s.environments
+        latest = (
+            select(e.c.name, func.max(e.c.version).label("v"))
+            .where(e.c.workspace_id == workspace_id)
+            .group_by(e.c.name)
+            .subquery()
+        )
+        q = select(e.c.name, e.c.version, e.c.spec).join(
+            latest, and_(e.c.name == latest.c.name, e.c.version == latest.c.v)
+        ).where(e.c.workspace_id == workspace_id)
+        rows = self._tx(lambda c: c.execute(q.order_by(e.c.name)).all(), write=False)
+        return {r.name: (int(r.version), _loads(r.spec, {})) for r in rows}
+
+    # -- compute targets ----------------------------------------------------------------------
+    def put_compute_target(
+        self, workspace_id: str, name: str, target_type: str, config: Mapping[str, Any]
+    ) -> None:
+        t = s.compute_targets
+
+        def tx(conn: Connection) -> None:
+            conn.execute(delete(t).where(t.c.workspace_id == workspace_id, t.c.name == name))
+            conn.execute(
+                insert(t).values(
+                    workspace_id=workspace_id,
+                    name=name,
+                    target_type=target_type,
+                    config=_dumps(dict(config)),
+                    created_at=time.time(),
+                )
+            )
+
+        self._tx(tx)
+
+    def get_compute_target(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
+        t = s.compute_targets
+        row = self._tx(
+            lambda c: c.execute(
+                select(t).where(t.c.workspace_id == workspace_id, t.c.name == name)
+            ).first(),
+            write=False,
+        )
+        if row is None:
+            raise ComputeTargetException(
+                f"Compute target {name!r} does not exist in this workspace. Create it with "
+                "ComputeTarget.create(...) or use 'local'.",
+                name=name,
+            )
+        return row.target_type, _loads(row.config, {})
+
+    def list_compute_targets(self, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        t = s.compute_targets
+        rows = self._tx(
+            lambda c: c.execute(
+                select(t).where(t.c.workspace_id == workspace_id).order_by(t.c.name)
+            ).all(),
+            write=False,
+        )
+        return {r.name: (r.target_type, _loads(r.config, {})) for r in rows}
+
+    def delete_compute_target(self, workspace_id: str, name: str) -> None:
+        t = s.compute_targets
+
+        def tx(conn: Connection) -> None:
+            res = conn.execute(delete(t).where(t.c.workspace_id == workspace_id, t.c.name == name))
+            if res.rowcount == 0:
+                raise ComputeTargetException(f"Compute target {name!r} does not exist.", name=name)
+
+        self._tx(tx)

@@ -1,0 +1,37 @@
+"""Public v1-shaped API: ``from trainyard.core import Workspace, Experiment, Run, …``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from trainyard._version import __version__ as VERSION
+
+if TYPE_CHECKING:
+    from trainyard.core.experiment import Experiment
+    from trainyard.core.run import Run
+    from trainyard.core.workspace import Workspace
+
+# Lazy re-exports keep ``import trainyard.core`` fast; names resolve on first use.
+_LAZY = {
+    "Workspace": "trainyard.core.workspace",
+    "Experiment": "trainyard.core.experiment",
+    "Run": "trainyard.core.run",
+    "ScriptRunConfig": "trainyard.core.script_run_config",
+    "ScriptRun": "trainyard.core.script_run",
+    "Environment": "trainyard.core.environment",
+    "ComputeTarget": "trainyard.core.compute",
+    "RunConfiguration": "trainyard.core.runconfig",
+}
+
+__all__ = sorted(["VERSION", *_LAZY])
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'trainyard.core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,271 @@
+"""One exception hierarchy for everything trainyard raises.
+
+Every public error derives from :class:`TrainyardError`. Each class carries a stable ``code`` (used on
+the wire by the server and mapped back to the same class by the REST client) and the HTTP status the
+server answers with. The Azure ML SDK v1 names that user code catches are kept::
+
+    TrainyardError                         code             http
+    ├── UserErrorException                 USER_ERROR        400
+    │   ├── ValidationError                INVALID_VALUE     400
+    │   │   ├── MetricValueError           INVALID_METRIC    400
+    │   │   ├── InvalidNameError           INVALID_NAME      400
+    │   │   └── PathSafetyError            UNSAFE_PATH       400
+    │   ├── ConfigError                    BAD_CONFIG        400
+    │   ├── WorkspaceException             WORKSPACE_ERROR   400
+    │   ├── SnapshotException              SNAPSHOT_ERROR    400
+    │   ├── HyperDriveConfigException      HYPERDRIVE_CONFIG 400
+    │   ├── RunEnvironmentException        RUN_ENVIRONMENT   400
+    │   ├── ImmutablePropertyError         IMMUTABLE         409
+    │   ├── RunFinishedError               RUN_FINISHED      409
+    │   ├── AlreadyExistsError             ALREADY_EXISTS    409
+    │   └── ModelPathNotFoundException     MODEL_PATH        404
+    ├── NotFoundError                      NOT_FOUND         404
+    │   ├── WorkspaceNotFound              WORKSPACE_NOT_FOUND
+    │   ├── ExperimentNotFound             EXPERIMENT_NOT_FOUND
+    │   ├── RunNotFound                    RUN_NOT_FOUND
+    │   ├── ArtifactNotFound               ARTIFACT_NOT_FOUND
+    │   ├── EnvironmentNotFound            ENVIRONMENT_NOT_FOUND
+    │   └── ModelNotFoundException         MODEL_NOT_FOUND
+    ├── InvalidStatusTransition            BAD_TRANSITION    409
+    ├── ComputeTargetException             COMPUTE_TARGET    400
+    ├── ExperimentExecutionException       EXECUTION         500
+    │   ├── ActivityFailedException        ACTIVITY_FAILED   500
+    │   └── EnvironmentBuildError          ENV_BUILD         500
+    ├── WebserviceException                WEBSERVICE        400
+    ├── StoreError                         STORE_ERROR       503
+    └── MissingExtraError                  MISSING_EXTRA     501
+
+Example::
+
+    from trainyard.exceptions import RunNotFound, TrainyardError
+    try:
+        Run(experiment, "nope")
+    except RunNotFound as err:
+        print(err.code)   # RUN_NOT_FOUND
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TrainyardError(Exception):
+    """Root of every error trainyard raises on purpose.
+
+    ``message`` says what went wrong and what to do next; ``details`` holds structured context that
+    scripts (and the REST layer) can read without parsing the text.
+    """
+
+    code: ClassVar[str] = "TRAINYARD_ERROR"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str = "", **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """Wire form: ``{"code", "message", "details"}``."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    @staticmethod
+    def from_dict(payload: dict[str, Any]) -> TrainyardError:
+        """Rebuild the most specific known class from its wire form."""
+        cls = _BY_CODE.get(str(payload.get("code")), TrainyardError)
+        return cls(str(payload.get("message", "")), **dict(payload.get("details") or {}))
+
+
+class UserErrorException(TrainyardError):
+    """The caller asked for something that cannot be done as asked (v1 name)."""
+
+    code = "USER_ERROR"
+    http_status = 400
+
+
+class ValidationError(UserErrorException):
+    """An argument has the wrong type or value."""
+
+    code = "INVALID_VALUE"
+
+
+class MetricValueError(ValidationError):
+    """A metric name or value that cannot be logged; the message names the metric and the type."""
+
+    code = "INVALID_METRIC"
+
+
+class InvalidNameError(ValidationError):
+    """A name (experiment, model, service, environment …) that breaks its naming rule."""
+
+    code = "INVALID_NAME"
+
+
+class PathSafetyError(ValidationError):
+    """A user-supplied path that could escape its folder (``..``, absolute, encoded traversal …)."""
+
+    code = "UNSAFE_PATH"
+
+
+class ConfigError(UserErrorException):
+    """A configuration file is missing, unreadable or malformed; the message names the file."""
+
+    code = "BAD_CONFIG"
+
+
+class WorkspaceException(UserErrorException):
+    """A workspace cannot be created or opened as asked."""
+
+    code = "WORKSPACE_ERROR"
+
+
+class SnapshotException(UserErrorException):
+    """The source directory cannot be snapshotted (too big, too many files, unreadable)."""
+
+    code = "SNAPSHOT_ERROR"
+
+
+class HyperDriveConfigException(UserErrorException):
+    """A HyperDrive configuration breaks one of v1's validation rules."""
+
+    code = "HYPERDRIVE_CONFIG"
+
+
+class RunEnvironmentException(UserErrorException):
+    """``Run.get_context(allow_offline=False)`` outside a submitted run, or a broken run environment."""
+
+    code = "RUN_ENVIRONMENT"
+
+
+class ImmutablePropertyError(UserErrorException):
+    """Properties are add-only: an existing key cannot change."""
+
+    code = "IMMUTABLE"
+    http_status = 409
+
+
+class RunFinishedError(UserErrorException):
+    """The run has already reached a terminal status and takes no more metrics or files."""
+
+    code = "RUN_FINISHED"
+    http_status = 409
+
+
+class AlreadyExistsError(UserErrorException):
+    """Something with that name or id already exists."""
+
+    code = "ALREADY_EXISTS"
+    http_status = 409
+
+
+class ModelPathNotFoundException(UserErrorException):
+    """``register_model`` was given a path that matches none of the run's files (v1 name)."""
+
+    code = "MODEL_PATH"
+    http_status = 404
+
+
+class NotFoundError(TrainyardError):
+    """Something looked up by name or id does not exist."""
+
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class WorkspaceNotFound(NotFoundError):
+    code = "WORKSPACE_NOT_FOUND"
+
+
+class ExperimentNotFound(NotFoundError):
+    code = "EXPERIMENT_NOT_FOUND"
+
+
+class RunNotFound(NotFoundError):
+    code = "RUN_NOT_FOUND"
+
+
+class ArtifactNotFound(NotFoundError):
+    code = "ARTIFACT_NOT_FOUND"
+
+
+class EnvironmentNotFound(NotFoundError):
+    code = "ENVIRONMENT_NOT_FOUND"
+
+
+class ModelNotFoundException(NotFoundError):
+    """No registered model matches (v1 name)."""
+
+    code = "MODEL_NOT_FOUND"
+
+
+class InvalidStatusTransition(TrainyardError):
+    """A run status change that the lifecycle does not allow (e.g. Completed → Running)."""
+
+    code = "BAD_TRANSITION"
+    http_status = 409
+
+
+class ComputeTargetException(TrainyardError):
+    """A compute target is missing, misconfigured or cannot run what was asked (v1 name)."""
+
+    code = "COMPUTE_TARGET"
+    http_status = 400
+
+
+class ExperimentExecutionException(TrainyardError):
+    """Running an experiment failed (v1 name)."""
+
+    code = "EXECUTION"
+
+
+class ActivityFailedException(ExperimentExecutionException):
+    """Raised by ``wait_for_completion`` when the run ended Failed (v1 name)."""
+
+    code = "ACTIVITY_FAILED"
+
+    def __init__(self, message: str = "", error_details: Any = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.error_details = error_details
+
+
+class EnvironmentBuildError(ExperimentExecutionException):
+    """An environment could not be built; the message carries the resolver's output."""
+
+    code = "ENV_BUILD"
+
+
+class WebserviceException(TrainyardError):
+    """A web service cannot be deployed, found, called or deleted as asked (v1 name)."""
+
+    code = "WEBSERVICE"
+    http_status = 400
+
+
+class StoreError(TrainyardError):
+    """The metadata store failed in a way a retry may fix (database down, locked for too long)."""
+
+    code = "STORE_ERROR"
+    http_status = 503
+
+
+class MissingExtraError(TrainyardError):
+    """An optional dependency is not installed; the message gives the ``pip install`` to run."""
+
+    code = "MISSING_EXTRA"
+    http_status = 501
+
+
+def _all_subclasses(cls: type[TrainyardError]) -> list[type[TrainyardError]]:
+    out: list[type[TrainyardError]] = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+_BY_CODE: dict[str, type[TrainyardError]] = {
+    c.code: c for c in [TrainyardError, *_all_subclasses(TrainyardError)]
+}
+
+__all__ = sorted(
+    [c.__name__ for c in [TrainyardError, *_all_subclasses(TrainyardError)]]
+)
