@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs the full test suite in its own virtual environment (.venv-test), created from scratch if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_venv.sh
+ensure_venv .venv-test dev
+export TRAINYARD_TEST_POSTGRES_URL="${TRAINYARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+exec .venv-test/bin/python -m pytest -n 2 -p no:cacheprovider "$@"
