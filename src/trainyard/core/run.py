@@ -81,6 +81,8 @@ class Run(RunMetricsMixin, RunFilesMixin):
 
     @classmethod
     def _from_info(cls, experiment: Experiment, info: RunInfo, **kw: Any) -> Run:
+        if info.run_type not in Run._type_registry:
+            _load_run_types()
         klass = Run._type_registry.get(info.run_type, cls)
         run = klass.__new__(klass)
         run._init(experiment, info, **kw)
@@ -466,6 +468,15 @@ class Run(RunMetricsMixin, RunFilesMixin):
             self.cancel()
         else:
             self.fail(error_details=f"{exc_type.__name__}: {exc}")
+
+
+def _load_run_types() -> None:
+    import contextlib
+    import importlib
+
+    for mod in ("trainyard.core.script_run", "trainyard.train.hyperdrive.run"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(mod)
 
 
 def _user() -> str:

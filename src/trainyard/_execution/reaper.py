@@ -1,0 +1,76 @@
+"""Liveness: find runs whose owner stopped heartbeating and end them Failed, with a reason.
+
+A supervisor heartbeats every ``heartbeat_seconds``. If a non-terminal run's last heartbeat (or its
+creation, before the first one) is older than ``heartbeat_timeout``, its supervisor is gone (kill -9,
+machine reboot): the run is marked Failed and, when it was on this host, its script's process group
+is killed so nothing keeps running unowned. Called by queued supervisors, by ``wait_for_completion``
+and ``get_status`` of script runs, and by the CLI — no run stays Running forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from trainyard._execution.lifecycle import TERMINAL, RunStatus
+from trainyard.exceptions import InvalidStatusTransition
+
+if TYPE_CHECKING:
+    from trainyard._store.base import TrackingStore
+
+#: Run types owned by a heartbeating process (interactive runs belong to the user's process).
+SUPERVISED_TYPES = ("azureml.scriptrun", "hyperdrive")
+_WATCHED = [s.value for s in RunStatus if s not in TERMINAL and s != RunStatus.NOT_STARTED]
+
+
+def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> list[str]:
+    """Mark stale supervised runs Failed; returns their ids."""
+    now = time.time()
+    reaped: list[str] = []
+    cursor: str | None = None
+    while True:
+        infos, cursor = store.list_runs(
+            workspace_id=workspace_id,
+            statuses=_WATCHED,
+            include_children=True,
+            limit=200,
+            cursor=cursor,
+        )
+        for info in infos:
+            if info.run_type not in SUPERVISED_TYPES:
+                continue
+            last = info.heartbeat_at or info.created_at
+            if now - last <= timeout:
+                continue
+            _kill_orphan(info.runtime)
+            age = now - last
+            try:
+                store.update_run_status(
+                    info.run_id,
+                    RunStatus.FAILED.value,
+                    error={
+                        "code": "SupervisorLost",
+                        "message": f"The run's supervisor process stopped responding (no heartbeat for "
+                        f"{age:.0f} s; it was killed or its machine went down). Resubmit the run.",
+                        "stage": info.status,
+                    },
+                    reason="supervisor heartbeat lost",
+                    only_from=[info.status],
+                )
+                reaped.append(info.run_id)
+            except InvalidStatusTransition:
+                pass
+        if cursor is None:
+            return reaped
+
+
+def _kill_orphan(runtime: dict[str, object]) -> None:
+    pgid = runtime.get("script_pgid")
+    if not isinstance(pgid, int) or runtime.get("host") != socket.gethostname():
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)

@@ -1,0 +1,241 @@
+"""Where a run's files live while it executes, how the script is launched, and how files are synced.
+
+Per run, under the workspace folder::
+
+    runs/<run_id>/live/user_logs/std_log.txt            the script's stdout+stderr, appended live
+    runs/<run_id>/live/system_logs/supervisor.txt       the supervisor's own steps
+    runs/<run_id>/live/system_logs/environment_build.txt the environment build (uv) output
+    runs/<run_id>/wd/                                   the working copy (deleted at the end)
+
+Live logs are read by offset while the run executes and uploaded into the run's files (v1 names
+``user_logs/std_log.txt``, ``system_logs/…``, ``logs/…``, ``outputs/…``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainyard.settings import RUN_ENV_VARS
+
+if TYPE_CHECKING:
+    from trainyard._store.artifacts import ArtifactStore
+    from trainyard._store.entities import RunInfo
+    from trainyard.core.workspace import Workspace
+
+STD_LOG = "user_logs/std_log.txt"
+SUPERVISOR_LOG = "system_logs/supervisor.txt"
+BUILD_LOG = "system_logs/environment_build.txt"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Local paths of one run's execution files."""
+
+    home: Path
+    run_id: str
+
+    @property
+    def root(self) -> Path:
+        return self.home / "runs" / self.run_id
+
+    @property
+    def live(self) -> Path:
+        return self.root / "live"
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / "wd"
+
+    @property
+    def std_log(self) -> Path:
+        p = self.live / STD_LOG
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def supervisor_log(self) -> Path:
+        p = self.live / SUPERVISOR_LOG
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def build_log(self) -> Path:
+        p = self.live / BUILD_LOG
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def live_file(self, name: str) -> Path:
+        return self.live / name
+
+
+def build_argv(python: str, definition: dict[str, Any], workdir: Path) -> list[str]:
+    """The script's argv: ``python script args…`` or the configured command."""
+    command = definition.get("command")
+    if command:
+        if isinstance(command, str):
+            return ["/bin/sh", "-c", command]
+        return [str(c) for c in command]
+    return [
+        python,
+        "-u",
+        str(definition["script"]),
+        *[str(a) for a in definition.get("arguments", [])],
+    ]
+
+
+def script_env(
+    ws: Workspace, info: RunInfo, definition: dict[str, Any], python: str, extra: dict[str, str]
+) -> dict[str, str]:
+    """The script's environment: inherited minus interpreter overrides, plus run variables."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+    }
+    for key in list(env):
+        if key.startswith(("TRAINYARD_RUN", "AZUREML_")):
+            env.pop(key)
+    prefix = Path(python).parent.parent
+    if (prefix / "pyvenv.cfg").exists():
+        env["VIRTUAL_ENV"] = str(prefix)
+        env["PATH"] = f"{prefix / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    values = {
+        "TRAINYARD_RUN_ID": info.run_id,
+        "TRAINYARD_EXPERIMENT_NAME": info.experiment_name,
+        "TRAINYARD_WORKSPACE_NAME": ws.name,
+        "TRAINYARD_WORKSPACE_PATH": str(ws.path),
+        "TRAINYARD_TRACKING_URI": ws.tracking_uri,
+        "TRAINYARD_SUBSCRIPTION_ID": ws.subscription_id,
+        "TRAINYARD_RESOURCE_GROUP": ws.resource_group,
+    }
+    for key, value in values.items():
+        env[key] = value
+        for alias in RUN_ENV_VARS.get(key, ()):
+            env[alias] = value
+    env["AZUREML_EXPERIMENT_ID"] = str(info.experiment_id)
+    env["AZUREML_WORKSPACE_ID"] = ws._id
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    env.update({str(k): str(v) for k, v in (definition.get("environmentVariables") or {}).items()})
+    return env
+
+
+def upload_tree(store: ArtifactStore, run_id: str, folder: Path, prefix: str) -> list[str]:
+    """Upload every regular file under ``folder`` as ``<prefix>/<relative path>``."""
+    names: list[str] = []
+    root = folder.resolve()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            full = Path(dirpath) / fname
+            if full.is_symlink() and not full.resolve().is_relative_to(root):
+                continue
+            if not full.is_file():
+                continue
+            rel = f"{prefix}/{full.relative_to(folder).as_posix()}"
+            store.write_file(f"runs/{run_id}/{rel}", full)
+            names.append(rel)
+    return names
+
+
+def upload_live_logs(store: ArtifactStore, run_id: str, paths: RunPaths) -> None:
+    """Copy the live log files into the run's files."""
+    for name in (STD_LOG, SUPERVISOR_LOG, BUILD_LOG):
+        p = paths.live_file(name)
+        if p.is_file():
+            store.write_file(f"runs/{run_id}/{name}", p)
+
+
+class LogSyncer:
+    """Uploads ``./logs`` and the user log while the run executes, only what changed."""
+
+    def __init__(self, store: ArtifactStore, run_id: str, paths: RunPaths, workdir: Path) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._paths = paths
+        self._wd = workdir
+        self._seen: dict[Path, tuple[float, int]] = {}
+
+    def _maybe(self, path: Path, name: str) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        key = (st.st_mtime, st.st_size)
+        if self._seen.get(path) == key:
+            return
+        self._store.write_file(f"runs/{self._run_id}/{name}", path)
+        self._seen[path] = key
+
+    def sync(self) -> None:
+        self._maybe(self._paths.live_file(STD_LOG), STD_LOG)
+        logs = self._wd / "logs"
+        if logs.is_dir():
+            for dirpath, _, filenames in os.walk(logs):
+                for fname in filenames:
+                    full = Path(dirpath) / fname
+                    if full.is_file() and not full.is_symlink():
+                        self._maybe(full, f"logs/{full.relative_to(logs).as_posix()}")
+
+
+_TB = re.compile(rb"Traceback \(most recent call last\):")
+
+
+def failure_details(rc: int, std_log: Path, max_lines: int = 40) -> dict[str, Any]:
+    """Error dict for a script that exited non-zero: message, exit code and traceback tail."""
+    tail = b""
+    try:
+        with open(std_log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            tail = fh.read()
+    except OSError:
+        pass
+    matches = list(_TB.finditer(tail))
+    tb_text = ""
+    message = ""
+    if matches:
+        tb_text = tail[matches[-1].start() :].decode("utf-8", "replace")
+        lines = [ln for ln in tb_text.strip().splitlines() if ln.strip()]
+        tb_text = "\n".join(lines[-max_lines:])
+        message = lines[-1] if lines else ""
+    if rc < 0:
+        try:
+            signame = signal.Signals(-rc).name
+        except ValueError:
+            signame = str(-rc)
+        message = message or f"The script was killed by signal {signame}."
+    if not message:
+        last = [ln for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
+        message = f"The script exited with code {rc}." + (
+            f" Last output: {last[-1][:500]}" if last else ""
+        )
+    details: dict[str, Any] = {
+        "code": "UserError",
+        "message": message,
+        "exitCode": rc,
+        "stage": "Running",
+    }
+    if tb_text:
+        details["traceback"] = tb_text
+    return details
+
+
+def supervisor_command(workspace_home: Path, run_id: str) -> list[str]:
+    """How to start a supervisor with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "trainyard._execution.supervisor",
+        "--workspace",
+        str(workspace_home),
+        "--run-id",
+        run_id,
+    ]

@@ -1,0 +1,195 @@
+"""``experiment.submit(ScriptRunConfig)``: validate everything, then store, snapshot and hand off.
+
+Nothing is stored until every check passed: a missing source directory or script, an argument of
+the wrong type, an unknown compute target or an environment that does not parse raises a typed
+error and leaves no run row and no snapshot behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainyard._execution.lifecycle import RunStatus
+from trainyard.core.runconfig import distribution_to_dict
+from trainyard.exceptions import (
+    ComputeTargetException,
+    UserErrorException,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from trainyard.core.compute.target import ComputeTarget
+    from trainyard.core.experiment import Experiment
+    from trainyard.core.script_run import ScriptRun
+    from trainyard.core.script_run_config import ScriptRunConfig
+
+_ARG_TYPES = (str, int, float, bool)
+
+
+def normalize_arguments(arguments: list[Any], context: dict[str, Any] | None = None) -> list[str]:
+    """argv strings: numbers and booleans stringified; dataset placeholders kept as tokens."""
+    out: list[str] = []
+    for i, arg in enumerate(arguments):
+        to_arg = getattr(arg, "_to_run_argument", None)
+        if callable(to_arg):
+            out.append(str(to_arg(context)))
+        elif isinstance(arg, _ARG_TYPES):
+            out.append(str(arg))
+        else:
+            raise ValidationError(
+                f"Argument {i} ({arg!r}) is a {type(arg).__name__}; arguments must be strings, numbers, "
+                "booleans or dataset placeholders (dataset.as_mount()).",
+                index=i,
+                type=type(arg).__name__,
+            )
+    return out
+
+
+def _validate_source(config: ScriptRunConfig) -> tuple[Path, str | None]:
+    if config.source_directory is None:
+        raise UserErrorException("ScriptRunConfig needs a source_directory.")
+    src = Path(config.source_directory).expanduser()
+    if not src.is_dir():
+        raise UserErrorException(
+            f"source_directory {str(src)!r} does not exist or is not a folder.",
+            source_directory=str(src),
+        )
+    if config.command:
+        if config.script:
+            raise UserErrorException("Give either script (+ arguments) or command, not both.")
+        return src.resolve(), None
+    if not config.script:
+        raise UserErrorException("ScriptRunConfig needs a script (or a command) to run.")
+    script = Path(config.script)
+    if script.is_absolute() or ".." in script.parts:
+        raise UserErrorException(
+            f"script {config.script!r} must be a path relative to the source directory.",
+            script=config.script,
+        )
+    if not (src / script).is_file():
+        raise UserErrorException(
+            f"Script {config.script!r} not found in source directory {str(src)!r}.",
+            script=config.script,
+        )
+    return src.resolve(), script.as_posix()
+
+
+def _validate_target(config: ScriptRunConfig, target: ComputeTarget, ranks: int) -> None:
+    if config.docker_runtime_config is not None and config.docker_runtime_config.use_docker:
+        raise ComputeTargetException(
+            "DockerConfiguration(use_docker=True) needs a container engine, and this machine has none. "
+            "Use a uv-built Environment (the default) instead."
+        )
+    if getattr(config, "_needs_gpu", False) and target.gpu_count == 0:
+        raise ComputeTargetException(
+            f"use_gpu=True, but compute target {target.name!r} has no GPUs. Submit to a target with "
+            "GPUs or set use_gpu=False.",
+            target=target.name,
+        )
+    if ranks > 1:
+        raise ComputeTargetException(
+            f"This job needs {ranks} processes (node_count × process_count_per_node), but compute target "
+            f"{target.name!r} runs single-process jobs only; a cluster target (Ray) is needed for "
+            "distributed training. Use node_count=1, process_count_per_node=1.",
+            target=target.name,
+        )
+
+
+def _environment_dict(config: ScriptRunConfig) -> dict[str, Any]:
+    env = config.environment
+    if env is None:
+        return {}
+    validate = getattr(env, "validate", None)
+    to_dict = getattr(env, "to_dict", None)
+    if not callable(validate) or not callable(to_dict):
+        raise ValidationError(
+            f"environment must be a trainyard Environment, not {type(env).__name__}."
+        )
+    validate()
+    out: dict[str, Any] = to_dict()
+    return out
+
+
+def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
+    """Validate the config and return the run definition (``get_details()['runDefinition']``)."""
+    src, script = _validate_source(config)
+    arguments = normalize_arguments(list(config.arguments or []))
+    dist = distribution_to_dict(config.distributed_job_config)
+    env_dict = _environment_dict(config)
+    limit = config.max_run_duration_seconds
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise ValidationError(
+            f"max_run_duration_seconds must be a positive integer or None, not {limit!r}."
+        )
+    definition: dict[str, Any] = {
+        "script": script,
+        "command": config.command,
+        "arguments": arguments,
+        "sourceDirectory": str(src),
+        "environment": env_dict,
+        "nodeCount": (dist or {}).get("node_count", 1),
+        "distribution": dist,
+        "framework": "Python",
+        "communicator": "None" if dist is None else str(dist.get("type")),
+        "maxRunDurationSeconds": limit,
+        "environmentVariables": dict(config.environment_variables),
+    }
+    if config._framework:
+        definition["frameworkInfo"] = dict(config._framework)
+    return definition
+
+
+def submit_script_run(
+    experiment: Experiment,
+    config: ScriptRunConfig,
+    tags: dict[str, str],
+    *,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    properties: dict[str, str] | None = None,
+    **_: Any,
+) -> ScriptRun:
+    """Validate, snapshot, create the run Queued, start its supervisor; returns at once."""
+    from trainyard._execution.backends.local import backend_for
+    from trainyard._execution.snapshot import SnapshotStore, scan_source
+    from trainyard.core.compute.target import resolve_target
+    from trainyard.core.run import SCRIPT_RUN_TYPE, Run
+    from trainyard.core.script_run import ScriptRun
+
+    ws = experiment.workspace
+    target = resolve_target(ws, config.compute_target)
+    definition = build_definition(config)
+    dist = definition.get("distribution") or {}
+    ranks = (
+        int(dist.get("process_count_per_node", 1)) * int(dist.get("node_count", 1))
+        if dist.get("type") == "mpi"
+        else int(dist.get("process_count", dist.get("worker_count", 1)) or 1)
+    )
+    _validate_target(config, target, ranks)
+    settings = ws._settings
+    plan = scan_source(
+        Path(definition["sourceDirectory"]),
+        max_bytes=settings.snapshot_max_bytes,
+        max_files=None if settings.snapshot_no_file_limit else settings.snapshot_max_files,
+    )
+    snapshots = SnapshotStore(ws.path / "snapshots")
+    snap = snapshots.take(plan)
+    definition["target"] = target.name
+    props = {"ContentSnapshotId": snap.id, **(properties or {})}
+    run = Run._create(
+        experiment,
+        run_id=run_id,
+        run_type=SCRIPT_RUN_TYPE,
+        status=RunStatus.NOT_STARTED.value,
+        parent_run_id=parent_run_id,
+        target=target.name,
+        definition=definition,
+        tags=tags,
+        properties=props,
+    )
+    ws._store.update_run(run.id, snapshot_id=snap.id)
+    ws._store.update_run_status(run.id, RunStatus.QUEUED.value)
+    backend_for(ws, target.type).submit(run.id)
+    script_run = ScriptRun(experiment, run.id)
+    return script_run

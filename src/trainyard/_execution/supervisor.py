@@ -1,0 +1,314 @@
+"""The per-run supervisor: a detached process that owns one run from Queued to its terminal status.
+
+``python -m trainyard._execution.supervisor --workspace HOME --run-id ID``
+
+Queued (waits for a slot, FIFO) → Preparing (environment built or reused; its log is
+``system_logs/environment_build.txt``) → Running (the script in a fresh working copy of the snapshot,
+``./outputs`` and ``./logs`` created, stdout+stderr to ``user_logs/std_log.txt``, ``./logs`` synced) →
+Finalizing (``./outputs`` uploaded) → Completed | Failed (exit code, message, traceback tail) |
+Canceled (``run.cancel()`` or ``max_run_duration_seconds``: SIGTERM to the script's process group,
+SIGKILL after a grace period). It heartbeats throughout; see :mod:`trainyard._execution.reaper`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from trainyard._execution import runfiles
+from trainyard._execution.lifecycle import RunStatus
+from trainyard._execution.slots import slot_dir, try_acquire
+from trainyard.exceptions import InvalidStatusTransition, TrainyardError
+
+_TICK = 0.1
+
+
+class _Canceled(Exception):
+    """The run was cancelled (by the user or a time limit) before or while it ran."""
+
+    def __init__(self, reason: str, error: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+class Supervisor:
+    """Owns one run. Construct in the supervisor process only."""
+
+    def __init__(self, workspace_home: Path, run_id: str) -> None:
+        from trainyard.core.workspace import Workspace
+
+        self.ws = Workspace._from_home(workspace_home)
+        self.store = self.ws._store
+        self.settings = self.ws._settings
+        self.run_id = run_id
+        self.info = self.store.get_run(run_id)
+        self.definition: dict[str, Any] = self.info.definition
+        self.paths = runfiles.RunPaths(self.ws.path, run_id)
+        self.paths.live.mkdir(parents=True, exist_ok=True)
+        self.syslog: IO[str] = open(self.paths.supervisor_log, "a", buffering=1)  # noqa: SIM115
+        self._last_beat = 0.0
+        self._cancel_signal = False
+
+    # -- small helpers ------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        self.syslog.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+
+    def beat(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self._last_beat >= self.settings.heartbeat_seconds:
+            self.store.heartbeat(self.run_id)
+            self._last_beat = now
+
+    def status(self) -> str:
+        return self.store.get_run(self.run_id).status
+
+    def move(self, status: RunStatus, **kw: Any) -> None:
+        """Change status; a concurrent cancel turns into :class:`_Canceled`."""
+        try:
+            self.store.update_run_status(self.run_id, status.value, **kw)
+        except InvalidStatusTransition:
+            current = self.status()
+            if current == RunStatus.CANCEL_REQUESTED.value:
+                raise _Canceled("Canceled by user request.") from None
+            raise
+        self.log(f"status -> {status.value}")
+
+    def check_cancel(self) -> None:
+        if self._cancel_signal or self.status() == RunStatus.CANCEL_REQUESTED.value:
+            raise _Canceled("Canceled by user request.")
+
+    # -- stages -------------------------------------------------------------------------------
+    def wait_for_slot(self) -> Any:
+        """Queued: FIFO among this target's queued runs, then a free slot."""
+        from trainyard._execution.reaper import reap_stale_runs
+        from trainyard.core.compute.target import ComputeTarget
+
+        target = ComputeTarget(self.ws, self.info.target or "local")
+        sdir = slot_dir(self.ws.path, target.name)
+        last_reap = 0.0
+        while True:
+            self.beat()
+            self.check_cancel()
+            if time.time() - last_reap > self.settings.heartbeat_timeout / 2:
+                reap_stale_runs(self.store, self.ws._id, self.settings.heartbeat_timeout)
+                last_reap = time.time()
+            if self._is_head(target.name):
+                slot = try_acquire(sdir, target.max_concurrent_runs)
+                if slot is not None:
+                    self.log(f"acquired slot {slot.index} of {target.name}")
+                    return slot
+            time.sleep(_TICK)
+
+    def _is_head(self, target: str) -> bool:
+        queued, _ = self.store.list_runs(
+            workspace_id=self.ws._id,
+            statuses=[RunStatus.QUEUED.value],
+            include_children=True,
+            limit=1000,
+        )
+        mine = sorted(
+            (r for r in queued if (r.target or "local") == target),
+            key=lambda r: (r.created_at, r.number),
+        )
+        return not mine or mine[0].run_id == self.run_id
+
+    def prepare(self) -> tuple[str, dict[str, str]]:
+        """Preparing: build or reuse the environment; returns (python, extra env)."""
+        from trainyard._execution.prepare import prepare_environment
+
+        started = time.monotonic()
+        with open(self.paths.build_log, "a", buffering=1) as blog:
+            prepared = prepare_environment(
+                self.definition.get("environment") or {},
+                self.settings,
+                blog.write,
+                heartbeat=self.beat,
+            )
+        seconds = time.monotonic() - started
+        self.store.update_run(
+            self.run_id,
+            runtime={
+                "environment_hash": prepared.spec_hash,
+                "environment_cached": prepared.cached,
+                "prepare_seconds": round(seconds, 3),
+                "python": prepared.python,
+                "resolved_packages": prepared.resolved,
+            },
+        )
+        self.log(
+            f"environment ready in {seconds:.2f}s (cached={prepared.cached}) python={prepared.python}"
+        )
+        return prepared.python, prepared.env
+
+    def run_script(self, python: str, env_extra: dict[str, str]) -> int:
+        """Running: start the script in its own process group, supervise it, return its exit code."""
+        wd = self.paths.workdir
+        from trainyard._execution.snapshot import SnapshotStore
+
+        if wd.exists():
+            shutil.rmtree(wd)
+        SnapshotStore(self.ws.path / "snapshots").restore(str(self.info.snapshot_id), wd)
+        (wd / "outputs").mkdir(exist_ok=True)
+        (wd / "logs").mkdir(exist_ok=True)
+        argv = runfiles.build_argv(python, self.definition, wd)
+        env = runfiles.script_env(self.ws, self.info, self.definition, python, env_extra)
+        limit = self.definition.get("maxRunDurationSeconds")
+        self.log(f"starting: {argv}")
+        self.move(RunStatus.RUNNING)
+        with open(self.paths.std_log, "ab", buffering=0) as out:
+            proc = subprocess.Popen(
+                argv,
+                cwd=wd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        self.store.update_run(
+            self.run_id,
+            runtime={"script_pid": proc.pid, "script_pgid": proc.pid, "host": socket.gethostname()},
+        )
+        started = time.monotonic()
+        syncer = runfiles.LogSyncer(self.ws._artifacts, self.run_id, self.paths, wd)
+        next_sync = 0.0
+        while True:
+            try:
+                rc = proc.wait(timeout=_TICK)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            self.beat()
+            if time.monotonic() >= next_sync:
+                syncer.sync()
+                next_sync = time.monotonic() + 2.0
+            cancel: _Canceled | None = None
+            try:
+                self.check_cancel()
+            except _Canceled as c:
+                cancel = c
+            if cancel is None and limit and time.monotonic() - started > float(limit):
+                msg = f"The run exceeded max_run_duration_seconds={limit} and was canceled."
+                cancel = _Canceled(msg, {"code": "MaxRunDurationExceeded", "message": msg})
+            if cancel is not None:
+                self._terminate(proc)
+                syncer.sync()
+                raise cancel
+        syncer.sync()
+        return rc
+
+    def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
+        self.log(f"SIGTERM to process group {proc.pid}")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.cancel_grace_seconds
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            self.beat()
+            time.sleep(_TICK)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group too
+        proc.wait()
+
+    def finalize(self, upload_outputs: bool) -> None:
+        """Upload outputs (if asked) and the final logs."""
+        wd = self.paths.workdir
+        if upload_outputs and (wd / "outputs").is_dir():
+            runfiles.upload_tree(self.ws._artifacts, self.run_id, wd / "outputs", "outputs")
+        if (wd / "logs").is_dir():
+            runfiles.upload_tree(self.ws._artifacts, self.run_id, wd / "logs", "logs")
+        runfiles.upload_live_logs(self.ws._artifacts, self.run_id, self.paths)
+
+    # -- main ---------------------------------------------------------------------------------
+    def main(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.beat(force=True)
+        slot = None
+        stage = "Queued"
+        try:
+            slot = self.wait_for_slot()
+            stage = "Preparing"
+            self.move(RunStatus.PREPARING)
+            python, env_extra = self.prepare()
+            self.check_cancel()
+            stage = "Running"
+            rc = self.run_script(python, env_extra)
+            stage = "Finalizing"
+            self.move(RunStatus.FINALIZING)
+            self.finalize(upload_outputs=True)
+            if rc == 0:
+                self.move(RunStatus.COMPLETED)
+            else:
+                self.move(
+                    RunStatus.FAILED,
+                    error=runfiles.failure_details(rc, self.paths.std_log),
+                    reason=f"exit code {rc}",
+                )
+            return 0
+        except _Canceled as c:
+            self.log(c.reason)
+            with contextlib.suppress(Exception):
+                self.finalize(upload_outputs=stage in ("Running", "Finalizing"))
+            with contextlib.suppress(InvalidStatusTransition):
+                if self.status() != RunStatus.CANCEL_REQUESTED.value:
+                    self.store.update_run_status(
+                        self.run_id, RunStatus.CANCEL_REQUESTED.value, reason=c.reason
+                    )
+                self.store.update_run_status(
+                    self.run_id, RunStatus.CANCELED.value, error=c.error, reason=c.reason
+                )
+            return 0
+        except (
+            Exception
+        ) as err:  # anything else fails the run with the reason, never leaves it hanging
+            tb = traceback.format_exc()
+            self.log(tb)
+            msg = err.message if isinstance(err, TrainyardError) else f"{type(err).__name__}: {err}"
+            code = (
+                getattr(err, "code", "SystemError")
+                if isinstance(err, TrainyardError)
+                else "SystemError"
+            )
+            with contextlib.suppress(Exception):
+                self.finalize(upload_outputs=False)
+            with contextlib.suppress(InvalidStatusTransition):
+                self.store.update_run_status(
+                    self.run_id,
+                    RunStatus.FAILED.value,
+                    error={"code": code, "message": msg, "stage": stage},
+                    reason=f"failed in {stage}",
+                )
+            return 1
+        finally:
+            if slot is not None:
+                slot.release()
+            with contextlib.suppress(Exception):
+                shutil.rmtree(self.paths.workdir, ignore_errors=True)
+            self.syslog.close()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._cancel_signal = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainyard-supervisor")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--run-id", required=True)
+    args = parser.parse_args(argv)
+    return Supervisor(Path(args.workspace), args.run_id).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

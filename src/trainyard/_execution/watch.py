@@ -1,0 +1,122 @@
+"""``wait_for_completion``: poll a run's status and stream its log from an offset (v1's algorithm).
+
+1. Print ``RunId:`` and ``Web View:``. 2. While the run is in the running set (or Finalizing when
+``wait_post_processing``), poll; the interval grows from ``polling_interval_min`` to ``…_max``.
+3. Stream the highest-priority log that exists (``user_logs/std_log.txt`` over the environment build
+log), printing ``Streaming <name>`` and a rule, then only new bytes; switch when a higher-priority
+log appears. 4. Print an ``Execution Summary``. 5. ``Failed`` raises ``ActivityFailedException``
+unless ``raise_on_error=False``. Ctrl-C stops the streaming, never the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+from trainyard._execution.lifecycle import RunStatus
+from trainyard._execution.runfiles import BUILD_LOG, STD_LOG
+from trainyard.exceptions import ActivityFailedException
+
+if TYPE_CHECKING:
+    from trainyard._execution.backends.base import ComputeBackend
+    from trainyard.core.run import Run
+
+#: Logs in priority order (v1 streams rank 0's user log; the build log shows while Preparing).
+LOG_PRIORITY = (STD_LOG, BUILD_LOG)
+
+
+def _interval(elapsed: float, lo: float, hi: float) -> float:
+    """Sigmoid from ``lo`` to ``hi`` over the first minute, as v1 grows its poll interval."""
+    return lo + (hi - lo) / (1 + math.exp(-(elapsed - 30.0) / 6.0))
+
+
+def wait_for_completion(
+    run: Run,
+    backend: ComputeBackend,
+    *,
+    show_output: bool = False,
+    wait_post_processing: bool = False,
+    raise_on_error: bool = True,
+    out: IO[str] | None = None,
+) -> dict[str, Any]:
+    """Block until the run is terminal (streaming its log if asked) and return its details."""
+    stream = out or sys.stdout
+    settings = run._settings
+    started = time.monotonic()
+    if show_output:
+        stream.write(f"RunId: {run.id}\nWeb View: {run._web_view()}\n\n")
+        stream.flush()
+    current: str | None = None
+    offset = 0
+    try:
+        while True:
+            status = RunStatus.parse(run._poll_status())
+            if show_output:
+                current, offset = _stream_once(run, backend, stream, current, offset)
+            done = status.is_terminal() or (status == RunStatus.FINALIZING and not wait_post_processing)
+            if done:
+                break
+            lo, hi = settings.polling_interval_min, settings.polling_interval_max
+            time.sleep(_interval(time.monotonic() - started, lo, hi) if not show_output else lo)
+        if show_output:
+            _stream_once(run, backend, stream, current, offset)
+    except KeyboardInterrupt:
+        stream.write(
+            f"\nStopped watching run {run.id}; it keeps running. Follow it again with "
+            f"run.wait_for_completion(show_output=True) or `trainyard runs logs {run.id} -f`.\n"
+        )
+        stream.flush()
+        raise
+    details = run.get_details()
+    if show_output:
+        stream.write("\nExecution Summary\n=================\n")
+        stream.write(f"RunId: {run.id}\nWeb View: {run._web_view()}\n")
+        for w in details.get("warnings") or []:
+            stream.write(f"Warning: {w}\n")
+        stream.write("\n")
+        stream.flush()
+    if details["status"] == RunStatus.FAILED.value:
+        error = details.get("error") or {}
+        if raise_on_error:
+            raise ActivityFailedException(
+                f"Run {run.id} failed: {error.get('message', 'unknown error')}",
+                error_details=json.dumps(error, indent=2),
+                run_id=run.id,
+            )
+        if show_output:
+            stream.write(f"Run {run.id} failed: {json.dumps(error, indent=2)}\n")
+    return details
+
+
+def _stream_once(
+    run: Run, backend: ComputeBackend, stream: IO[str], current: str | None, offset: int
+) -> tuple[str | None, int]:
+    names = backend.log_names(run.id)
+    best = next((n for n in LOG_PRIORITY if n in names), None)
+    if best is not None and best != current:
+        if current is not None and current in names:
+            _drain(run, backend, stream, current, offset)  # finish the lower-priority log first
+        current, offset = best, 0
+        stream.write(f"Streaming {best}\n{'=' * (10 + len(best))}\n\n")
+    if current is not None:
+        offset = _drain(run, backend, stream, current, offset)
+    return current, offset
+
+
+def _drain(run: Run, backend: ComputeBackend, stream: IO[str], name: str, offset: int) -> int:
+    while True:
+        chunk = backend.read_log(run.id, name, offset)
+        if not chunk:
+            return offset
+        # Print whole lines only, so a line being written is shown once, complete.
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:
+            if len(chunk) < (1 << 20):
+                return offset
+            cut = len(chunk)
+        stream.write(chunk[:cut].decode("utf-8", "replace"))
+        stream.flush()
+        offset += cut
