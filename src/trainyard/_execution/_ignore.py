@@ -328,7 +328,7 @@ def _size_error(
     source: Path, files: list[PlannedFile], total: int, max_bytes: int
 ) -> SnapshotException:
     biggest = sorted(files, key=lambda f: (-f.size, f.relpath))[:_OFFENDERS]
-    width = max(len(f.relpath) for f in biggest)
+    width = max((len(f.relpath) for f in biggest), default=0)
     lines = "\n".join(f"  {f.relpath:<{width}}  {_human(f.size):>10}" for f in biggest)
     message = (
         f"While attempting to take snapshot of {source}\n"
@@ -352,7 +352,7 @@ def _count_error(source: Path, files: list[PlannedFile], max_files: int) -> Snap
     per_folder = Counter(f.relpath.rpartition("/")[0] + "/" for f in files)
     top = sorted(per_folder.items(), key=lambda kv: (-kv[1], kv[0]))[:_OFFENDERS]
     shown = [("./" if folder == "/" else folder, n) for folder, n in top]
-    width = max(len(folder) for folder, _ in shown)
+    width = max((len(folder) for folder, _ in shown), default=0)
     lines = "\n".join(f"  {folder:<{width}}  {n:>7,} files" for folder, n in shown)
     message = (
         f"While attempting to take snapshot of {source}\n"

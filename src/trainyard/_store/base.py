@@ -25,6 +25,7 @@ from typing import Any
 from trainyard._store.entities import (
     ExperimentInfo,
     MetricChunk,
+    ModelInfo,
     NewRun,
     RunInfo,
     StatusEvent,
@@ -187,6 +188,38 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def delete_compute_target(self, workspace_id: str, name: str) -> None:
         """Remove a target; missing raises ``NotFoundError``."""
+
+    # -- model registry -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_model(self, model: ModelInfo) -> ModelInfo:
+        """Insert the next version of ``model.name`` (``model.version`` ignored); race-safe."""
+
+    @abc.abstractmethod
+    def get_model(self, workspace_id: str, name: str, version: int | None = None) -> ModelInfo:
+        """Latest version by default; raises ``ModelNotFoundException``."""
+
+    @abc.abstractmethod
+    def list_models(
+        self, workspace_id: str, name: str | None = None, run_id: str | None = None, latest: bool = False
+    ) -> list[ModelInfo]:
+        """By name, newest version first; ``latest`` keeps one per name."""
+
+    @abc.abstractmethod
+    def update_model(
+        self,
+        workspace_id: str,
+        name: str,
+        version: int,
+        *,
+        tags: Mapping[str, str] | None = None,
+        description: str | None = None,
+        add_properties: Mapping[str, str] | None = None,
+    ) -> ModelInfo:
+        """Replace tags / description; add properties (add-only, ``ImmutablePropertyError``)."""
+
+    @abc.abstractmethod
+    def delete_model(self, workspace_id: str, name: str, version: int) -> ModelInfo:
+        """Remove one version (its number is never reused); returns what was deleted."""
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -129,3 +129,24 @@ class MetricPoint:
     step: int
     timestamp: float
     value: Any
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model version. Files live under ``storage_prefix`` in the artifact store;
+    ``model_root`` is the registered file or folder name and ``files`` the paths below the prefix."""
+
+    workspace_id: str
+    name: str
+    version: int
+    description: str | None
+    tags: dict[str, str]
+    properties: dict[str, str]
+    run_id: str | None
+    experiment_name: str | None
+    framework: str | None
+    framework_version: str | None
+    created_at: float
+    storage_prefix: str
+    model_root: str
+    files: tuple[str, ...]

@@ -21,6 +21,9 @@ _LAZY = {
     "Environment": "trainyard.core.environment",
     "ComputeTarget": "trainyard.core.compute",
     "RunConfiguration": "trainyard.core.runconfig",
+    "Model": "trainyard.core.model",
+    "Dataset": "trainyard.core.dataset",
+    "Datastore": "trainyard.core.datastore",
 }
 
 __all__ = sorted(["VERSION", *_LAZY])

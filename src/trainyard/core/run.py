@@ -370,6 +370,34 @@ class Run(RunMetricsMixin, RunFilesMixin):
             if cursor is None:
                 return
 
+    # -- models -------------------------------------------------------------------------------
+    def register_model(
+        self,
+        model_name: str,
+        model_path: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        model_framework: str | None = None,
+        model_framework_version: str | None = None,
+        description: str | None = None,
+        datasets: Any = None,
+        sample_input_dataset: Any = None,
+        sample_output_dataset: Any = None,
+        resource_configuration: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Register the run's file or folder ``model_path`` (default ``model_name``) as a model.
+
+        The files are referenced, not copied. A path that matches nothing raises
+        ``ModelPathNotFoundException`` listing the run's files.
+        """
+        from trainyard.core.model import Model
+
+        self.flush()
+        return Model._register_from_run(
+            self, model_name, model_path, tags, properties, model_framework, model_framework_version, description
+        )
+
     # -- status -------------------------------------------------------------------------------
     def get_status(self) -> str:
         """The v1 status string (``Running``, ``Completed`` …)."""

@@ -131,3 +131,24 @@ compute_targets = Table(
     Column("config", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+models = Table(
+    "ty_models",
+    metadata,
+    Column("workspace_id", String(36), ForeignKey("ty_workspaces.id"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False),
+    Column("properties", Text, nullable=False),
+    Column("run_id", String(255), nullable=True),
+    Column("experiment_name", String(255), nullable=True),
+    Column("framework", String(64), nullable=True),
+    Column("framework_version", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("storage_prefix", Text, nullable=False),
+    Column("model_root", Text, nullable=False),
+    Column("files", Text, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Index("ix_models_run", "run_id"),
+)

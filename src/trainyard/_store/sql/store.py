@@ -24,6 +24,7 @@ from trainyard._store.entities import (
     WorkspaceInfo,
 )
 from trainyard._store.sql import schema as s
+from trainyard._store.sql._models import SqlModelsMixin
 from trainyard._store.sql.engine import ensure_schema, get_engine, run_in_transaction
 from trainyard.exceptions import (
     AlreadyExistsError,
@@ -48,7 +49,7 @@ def _loads(raw: str | None, default: Any = None) -> Any:
     return default if raw is None else json.loads(raw)
 
 
-class SqlTrackingStore(TrackingStore):
+class SqlTrackingStore(SqlModelsMixin, TrackingStore):
     """Tracking store on any SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
 
     Example::
@@ -68,10 +69,15 @@ class SqlTrackingStore(TrackingStore):
         return run_in_transaction(self.engine, fn, write=write)
 
     @staticmethod
-    def _run_pk(conn: Connection, run_id: str) -> tuple[int, str, float | None]:
-        row = conn.execute(
-            select(s.runs.c.pk, s.runs.c.status, s.runs.c.end_time).where(s.runs.c.run_id == run_id)
-        ).first()
+    def _run_pk(
+        conn: Connection, run_id: str, *, lock: bool = False
+    ) -> tuple[int, str, float | None]:
+        q = select(s.runs.c.pk, s.runs.c.status, s.runs.c.end_time).where(s.runs.c.run_id == run_id)
+        if lock:
+            # PostgreSQL: serialise read-check-write changes of one run (status compare-and-set,
+            # add-only properties, tag replacement). SQLite already serialises writers.
+            q = q.with_for_update()
+        row = conn.execute(q).first()
         if row is None:
             raise RunNotFound(
                 f"No run with id {run_id!r} in this workspace. List runs with "
@@ -363,7 +369,7 @@ class SqlTrackingStore(TrackingStore):
         new = RunStatus.parse(status)
 
         def tx(conn: Connection) -> None:
-            pk, current, _ = self._run_pk(conn, run_id)
+            pk, current, _ = self._run_pk(conn, run_id, lock=True)
             if only_from is not None and current not in {RunStatus.parse(x).value for x in only_from}:
                 return
             if current == new.value:
@@ -396,7 +402,7 @@ class SqlTrackingStore(TrackingStore):
             raise ValueError(f"update_run cannot change {sorted(unknown)}")
 
         def tx(conn: Connection) -> None:
-            pk, _, _ = self._run_pk(conn, run_id)
+            pk, _, _ = self._run_pk(conn, run_id, lock=True)
             values = dict(fields)
             if "definition" in values:
                 values["definition"] = _dumps(values["definition"])
@@ -436,7 +442,7 @@ class SqlTrackingStore(TrackingStore):
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         def tx(conn: Connection) -> None:
-            pk, _, _ = self._run_pk(conn, run_id)
+            pk, _, _ = self._run_pk(conn, run_id, lock=True)
             if not tags:
                 return
             conn.execute(
@@ -450,7 +456,7 @@ class SqlTrackingStore(TrackingStore):
 
     def remove_tags(self, run_id: str, keys: Sequence[str]) -> None:
         def tx(conn: Connection) -> None:
-            pk, _, _ = self._run_pk(conn, run_id)
+            pk, _, _ = self._run_pk(conn, run_id, lock=True)
             conn.execute(
                 delete(s.run_tags).where(s.run_tags.c.run_pk == pk, s.run_tags.c.key.in_(list(keys)))
             )
@@ -459,7 +465,7 @@ class SqlTrackingStore(TrackingStore):
 
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
         def tx(conn: Connection) -> None:
-            pk, _, _ = self._run_pk(conn, run_id)
+            pk, _, _ = self._run_pk(conn, run_id, lock=True)
             existing = {
                 r.key: r.value
                 for r in conn.execute(
