@@ -37,8 +37,8 @@ def prepare_environment(
     environment = Environment.from_dict(env_def) if env_def else _default_environment()
     spec = EnvSpec.from_environment(environment)
 
-    def sink(text: str) -> None:
-        log(text)
+    def sink(line: str) -> None:
+        log(line if line.endswith("\n") else line + "\n")
         if heartbeat is not None:
             heartbeat()
 

@@ -1,0 +1,1 @@
+"""Training APIs (v1: ``azureml.train``): estimators, deep-learning estimators, HyperDrive."""
