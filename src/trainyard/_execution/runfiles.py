@@ -74,19 +74,32 @@ class RunPaths:
         return self.live / name
 
 
+def materialize_datasets(definition: dict[str, Any], workdir: Path) -> dict[str, str]:
+    """Put each dataset argument's files in the working folder; token → local folder path."""
+    from trainyard.core.dataset import materialize
+
+    out: dict[str, str] = {}
+    for token, spec in (definition.get("datasets") or {}).items():
+        rel = spec.get("path_on_compute") or f"datasets/{token.lstrip('$')[-16:]}"
+        folder = workdir / rel
+        materialize(spec["files"], folder, spec.get("mode", "mount"))
+        out[token] = str(folder)
+    return out
+
+
 def build_argv(python: str, definition: dict[str, Any], workdir: Path) -> list[str]:
-    """The script's argv: ``python script args…`` or the configured command."""
+    """The script's argv: ``python script args…`` or the configured command; dataset tokens are
+    replaced by the folders their files were materialised in."""
+    paths = materialize_datasets(definition, workdir)
     command = definition.get("command")
     if command:
         if isinstance(command, str):
+            for token, path in paths.items():
+                command = command.replace(token, path)
             return ["/bin/sh", "-c", command]
-        return [str(c) for c in command]
-    return [
-        python,
-        "-u",
-        str(definition["script"]),
-        *[str(a) for a in definition.get("arguments", [])],
-    ]
+        return [paths.get(str(c), str(c)) for c in command]
+    args = [paths.get(str(a), str(a)) for a in definition.get("arguments", [])]
+    return [python, "-u", str(definition["script"]), *args]
 
 
 def script_env(

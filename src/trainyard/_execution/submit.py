@@ -114,7 +114,8 @@ def _environment_dict(config: ScriptRunConfig) -> dict[str, Any]:
 def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
     """Validate the config and return the run definition (``get_details()['runDefinition']``)."""
     src, script = _validate_source(config)
-    arguments = normalize_arguments(list(config.arguments or []))
+    context: dict[str, Any] = {}
+    arguments = normalize_arguments(list(config.arguments or []), context)
     dist = distribution_to_dict(config.distributed_job_config)
     env_dict = _environment_dict(config)
     limit = config.max_run_duration_seconds
@@ -134,6 +135,7 @@ def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
         "communicator": "None" if dist is None else str(dist.get("type")),
         "maxRunDurationSeconds": limit,
         "environmentVariables": dict(config.environment_variables),
+        "datasets": context.get("datasets", {}),
     }
     if config._framework:
         definition["frameworkInfo"] = dict(config._framework)

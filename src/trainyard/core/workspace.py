@@ -348,6 +348,21 @@ class Workspace:
 
         return dict(Environment.list(self))
 
+    def get_default_datastore(self) -> Any:
+        """The workspace's default datastore (``workspaceblobstore``)."""
+        from trainyard.core.datastore import Datastore
+
+        return Datastore.get_default(self)
+
+    @property
+    def datastores(self) -> dict[str, Any]:
+        """name → datastore (the default one, plus any that hold files)."""
+        from trainyard.core.datastore import DEFAULT_DATASTORE, Datastore
+
+        names = {DEFAULT_DATASTORE}
+        names.update(k.split("/")[1] for k in self._artifacts.list("datastores") if k.count("/") >= 2)
+        return {n: Datastore(self, n) for n in sorted(names)}
+
     @property
     def models(self) -> dict[str, Any]:
         """name → latest registered model (empty until models are registered)."""
