@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from trainyard._execution.environments.spec import (
+    EnvSpec,
+    TrainyardRuntime,
+    conda_to_pip,
+    current_python_version,
+    python_version_matches,
+    spec_hash,
+)
+from trainyard.core.conda_dependencies import CondaDependencies
+from trainyard.core.environment import Environment
+from trainyard.exceptions import ValidationError
+
+RUNTIME = TrainyardRuntime(
+    version="9.9.9", package_dir="/x/trainyard", requirements=("sqlalchemy==2.0.0",)
+)
+
+
+def spec(*reqs: str, **kw: object) -> EnvSpec:
+    return EnvSpec.from_requirements(list(reqs), gpu=False, **kw)  # type: ignore[arg-type]
+
+
+def h(s: EnvSpec, runtime: TrainyardRuntime = RUNTIME) -> str:
+    return spec_hash(s, runtime)
+
+
+# ---------------------------------------------------------------------- hashing
+def test_hash_is_order_and_spelling_insensitive() -> None:
+    a = spec("six==1.16.0", "numpy<2", "typing_extensions")
+    b = spec("Typing.Extensions", "NumPy<2", "six==1.16.0")
+    assert a == b
+    assert h(a) == h(b)
+
+
+def test_hash_ignores_environment_names_versions_files_and_variables(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("six==1.16.0\nnumpy<2\n")
+    (tmp_path / "other-name.txt").write_text("numpy<2\nsix==1.16.0\n")
+    one = Environment.from_pip_requirements("first", tmp_path / "a.txt")
+    two = Environment.from_pip_requirements("second", tmp_path / "other-name.txt")
+    two.version = "12"
+    two.environment_variables["X"] = "1"
+    two.docker.base_image = "something/else"
+    s1 = EnvSpec.from_environment(one, gpu=False)
+    s2 = EnvSpec.from_environment(two, gpu=False)
+    assert h(s1) == h(s2)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ("six==1.17.0", "numpy<2"),  # re-pin
+        ("six==1.16.0",),  # remove
+        ("six==1.16.0", "numpy<2", "pytest"),  # add
+        ("six==1.16.0", "numpy<2,>=1.24"),  # tighten
+        ("six[extra]==1.16.0", "numpy<2"),  # extras
+    ],
+)
+def test_any_package_change_changes_the_hash(changed: tuple[str, ...]) -> None:
+    assert h(spec("six==1.16.0", "numpy<2")) != h(spec(*changed))
+
+
+def test_python_version_and_index_options_change_the_hash() -> None:
+    base = spec("six")
+    assert h(base) != h(spec("six", python_version="3.12"))
+    assert h(base) != h(spec("six", pip_options=["--index-url https://idx.invalid/simple"]))
+
+
+def test_runtime_is_part_of_the_hash() -> None:
+    s = spec("six")
+    assert h(s) != h(s, replace(RUNTIME, version="9.9.10"))
+    assert h(s) != h(s, replace(RUNTIME, requirements=("sqlalchemy==2.0.1",)))
+    assert h(s) != h(s, replace(RUNTIME, package_dir="/elsewhere/trainyard"))
+
+
+def test_notices_do_not_count() -> None:
+    assert h(spec("six", "azureml-defaults")) == h(spec("six"))
+
+
+def test_user_managed_hash_depends_only_on_interpreter() -> None:
+    a = spec("six", user_managed=True)
+    b = spec("numpy", user_managed=True)
+    assert h(a) == h(b)
+    assert h(a) != h(spec("six", user_managed=True, interpreter_path="/usr/bin/python3"))
+
+
+def test_to_dict_round_trip() -> None:
+    s = spec("six==1.16.0", "setuptools<74", pip_options=["-f /opt/wheels"])
+    assert EnvSpec.from_dict(s.to_dict()) == s
+
+
+# ---------------------------------------------------------------------- normalisation
+def test_duplicates_merge() -> None:
+    s = spec("numpy", "numpy<2", "numpy>=1.24", "requests[socks]", "requests[security]")
+    assert s.requirements == ("numpy<2,>=1.24", "requests[security,socks]")
+
+
+def test_build_constraints_hold_upper_pins_only() -> None:
+    s = spec(
+        "chainer==7.8.1",
+        "setuptools<74",
+        "numpy>=1.24,<2",
+        "six",
+        "foo>=1",
+        "bar<=3; python_version>'3'",
+    )
+    assert s.build_constraints == (
+        'bar<=3; python_version > "3"',
+        "chainer==7.8.1",
+        "numpy<2",
+        "setuptools<74",
+    )
+
+
+@pytest.mark.parametrize("bad", ["not a requirement!!", "numpy>>1", "git+https://github.com/x/y"])
+def test_bad_requirements_name_themselves(bad: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        spec(bad)
+    assert bad in str(info.value)
+
+
+def test_runtime_packages_are_dropped_with_notices() -> None:
+    s = spec("azureml-defaults>=1.0.45", "azureml-opendatasets", "AzureML_Core", "trainyard", "six")
+    assert s.requirements == ("six",)
+    assert len(s.notices) == 4
+    assert all("trainyard runtime" in n for n in s.notices)
+
+
+def test_gpu_wheels_skipped_only_without_gpu() -> None:
+    cpu = EnvSpec.from_requirements(["cupy-cuda111==9.0", "cupy", "six"], gpu=False)
+    assert cpu.requirements == ("six",)
+    assert any("no GPU" in n for n in cpu.notices)
+    gpu = EnvSpec.from_requirements(["cupy-cuda111==9.0", "six"], gpu=True)
+    assert gpu.requirements == ("cupy-cuda111==9.0", "six")
+
+
+def test_python_version_rules() -> None:
+    assert spec("six").python_version == current_python_version()
+    assert spec("six", python_version="3.12").python_version == "3.12"
+    old = spec("six", python_version="3.8.12")
+    assert old.python_version == current_python_version()
+    assert any("python=3.8.12" in n for n in old.notices)
+    with pytest.raises(ValidationError):
+        spec("six", python_version="three")
+
+
+def test_python_from_conda_list() -> None:
+    assert spec(conda_packages=["python=3.12.1"]).python_version == "3.12.1"
+    assert spec(conda_packages=["conda-forge::python==3.12"]).python_version == "3.12"
+    assert spec(conda_packages=["python>=3.9"]).python_version == current_python_version()
+    with pytest.raises(ValidationError):
+        spec(conda_packages=["python<3.0"])
+
+
+@pytest.mark.parametrize(
+    ("conda", "pip"),
+    [
+        ("numpy", "numpy"),
+        ("numpy=1.26", "numpy==1.26.*"),
+        ("numpy=1.26.4", "numpy==1.26.4"),
+        ("numpy=1.26.4=py311h64a7726_0", "numpy==1.26.4"),
+        ("numpy==1.26.4", "numpy==1.26.4"),
+        ("numpy 1.26.*", "numpy==1.26.*"),
+        ("scikit-learn>=1.3,<2", "scikit-learn>=1.3,<2"),
+        ("conda-forge::pandas", "pandas"),
+        ("pytorch=2.13.0", "torch==2.13.0"),
+        ("cudatoolkit=11.1", None),
+    ],
+)
+def test_conda_to_pip(conda: str, pip: str | None) -> None:
+    assert conda_to_pip(conda) == pip
+
+
+@pytest.mark.parametrize(
+    "conda", ["mkl", "libgcc-ng=11.2", "conda-forge::openmpi", "numpy=1.2|1.3"]
+)
+def test_conda_only_packages_are_refused(conda: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        conda_to_pip(conda)
+    assert conda.split("::")[-1].split("=")[0] in str(info.value)
+
+
+def test_conda_mapping_in_spec_records_notices() -> None:
+    s = spec("six", conda_packages=["pip=20.2.4", "numpy=1.26", "cudatoolkit=11.1"])
+    assert s.requirements == ("numpy==1.26.*", "pip==20.2.4", "six")
+    assert any("cudatoolkit" in n for n in s.notices)
+
+
+def test_pip_options() -> None:
+    s = spec(
+        "six",
+        pip_options=[
+            "--index-url https://main.invalid/simple",
+            "--extra-index-url=https://a.invalid/simple",
+            "-f /opt/wheels",
+        ],
+    )
+    assert s.index_url == "https://main.invalid/simple"
+    assert s.extra_index_urls == ("https://a.invalid/simple",)
+    assert s.find_links == ("/opt/wheels",)
+    with pytest.raises(ValidationError, match="--pre"):
+        spec("six", pip_options=["--pre"])
+
+
+def test_from_environment_reads_the_v1_object() -> None:
+    env = Environment("x")
+    env.python.conda_dependencies = CondaDependencies.create(
+        pip_packages=["chainer==7.8.1", "azureml-defaults"],
+        conda_packages=["numpy=1.26.4"],
+        python_version="3.8.12",
+    )
+    s = EnvSpec.from_environment(env, gpu=False)
+    assert s.requirements == ("chainer==7.8.1", "numpy==1.26.4")
+    assert s.python_version == current_python_version()
+    env.python.user_managed_dependencies = True
+    env.python.interpreter_path = sys.executable
+    um = EnvSpec.from_environment(env, gpu=False)
+    assert um.user_managed and um.interpreter_path == sys.executable
+
+
+def test_runtime_requirements_yield_to_user_pins() -> None:
+    rt = TrainyardRuntime("1", "/x", ("alembic==1.0", "sqlalchemy==2.0.0"))
+    assert rt.requirements_for(spec("SQLAlchemy==1.4.0")) == ("alembic==1.0",)
+    assert rt.requirements_for(spec("six")) == ("alembic==1.0", "sqlalchemy==2.0.0")
+
+
+def test_current_runtime_pins_installed_versions() -> None:
+    from importlib.metadata import version
+
+    import trainyard
+
+    rt = TrainyardRuntime.current()
+    assert rt.version == trainyard.__version__
+    assert Path(rt.package_dir) == Path(trainyard.__file__).resolve().parent
+    assert f"sqlalchemy=={version('sqlalchemy')}" in rt.requirements
+
+
+@pytest.mark.parametrize(
+    ("requested", "actual", "ok"),
+    [
+        ("3.11", "3.11.7", True),
+        ("3.11.7", "3.11.7", True),
+        ("3.11.4", "3.11.7", False),
+        ("3.1", "3.11.7", False),
+    ],
+)
+def test_python_version_matches(requested: str, actual: str, ok: bool) -> None:
+    assert python_version_matches(requested, actual) is ok
