@@ -221,6 +221,30 @@ class TrackingStore(abc.ABC):
     def delete_model(self, workspace_id: str, name: str, version: int) -> ModelInfo:
         """Remove one version (its number is never reused); returns what was deleted."""
 
+    # -- web services -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_webservice(self, workspace_id: str, name: str, state: str, data: Mapping[str, Any]) -> None:
+        """Insert a service record; ``AlreadyExistsError`` if the name is taken."""
+
+    @abc.abstractmethod
+    def get_webservice(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
+        """(state, data); ``WebserviceException`` if missing."""
+
+    @abc.abstractmethod
+    def list_webservices(self, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """name → (state, data)."""
+
+    @abc.abstractmethod
+    def update_webservice(
+        self, workspace_id: str, name: str, *, state: str | None = None,
+        data: Mapping[str, Any] | None = None, only_from: tuple[str, ...] | None = None,
+    ) -> bool:
+        """Merge data / set state (compare-and-set with ``only_from``); whether it changed."""
+
+    @abc.abstractmethod
+    def delete_webservice(self, workspace_id: str, name: str) -> None:
+        """Remove the record; ``WebserviceException`` if missing."""
+
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

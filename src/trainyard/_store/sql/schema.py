@@ -152,3 +152,14 @@ models = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Index("ix_models_run", "run_id"),
 )
+
+webservices = Table(
+    "ty_webservices",
+    metadata,
+    Column("workspace_id", String(36), ForeignKey("ty_workspaces.id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("state", String(32), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -25,6 +25,7 @@ from trainyard._store.entities import (
 )
 from trainyard._store.sql import schema as s
 from trainyard._store.sql._models import SqlModelsMixin
+from trainyard._store.sql._webservices import SqlWebservicesMixin
 from trainyard._store.sql.engine import ensure_schema, get_engine, run_in_transaction
 from trainyard.exceptions import (
     AlreadyExistsError,
@@ -49,7 +50,7 @@ def _loads(raw: str | None, default: Any = None) -> Any:
     return default if raw is None else json.loads(raw)
 
 
-class SqlTrackingStore(SqlModelsMixin, TrackingStore):
+class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, TrackingStore):
     """Tracking store on any SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
 
     Example::
@@ -197,8 +198,9 @@ class SqlTrackingStore(SqlModelsMixin, TrackingStore):
         now = time.time()
 
         def tx(conn: Connection) -> None:
+            exists = AlreadyExistsError(f"A run with id {new.run_id!r} already exists.")
             if conn.execute(select(s.runs.c.pk).where(s.runs.c.run_id == new.run_id)).first():
-                raise AlreadyExistsError(f"A run with id {new.run_id!r} already exists.")
+                raise exists
             conn.execute(
                 update(s.experiments)
                 .where(s.experiments.c.id == new.experiment_id)
@@ -206,26 +208,15 @@ class SqlTrackingStore(SqlModelsMixin, TrackingStore):
             )
             number = conn.execute(
                 select(s.experiments.c.run_counter).where(s.experiments.c.id == new.experiment_id)
-            ).scalar_one()
-            pk = conn.execute(
-                insert(s.runs).values(
-                    run_id=new.run_id,
-                    experiment_id=new.experiment_id,
-                    number=number,
-                    run_type=new.run_type,
-                    status=status,
-                    parent_run_id=new.parent_run_id,
-                    display_name=new.display_name,
-                    description=new.description,
-                    target=new.target,
-                    created_at=now,
-                    start_time=now if status == RunStatus.RUNNING.value else None,
-                    definition=_dumps(new.definition or {}),
-                    runtime=_dumps({}),
-                    snapshot_id=new.snapshot_id,
-                    submitted_by=new.submitted_by,
+            ).scalar_one_or_none()
+            if number is None:
+                raise ExperimentNotFound(
+                    f"No experiment with id {new.experiment_id}.", id=new.experiment_id
                 )
-            ).inserted_primary_key[0]
+            try:
+                pk = self._insert_run(conn, new, number, status, now)
+            except IntegrityError:
+                raise exists from None  # a concurrent create with the same id won
             conn.execute(insert(s.run_status_events).values(run_pk=pk, status=status, at=now))
             if new.tags:
                 conn.execute(
@@ -240,6 +231,29 @@ class SqlTrackingStore(SqlModelsMixin, TrackingStore):
 
         self._tx(tx)
         return self.get_run(new.run_id)
+
+    @staticmethod
+    def _insert_run(conn: Connection, new: NewRun, number: int, status: str, now: float) -> int:
+        pk = conn.execute(
+            insert(s.runs).values(
+                run_id=new.run_id,
+                experiment_id=new.experiment_id,
+                number=number,
+                run_type=new.run_type,
+                status=status,
+                parent_run_id=new.parent_run_id,
+                display_name=new.display_name,
+                description=new.description,
+                target=new.target,
+                created_at=now,
+                start_time=now if status == RunStatus.RUNNING.value else None,
+                definition=_dumps(new.definition or {}),
+                runtime=_dumps({}),
+                snapshot_id=new.snapshot_id,
+                submitted_by=new.submitted_by,
+            )
+        ).inserted_primary_key[0]
+        return int(pk)
 
     def _select_runs(self) -> Any:
         return select(s.runs, s.experiments.c.name.label("experiment_name"),
@@ -637,6 +651,12 @@ class SqlTrackingStore(SqlModelsMixin, TrackingStore):
                 )
             )
 
+        for _ in range(20):
+            try:
+                self._tx(tx)
+                return
+            except IntegrityError:
+                continue  # a concurrent put inserted the same name first (PostgreSQL); redo
         self._tx(tx)
 
     def get_compute_target(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
