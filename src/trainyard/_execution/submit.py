@@ -175,6 +175,17 @@ def submit_script_run(
         max_bytes=settings.snapshot_max_bytes,
         max_files=None if settings.snapshot_no_file_limit else settings.snapshot_max_files,
     )
+    script = definition.get("script")
+    if script and script not in {f.relpath for f in plan.files}:
+        # An ignore file or a symlink leading outside the folder kept it out of the snapshot: the
+        # run could only fail with "can't open file", so refuse it now.
+        raise UserErrorException(
+            f"Script {script!r} is excluded from the snapshot of {definition['sourceDirectory']!r} "
+            f"(an ignore file matches it, or it is a symlink to a file outside the folder). Remove "
+            "it from .trainyardignore/.amlignore/.gitignore or copy the file into the folder.",
+            script=script,
+            warnings=list(plan.warnings),
+        )
     snapshots = SnapshotStore(ws.path / "snapshots")
     snap = snapshots.take(plan)
     definition["target"] = target.name
@@ -190,7 +201,10 @@ def submit_script_run(
         tags=tags,
         properties=props,
     )
-    ws._store.update_run(run.id, snapshot_id=snap.id)
+    fields: dict[str, Any] = {"snapshot_id": snap.id}
+    if plan.warnings:  # what the snapshot skipped (outside symlinks …) shows in details["warnings"]
+        fields["runtime"] = {"warnings": [f"snapshot: {w}" for w in plan.warnings]}
+    ws._store.update_run(run.id, **fields)
     ws._store.update_run_status(run.id, RunStatus.QUEUED.value)
     backend_for(ws, target.type).submit(run.id)
     script_run = ScriptRun(experiment, run.id)

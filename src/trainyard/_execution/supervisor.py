@@ -229,6 +229,10 @@ class Supervisor:
             runfiles.upload_tree(self.ws._artifacts, self.run_id, wd / "outputs", "outputs")
         if (wd / "logs").is_dir():
             runfiles.upload_tree(self.ws._artifacts, self.run_id, wd / "logs", "logs")
+        if upload_outputs:
+            # v1's "The activity completed successfully. Finalizing run...": from here on the run's
+            # files are in place, so wait_for_completion (without wait_post_processing) may return.
+            self.store.update_run(self.run_id, runtime={"outputs_uploaded": True})
         runfiles.upload_live_logs(self.ws._artifacts, self.run_id, self.paths)
 
     # -- main ---------------------------------------------------------------------------------
@@ -246,16 +250,15 @@ class Supervisor:
             stage = "Running"
             rc = self.run_script(python, env_extra)
             stage = "Finalizing"
-            self.move(RunStatus.FINALIZING)
+            # A failure is recorded as the run enters Finalizing: a watcher that stops at
+            # Finalizing (wait_post_processing=False) must see it, not report success.
+            error = runfiles.failure_details(rc, self.paths.std_log) if rc != 0 else None
+            self.move(RunStatus.FINALIZING, error=error)
             self.finalize(upload_outputs=True)
-            if rc == 0:
+            if error is None:
                 self.move(RunStatus.COMPLETED)
             else:
-                self.move(
-                    RunStatus.FAILED,
-                    error=runfiles.failure_details(rc, self.paths.std_log),
-                    reason=f"exit code {rc}",
-                )
+                self.move(RunStatus.FAILED, error=error, reason=f"exit code {rc}")
             return 0
         except _Canceled as c:
             self.log(c.reason)

@@ -1,7 +1,8 @@
 """``wait_for_completion``: poll a run's status and stream its log from an offset (v1's algorithm).
 
-1. Print ``RunId:`` and ``Web View:``. 2. While the run is in the running set (or Finalizing when
-``wait_post_processing``), poll; the interval grows from ``polling_interval_min`` to ``…_max``.
+1. Print ``RunId:`` and ``Web View:``. 2. While the run is in the running set or Finalizing, poll;
+the interval grows from ``polling_interval_min`` to ``…_max``. Without ``wait_post_processing`` the
+wait ends in Finalizing once the outputs are uploaded (a failing run is always followed to Failed).
 3. Stream the highest-priority log that exists (``user_logs/std_log.txt`` over the environment build
 log), printing ``Streaming <name>`` and a rule, then only new bytes; switch when a higher-priority
 log appears. 4. Print an ``Execution Summary``. 5. ``Failed`` raises ``ActivityFailedException``
@@ -56,7 +57,16 @@ def wait_for_completion(
             status = RunStatus.parse(run._poll_status())
             if show_output:
                 current, offset = _stream_once(run, backend, stream, current, offset)
-            done = status.is_terminal() or (status == RunStatus.FINALIZING and not wait_post_processing)
+            # Stop during Finalizing only once the outputs are uploaded (v1 stops when Finalizing
+            # reports success); a failing run (its error is already recorded) is followed to Failed.
+            info = run._info
+            early = (
+                status == RunStatus.FINALIZING
+                and not wait_post_processing
+                and not info.error
+                and bool(info.runtime.get("outputs_uploaded"))
+            )
+            done = status.is_terminal() or early
             if done:
                 break
             lo, hi = settings.polling_interval_min, settings.polling_interval_max

@@ -179,7 +179,7 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def get_compute_target(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
-        """(type, config); raises ``NotFoundError``."""
+        """(type, config); raises ``ComputeTargetException`` (v1's error for a missing target)."""
 
     @abc.abstractmethod
     def list_compute_targets(self, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -187,7 +187,7 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_compute_target(self, workspace_id: str, name: str) -> None:
-        """Remove a target; missing raises ``NotFoundError``."""
+        """Remove a target; missing raises ``ComputeTargetException``."""
 
     # -- model registry -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -55,14 +55,24 @@ def numeric_chunk(
     )
 
 
+_ESCAPES = ("$float", "$dict")
+
+
 def _json_safe(value: Any) -> Any:
-    """JSON cannot hold NaN/inf portably: wrap them so they come back as floats."""
+    """JSON cannot hold NaN/inf portably: wrap them so they come back as floats.
+
+    A user dict that looks like a wrapper (one key, ``$float`` or ``$dict``) is itself wrapped in
+    ``{"$dict": …}`` so it comes back unchanged.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return {"$float": repr(value)}
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        out = {k: _json_safe(v) for k, v in value.items()}
+        if len(value) == 1 and next(iter(value)) in _ESCAPES:
+            return {"$dict": out}
+        return out
     return value
 
 
@@ -70,6 +80,8 @@ def _json_restore(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and "$float" in value:
             return float(value["$float"])
+        if len(value) == 1 and isinstance(value.get("$dict"), dict):
+            return {k: _json_restore(v) for k, v in value["$dict"].items()}
         return {k: _json_restore(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_json_restore(v) for v in value]

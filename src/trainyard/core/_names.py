@@ -15,7 +15,7 @@ MAX_METRIC_NAME = 255
 
 
 def _check(kind: str, pattern: re.Pattern[str], name: object, rule: str) -> str:
-    if not isinstance(name, str) or not pattern.match(name):
+    if not isinstance(name, str) or not pattern.fullmatch(name):
         raise InvalidNameError(f"Invalid {kind} name {name!r}: {rule}", name=str(name))
     return name
 

@@ -155,9 +155,24 @@ def _migration_lock(engine: Engine) -> Iterator[Connection | None]:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Bring the database to :data:`HEAD_REVISION` once, however many processes ask at once."""
+    """Bring the database to :data:`HEAD_REVISION` once, however many processes ask at once.
+
+    An unreachable database (or a SQLite path in a missing folder) raises ``StoreError``.
+    """
     if current_revision(engine) == HEAD_REVISION:
         return
+    try:
+        _migrate(engine)
+    except (OperationalError, DBAPIError, OSError) as err:
+        detail = err.orig if isinstance(err, DBAPIError) else err
+        raise StoreError(
+            f"Cannot open the metadata database: {detail}. Check that it is reachable (and, for "
+            "SQLite, that its folder exists and is writable), then retry.",
+            url=engine.url.render_as_string(hide_password=True),
+        ) from err
+
+
+def _migrate(engine: Engine) -> None:
     with _migration_lock(engine):
         if current_revision(engine) == HEAD_REVISION:
             return

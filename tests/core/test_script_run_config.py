@@ -1,0 +1,209 @@
+"""``ScriptRunConfig``: what it holds, and what ``submit`` refuses before anything is stored.
+
+Every refused submission must raise a typed error naming the problem and leave no run row, no
+snapshot manifest and no run folder behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainyard.core import Environment, Experiment, ScriptRunConfig, Workspace
+from trainyard.core.conda_dependencies import CondaDependencies
+from trainyard.core.runconfig import (
+    DockerConfiguration,
+    MpiConfiguration,
+    PyTorchConfiguration,
+    RunConfiguration,
+)
+from trainyard.exceptions import (
+    ComputeTargetException,
+    SnapshotException,
+    TrainyardError,
+    UserErrorException,
+    ValidationError,
+)
+from trainyard.testing.fixtures import unique_name
+
+
+@pytest.fixture
+def ws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Workspace:
+    monkeypatch.setenv("TRAINYARD_SNAPSHOT_MAX_FILES", "5")
+    return Workspace.create(unique_name("ws"), path=tmp_path / "ws")
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.py").write_text("print('hi')\n")
+    return folder
+
+
+def _state(ws: Workspace) -> tuple[int, list[str], bool]:
+    runs, _ = ws._store.list_runs(workspace_id=ws._id, include_children=True, limit=1000)
+    manifests = ws.path / "snapshots" / "manifests"
+    names = sorted(p.name for p in manifests.iterdir()) if manifests.is_dir() else []
+    return len(runs), names, (ws.path / "runs").is_dir() and any((ws.path / "runs").iterdir())
+
+
+@pytest.fixture
+def nothing_stored(ws: Workspace) -> Iterator[None]:
+    """Asserts the test's refused submissions stored nothing."""
+    before = _state(ws)
+    assert before == (0, [], False)
+    yield
+    assert _state(ws) == before
+
+
+def _bad_env() -> Environment:
+    env = Environment("bad-env")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["numpy>>=1.0 ~~"])
+    return env
+
+
+def _kwargs(case: str, src: Path, tmp_path: Path) -> dict[str, Any]:
+    base: dict[str, Any] = {"source_directory": src, "script": "train.py"}
+    if case == "missing-source":
+        return {**base, "source_directory": tmp_path / "nope"}
+    if case == "missing-script":
+        return {**base, "script": "nope.py"}
+    if case == "script-escapes":
+        (tmp_path / "outside.py").write_text("print('outside')\n")
+        return {**base, "script": "../outside.py"}
+    if case == "script-absolute":
+        return {**base, "script": str(src / "train.py")}
+    if case == "script-ignored":
+        (src / ".trainyardignore").write_text("*.py\n")
+        return base
+    if case == "script-symlink-outside":
+        (tmp_path / "outside.py").write_text("print('outside')\n")
+        (src / "link.py").symlink_to(tmp_path / "outside.py")
+        return {**base, "script": "link.py"}
+    if case == "no-script":
+        return {"source_directory": src}
+    if case == "script-and-command":
+        return {**base, "command": "echo hi"}
+    if case == "dict-argument":
+        return {**base, "arguments": ["--cfg", {"lr": 0.1}]}
+    if case == "list-argument":
+        return {**base, "arguments": [[1, 2]]}
+    if case == "object-argument":
+        return {**base, "arguments": [object()]}
+    if case == "unknown-target":
+        return {**base, "compute_target": "no-such-cluster"}
+    if case == "bad-environment":
+        return {**base, "environment": _bad_env()}
+    if case == "not-an-environment":
+        return {**base, "environment": {"name": "x"}}
+    if case == "docker":
+        return {**base, "docker_runtime_config": DockerConfiguration(use_docker=True)}
+    if case == "mpi-ranks":
+        return {**base, "distributed_job_config": MpiConfiguration(process_count_per_node=2)}
+    if case == "pytorch-ranks":
+        return {**base, "distributed_job_config": PyTorchConfiguration(process_count=2)}
+    if case == "bad-duration":
+        return {**base, "max_run_duration_seconds": 0}
+    if case == "snapshot-too-many-files":
+        for i in range(10):
+            (src / f"data_{i}.txt").write_text(str(i))
+        return base
+    raise AssertionError(case)
+
+
+CASES: list[tuple[str, type[TrainyardError], str]] = [
+    ("missing-source", UserErrorException, "does not exist"),
+    ("missing-script", UserErrorException, "nope.py"),
+    ("script-escapes", UserErrorException, "../outside.py"),
+    ("script-absolute", UserErrorException, "relative to the source directory"),
+    ("script-ignored", UserErrorException, "excluded from the snapshot"),
+    ("script-symlink-outside", UserErrorException, "excluded from the snapshot"),
+    ("no-script", UserErrorException, "needs a script"),
+    ("script-and-command", UserErrorException, "either script"),
+    ("dict-argument", ValidationError, "Argument 1"),
+    ("list-argument", ValidationError, "is a list"),
+    ("object-argument", ValidationError, "is a object"),
+    ("unknown-target", ComputeTargetException, "no-such-cluster"),
+    ("bad-environment", ValidationError, "numpy>>=1.0 ~~"),
+    ("not-an-environment", ValidationError, "must be a trainyard Environment"),
+    ("docker", ComputeTargetException, "use_docker=True"),
+    ("mpi-ranks", ComputeTargetException, "needs 2 processes"),
+    ("pytorch-ranks", ComputeTargetException, "needs 2 processes"),
+    ("bad-duration", ValidationError, "max_run_duration_seconds"),
+    ("snapshot-too-many-files", SnapshotException, "5"),
+]
+
+
+@pytest.mark.parametrize(("case", "error", "text"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.usefixtures("nothing_stored")
+def test_refused_submission_stores_nothing(
+    ws: Workspace, src: Path, tmp_path: Path, case: str, error: type[TrainyardError], text: str
+) -> None:
+    config = ScriptRunConfig(**_kwargs(case, src, tmp_path))
+    with pytest.raises(error) as info:
+        Experiment(ws, "refused").submit(config)
+    assert text in info.value.message
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_snapshot_limit_names_the_limit(ws: Workspace, src: Path) -> None:
+    for i in range(10):
+        (src / f"data_{i}.txt").write_text(str(i))
+    with pytest.raises(SnapshotException) as info:
+        Experiment(ws, "refused").submit(ScriptRunConfig(src, "train.py"))
+    assert ".trainyardignore" in info.value.message
+
+
+def test_snapshot_file_limit_can_be_lifted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, src: Path
+) -> None:
+    """``TRAINYARD_SNAPSHOT_NO_FILE_LIMIT`` lifts the cap (v1: ``AML_SNAPSHOT_NO_FILE_LIMIT``)."""
+    monkeypatch.setenv("TRAINYARD_SNAPSHOT_MAX_FILES", "5")
+    monkeypatch.setenv("AML_SNAPSHOT_NO_FILE_LIMIT", "true")
+    ws = Workspace.create(unique_name("ws"), path=tmp_path / "ws2")
+    for i in range(10):
+        (src / f"data_{i}.txt").write_text(str(i))
+    run = Experiment(ws, "lifted").submit(ScriptRunConfig(src, "train.py"))
+    assert run.properties["ContentSnapshotId"]
+    assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# the object itself (no submission)
+
+
+def test_defaults_follow_v1() -> None:
+    config = ScriptRunConfig("src", "train.py")
+    assert config.max_run_duration_seconds == 2_592_000
+    assert config.arguments == []
+    assert config.compute_target == "local"
+    assert config.target == "local"
+    assert config.command is None
+    assert config.environment is not None
+    assert config.environment.python.user_managed_dependencies is True
+    assert "train.py" in repr(config)
+
+
+def test_explicit_arguments_win_over_run_config() -> None:
+    env = Environment("explicit")
+    rc = RunConfiguration(script="from_rc.py", arguments=["--a", 1])
+    rc.target = "rc-target"
+    rc.environment_variables = {"K": "V"}
+    config = ScriptRunConfig(
+        "src", script="explicit.py", arguments=["--b", 2], run_config=rc,
+        compute_target="explicit-target", environment=env,
+    )
+    assert config.script == "explicit.py"
+    assert config.arguments == ["--b", 2]
+    assert config.compute_target == "explicit-target"
+    assert config.environment is env
+    assert config.environment_variables == {"K": "V"}
+
+    inherited = ScriptRunConfig("src", run_config=rc)
+    assert inherited.script == "from_rc.py"
+    assert inherited.arguments == ["--a", 1]
+    assert inherited.compute_target == "rc-target"

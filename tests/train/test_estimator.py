@@ -1,0 +1,312 @@
+"""Estimators (aml-reference §6): v1 signatures, ``script_params`` flattening, framework versions,
+package merging, ``environment_definition``, and the submit-time checks that store nothing.
+
+The submitting tests run a tiny script in a user-managed environment (this interpreter), so they
+take a second or two and need no framework installed; the framework's own environments are built
+in ``test_dnn_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainyard.core import Environment, Experiment, Workspace
+from trainyard.core.compute.target import resolve_target
+from trainyard.exceptions import ComputeTargetException, UserErrorException, ValidationError
+from trainyard.testing.fixtures import unique_name
+from trainyard.train.dnn import Chainer, PyTorch, TensorFlow
+from trainyard.train.estimator import Estimator, flatten_script_params, merge_packages
+
+V1_PARAMS = {"--epochs": 10, "--batchsize": 128, "--output_dir": "./outputs"}
+V1_ARGV = ["--epochs", "10", "--batchsize", "128", "--output_dir", "./outputs"]
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    """A source folder with a script that records its argv."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os, sys
+            os.makedirs("outputs", exist_ok=True)
+            with open("outputs/argv.json", "w") as f:
+                json.dump(sys.argv[1:], f)
+            print("ARGV", json.dumps(sys.argv[1:]))
+            """
+        )
+    )
+    return folder
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MIN", "0.05")
+    monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MAX", "0.2")
+    return Workspace.create(unique_name("ws"), path=tmp_path / "ws")
+
+
+def this_python() -> Environment:
+    """An environment that installs nothing and runs the script with this interpreter."""
+    env = Environment("this-python")
+    env.python.user_managed_dependencies = True
+    return env
+
+
+def nothing_stored(ws: Workspace, exp: Experiment) -> None:
+    assert list(exp.get_runs()) == []
+    assert ws._artifacts.list("runs") == []
+    snapshots = ws.path / "snapshots"
+    assert not snapshots.exists() or not any(p.is_file() for p in snapshots.rglob("*"))
+
+
+# ------------------------------------------------------------------------------ signatures
+
+
+def test_every_v1_keyword_is_accepted(src: Path) -> None:
+    est = Chainer(
+        source_directory=str(src),
+        compute_target="local",
+        vm_size=None,
+        vm_priority=None,
+        entry_script="train.py",
+        script_params=V1_PARAMS,
+        node_count=1,
+        process_count_per_node=1,
+        distributed_backend=None,
+        distributed_training=None,
+        use_gpu=False,
+        use_docker=True,
+        custom_docker_base_image=None,
+        custom_docker_image=None,
+        image_registry_details=None,
+        user_managed=False,
+        conda_packages=None,
+        pip_packages=["numpy", "pytest"],
+        conda_dependencies_file_path=None,
+        pip_requirements_file_path=None,
+        conda_dependencies_file=None,
+        pip_requirements_file=None,
+        environment_variables={"A": "1"},
+        environment_definition=None,
+        inputs=None,
+        source_directory_data_store=None,
+        shm_size=None,
+        resume_from=None,
+        max_run_duration_seconds=600,
+        framework_version="5.1.0",
+    )
+    cfg = est.run_config
+    assert cfg.script == "train.py"
+    assert cfg.arguments == V1_ARGV
+    assert cfg.max_run_duration_seconds == 600
+    assert cfg.environment_variables == {"A": "1"}
+    # TensorFlow adds its two parameters after process_count_per_node.
+    tf = TensorFlow(str(src), entry_script="train.py", worker_count=2, parameter_server_count=1)
+    assert (tf.worker_count, tf.parameter_server_count) == (2, 1)
+    # The generic Estimator takes the same signature.
+    assert Estimator(str(src), entry_script="train.py", script_params={"-x": 1}).run_config.arguments == ["-x", "1"]
+
+
+def test_entry_script_is_required(src: Path) -> None:
+    with pytest.raises(UserErrorException, match="entry_script"):
+        Chainer(str(src))
+
+
+# ------------------------------------------------------------------------------ script_params
+
+
+def test_script_params_flatten_in_insertion_order() -> None:
+    assert flatten_script_params(V1_PARAMS) == V1_ARGV
+    reordered = {"--output_dir": "./outputs", "--epochs": 10, "--batchsize": 128}
+    assert flatten_script_params(reordered) == ["--output_dir", "./outputs", "--epochs", "10", "--batchsize", "128"]
+
+
+def test_empty_value_is_a_bare_flag_and_scalars_are_stringified() -> None:
+    params = {"--flag": "", "--lr": 0.5, "--on": True, "--n": 0, "--name": "x y"}
+    assert flatten_script_params(params) == ["--flag", "--lr", "0.5", "--on", "True", "--n", "0", "--name", "x y"]
+    assert flatten_script_params(None) == []
+
+
+def test_script_params_of_an_unusable_type_are_rejected_at_construction(src: Path) -> None:
+    with pytest.raises(ValidationError, match=r"--layers.*list"):
+        Chainer(str(src), entry_script="train.py", script_params={"--layers": [1, 2]})
+
+
+def test_script_params_property_is_a_copy(src: Path) -> None:
+    est = Chainer(str(src), entry_script="train.py", script_params=V1_PARAMS)
+    est.script_params["--epochs"] = 99
+    assert est.run_config.arguments == V1_ARGV
+
+
+# ------------------------------------------------------------------------------ versions
+
+
+def test_supported_versions() -> None:
+    assert Chainer.get_supported_versions() == ["7.8.1"]
+    assert PyTorch.get_supported_versions() == ["2.13.0"]
+    assert TensorFlow.get_supported_versions() == ["2.21.0"]
+    assert Estimator.get_supported_versions() == []
+
+
+@pytest.mark.parametrize(
+    ("cls", "requested", "resolved"),
+    [
+        (Chainer, None, "7.8.1"),
+        (Chainer, "5.1.0", "7.8.1"),
+        (Chainer, "7.0.0", "7.8.1"),
+        (Chainer, "7.8.1", "7.8.1"),
+        (PyTorch, None, "2.13.0"),
+        (PyTorch, "1.6", "2.13.0"),
+        (PyTorch, "1.0", "2.13.0"),
+        (TensorFlow, "1.13", "2.21.0"),
+        (TensorFlow, "2.2", "2.21.0"),
+    ],
+)
+def test_v1_versions_map_to_installable_releases(
+    src: Path, cls: type[Estimator], requested: str | None, resolved: str
+) -> None:
+    est = cls(str(src), entry_script="train.py", framework_version=requested)
+    assert est.framework_version == resolved
+    info = est.run_config._framework
+    assert info["name"] == cls.__name__ and info["version"] == resolved
+    assert info["requested_version"] == requested
+
+
+@pytest.mark.parametrize(("cls", "version"), [(Chainer, "4.0.0"), (PyTorch, "0.4"), (TensorFlow, "3.0")])
+def test_unsupported_framework_version_is_a_clear_error(src: Path, cls: type[Estimator], version: str) -> None:
+    with pytest.raises(UserErrorException) as info:
+        cls(str(src), entry_script="train.py", framework_version=version)
+    message = str(info.value)
+    assert repr(version) in message and "not supported" in message
+    for supported in cls.get_supported_versions():
+        assert supported in message
+
+
+def test_framework_packages_are_the_pinned_ones(src: Path) -> None:
+    chainer = Chainer(str(src), entry_script="train.py").run_config.environment
+    assert chainer is not None
+    pins = chainer.python.conda_dependencies.pip_packages
+    assert "chainer==7.8.1" in pins and "numpy==1.26.4" in pins
+    assert not any(p.startswith("cupy") for p in pins)
+    torch = PyTorch(str(src), entry_script="train.py").run_config.environment
+    assert torch is not None
+    assert "torch==2.13.0" in torch.python.conda_dependencies.pip_packages
+
+
+# ------------------------------------------------------------------------------ environments
+
+
+def test_pip_packages_are_merged_and_the_users_win_by_name(src: Path) -> None:
+    est = Chainer(str(src), entry_script="train.py", pip_packages=["NumPy==1.26.3", "pytest"])
+    env = est.run_config.environment
+    assert env is not None
+    pins = env.python.conda_dependencies.pip_packages
+    assert "NumPy==1.26.3" in pins and "pytest" in pins
+    assert "numpy==1.26.4" not in pins
+    assert "chainer==7.8.1" in pins and "protobuf==3.20.3" in pins
+    assert sum(p.lower().startswith("numpy") for p in pins) == 1
+
+
+def test_merge_packages_normalises_names() -> None:
+    merged = merge_packages(["typing_extensions", "six==1.16", "a>=1"], ["typing-extensions==4.0", "b"])
+    assert merged == ["six==1.16", "a>=1", "typing-extensions==4.0", "b"]
+
+
+def test_pip_requirements_file_is_merged(src: Path, tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("protobuf==3.19.0\nrequests\n")
+    env = Chainer(str(src), entry_script="train.py", pip_requirements_file=str(req)).run_config.environment
+    assert env is not None
+    pins = env.python.conda_dependencies.pip_packages
+    assert "protobuf==3.19.0" in pins and "requests" in pins and "protobuf==3.20.3" not in pins
+
+
+def test_environment_definition_overrides_everything(src: Path) -> None:
+    mine = Environment("mine")
+    mine.python.conda_dependencies.add_pip_package("requests")
+    est = Chainer(str(src), entry_script="train.py", pip_packages=["pytest"], environment_definition=mine)
+    env = est.run_config.environment
+    assert env is mine
+    assert "pytest" not in env.python.conda_dependencies.pip_packages
+    assert not any(p.startswith("chainer") for p in env.python.conda_dependencies.pip_packages)
+
+
+def test_environment_variables_reach_the_environment(src: Path) -> None:
+    env = PyTorch(str(src), entry_script="train.py", environment_variables={"OMP_NUM_THREADS": "1"}).run_config.environment
+    assert env is not None and env.environment_variables == {"OMP_NUM_THREADS": "1"}
+
+
+# ------------------------------------------------------------------------------ submit
+
+
+def test_submit_records_arguments_and_the_framework_mapping(ws: Workspace, src: Path) -> None:
+    est = Chainer(
+        source_directory=str(src),
+        compute_target="local",
+        entry_script="train.py",
+        script_params={**V1_PARAMS, "--verbose": ""},
+        framework_version="5.1.0",
+        environment_definition=this_python(),
+    )
+    run = Experiment(ws, "est").submit(est)
+    run.wait_for_completion(show_output=False, wait_post_processing=True)
+    assert run.get_status() == "Completed"
+    definition: dict[str, Any] = run.get_details()["runDefinition"]
+    assert definition["arguments"] == [*V1_ARGV, "--verbose"]
+    info = definition["frameworkInfo"]
+    assert info["name"] == "Chainer"
+    assert info["requested_version"] == "5.1.0" and info["version"] == "7.8.1"
+    assert info["use_gpu"] is False
+    assert "outputs/argv.json" in run.get_file_names()
+    log = ws._artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
+    assert 'ARGV ["--epochs", "10", "--batchsize", "128", "--output_dir", "./outputs", "--verbose"]' in log
+
+
+def test_use_gpu_on_local_compute_fails_at_submit_and_stores_nothing(ws: Workspace, src: Path) -> None:
+    if resolve_target(ws, "local").gpu_count > 0:
+        pytest.skip("this machine has a GPU, so use_gpu=True is valid on local compute")
+    exp = Experiment(ws, "gpu")
+    est = Chainer(str(src), compute_target="local", entry_script="train.py", use_gpu=True)
+    assert any(p.startswith("cupy") for p in est.run_config.environment.python.conda_dependencies.pip_packages)  # type: ignore[union-attr]
+    with pytest.raises(ComputeTargetException) as info:
+        exp.submit(est)
+    message = str(info.value)
+    assert "use_gpu=True" in message and "no GPUs" in message and "'local'" in message
+    nothing_stored(ws, exp)
+
+
+@pytest.mark.parametrize(("nodes", "per_node"), [(2, 1), (1, 2), (2, 2)])
+def test_distributed_counts_fail_at_submit_and_store_nothing(
+    ws: Workspace, src: Path, nodes: int, per_node: int
+) -> None:
+    exp = Experiment(ws, "dist")
+    est = PyTorch(
+        str(src), compute_target="local", entry_script="train.py", node_count=nodes, process_count_per_node=per_node
+    )
+    with pytest.raises(ComputeTargetException) as info:
+        exp.submit(est)
+    message = str(info.value)
+    assert f"node_count={nodes}" in message and f"process_count_per_node={per_node}" in message
+    assert "cluster" in message
+    nothing_stored(ws, exp)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "2", 1.5, True])
+def test_bad_counts_are_validation_errors(ws: Workspace, src: Path, bad: Any) -> None:
+    exp = Experiment(ws, "counts")
+    with pytest.raises(ValidationError, match="node_count"):
+        exp.submit(Chainer(str(src), entry_script="train.py", node_count=bad))
+    nothing_stored(ws, exp)
+
+
+def test_missing_entry_script_file_fails_at_submit_and_stores_nothing(ws: Workspace, src: Path) -> None:
+    exp = Experiment(ws, "missing")
+    with pytest.raises(UserErrorException, match="nope.py"):
+        exp.submit(Chainer(str(src), entry_script="nope.py", environment_definition=this_python()))
+    nothing_stored(ws, exp)
