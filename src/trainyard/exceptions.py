@@ -262,10 +262,7 @@ def _all_subclasses(cls: type[TrainyardError]) -> list[type[TrainyardError]]:
     return out
 
 
-_BY_CODE: dict[str, type[TrainyardError]] = {
-    c.code: c for c in [TrainyardError, *_all_subclasses(TrainyardError)]
-}
+_ALL: list[type[TrainyardError]] = [TrainyardError, *_all_subclasses(TrainyardError)]
+_BY_CODE: dict[str, type[TrainyardError]] = {c.code: c for c in _ALL}
 
-__all__ = sorted(
-    [c.__name__ for c in [TrainyardError, *_all_subclasses(TrainyardError)]]
-)
+__all__ = sorted(c.__name__ for c in _ALL)

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -59,6 +60,7 @@ class Supervisor:
         self.syslog: IO[str] = open(self.paths.supervisor_log, "a", buffering=1)  # noqa: SIM115
         self._last_beat = 0.0
         self._cancel_signal = False
+        self._stop_beating = threading.Event()
 
     # -- small helpers ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -69,6 +71,15 @@ class Supervisor:
         if force or now - self._last_beat >= self.settings.heartbeat_seconds:
             self.store.heartbeat(self.run_id)
             self._last_beat = now
+
+    def _beat_forever(self) -> None:
+        """Heartbeat from a thread: a stage can be silent for long (a download, waiting for another
+        run's build of the same environment, a large upload) and the process is still alive."""
+        while not self._stop_beating.wait(self.settings.heartbeat_seconds):
+            try:
+                self.beat(force=True)
+            except Exception as err:  # a busy database: try again next period
+                self.log(f"heartbeat failed: {type(err).__name__}: {err}")
 
     def status(self) -> str:
         return self.store.get_run(self.run_id).status
@@ -218,6 +229,11 @@ class Supervisor:
                 break
             self.beat()
             time.sleep(_TICK)
+        if proc.poll() is None:
+            self.log(
+                f"SIGKILL to process group {proc.pid}: still running "
+                f"{self.settings.cancel_grace_seconds:g} s after SIGTERM"
+            )
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group too
         proc.wait()
@@ -239,6 +255,7 @@ class Supervisor:
     def main(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self.beat(force=True)
+        threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
         slot = None
         stage = "Queued"
         try:
@@ -295,6 +312,7 @@ class Supervisor:
                 )
             return 1
         finally:
+            self._stop_beating.set()
             if slot is not None:
                 slot.release()
             with contextlib.suppress(Exception):

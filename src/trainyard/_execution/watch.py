@@ -23,7 +23,7 @@ from trainyard.exceptions import ActivityFailedException
 
 if TYPE_CHECKING:
     from trainyard._execution.backends.base import ComputeBackend
-    from trainyard.core.run import Run
+    from trainyard.core.script_run import ScriptRun as Run
 
 #: Logs in priority order (v1 streams rank 0's user log; the build log shows while Preparing).
 LOG_PRIORITY = (STD_LOG, BUILD_LOG)

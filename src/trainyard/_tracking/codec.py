@@ -114,7 +114,7 @@ def decode(chunks: Iterable[MetricChunk]) -> dict[str, tuple[str, list[MetricPoi
     """name → (kind, points in logged order). Points without explicit steps get their index."""
     out: dict[str, tuple[str, list[MetricPoint]]] = {}
     for c in chunks:
-        kind, pts = out.setdefault(c.name, (c.kind, []))
+        _, pts = out.setdefault(c.name, (c.kind, []))
         ts = _unpack("d", c.timestamps)
         steps = _unpack("q", c.steps) if c.steps is not None else None
         if c.dtype == "j":

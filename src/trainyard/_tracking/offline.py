@@ -49,6 +49,10 @@ class OfflineRun(Run):
     def display_name(self) -> str:
         return self._run_id
 
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        print(f"Attempted to set display name {value}")
+
     def __repr__(self) -> str:
         return f"Run(Id: {self._run_id}, Offline)"
 

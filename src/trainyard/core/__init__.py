@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trainyard._version import __version__ as VERSION
+from trainyard._version import __version__ as VERSION  # noqa: F401 - public v1 name
 
 if TYPE_CHECKING:
-    from trainyard.core.experiment import Experiment
-    from trainyard.core.run import Run
-    from trainyard.core.workspace import Workspace
+    from trainyard.core.experiment import Experiment as Experiment
+    from trainyard.core.run import Run as Run
+    from trainyard.core.workspace import Workspace as Workspace
 
 # Lazy re-exports keep ``import trainyard.core`` fast; names resolve on first use.
 _LAZY = {

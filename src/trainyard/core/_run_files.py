@@ -40,7 +40,7 @@ class RunFilesMixin:
                 raise UserErrorException(f"upload_file({name!r}): no file at {p}.", path=str(p))
             self._artifact_store.write_file(key, p)
         else:
-            self._artifact_store.write_stream(key, path_or_stream)
+            self._artifact_store.write_stream(key, path_or_stream)  # type: ignore[arg-type]
         return {"name": safe_relpath(name), "uri": self._artifact_store.uri(key)}
 
     def upload_files(

@@ -42,7 +42,9 @@ class DataReference:
     def _to_run_argument(self, context: Any = None) -> str:
         from trainyard.core.dataset import FileDataset
 
-        return FileDataset([(self.datastore, self.path_on_datastore or "**")])._placeholder(self.mode, None)._to_run_argument(context)
+        dataset = FileDataset([(self.datastore, self.path_on_datastore or "**")])
+        placeholder = dataset.as_mount() if self.mode == "mount" else dataset.as_download()
+        return placeholder._to_run_argument(context)
 
     def __str__(self) -> str:
         return f"$AZUREML_DATAREFERENCE_{self.datastore.name}_{self.path_on_datastore}"

@@ -338,7 +338,7 @@ class Model:
         bases = [Path(os.environ[v]) for v in ("TRAINYARD_MODEL_DIR", "AZUREML_MODEL_DIR") if os.environ.get(v)]
         bases.append(Path.cwd())
         for base in bases:
-            for dirname in ("", *MODEL_DIR_NAMES):
+            for dirname in (*MODEL_DIR_NAMES, ""):  # the caches before ./<name>, as v1
                 folder = base / dirname / model_name if dirname else base / model_name
                 if not folder.is_dir():
                     continue

@@ -13,6 +13,7 @@ Interactive runs come from ``experiment.start_logging()``.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import getpass
 import os
@@ -31,7 +32,7 @@ from trainyard.exceptions import (
     RunEnvironmentException,
     ValidationError,
 )
-from trainyard.settings import Settings, load_settings
+from trainyard.settings import Settings
 
 if TYPE_CHECKING:
     from trainyard._store.artifacts import ArtifactStore
@@ -321,7 +322,7 @@ class Run(RunMetricsMixin, RunFilesMixin):
 
     def create_children(
         self, count: int | None = None, tag_key: str | None = None, tag_values: Sequence[str] | None = None
-    ) -> list[Run]:
+    ) -> builtins.list[Run]:
         """Create ``count`` children, or one per value in ``tag_values`` tagged ``tag_key``."""
         if tag_values is not None:
             if tag_key is None:
@@ -446,18 +447,16 @@ class Run(RunMetricsMixin, RunFilesMixin):
         return details
 
     def _end(self, status: RunStatus, error: Mapping[str, Any] | None = None) -> None:
+        self.flush()
         # Inside a job the runtime decides the terminal status from the exit code (v1).
-        try:
-            self.flush()
-        finally:
-            if self._in_job:
-                return
-            if self._outputs and os.path.isdir(self._outputs) and status == RunStatus.COMPLETED:
-                self.upload_folder("outputs", self._outputs)
-            self._info = self._store.update_run_status(self._run_id, status.value, error=error)
-            self._finished = True
-            if self._buffer_obj is not None:
-                self._buffer_obj.close()
+        if self._in_job:
+            return
+        if self._outputs and os.path.isdir(self._outputs) and status == RunStatus.COMPLETED:
+            self.upload_folder("outputs", self._outputs)
+        self._info = self._store.update_run_status(self._run_id, status.value, error=error)
+        self._finished = True
+        if self._buffer_obj is not None:
+            self._buffer_obj.close()
 
     def start(self) -> None:
         """Mark an interactive run Running."""

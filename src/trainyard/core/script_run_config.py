@@ -51,17 +51,58 @@ class ScriptRunConfig:
         self.script = script if script is not None else self.run_config.script
         self.arguments = list(arguments) if arguments is not None else list(self.run_config.arguments)
         self.command = command if command is not None else self.run_config.command
-        self.compute_target = compute_target if compute_target is not None else self.run_config.target
-        self.environment = environment if environment is not None else self.run_config.environment
+        # As v1, target, environment, Docker settings and environment variables live in run_config
+        # (explicit arguments are written into it), so v1's ``src.run_config.target = …`` after
+        # construction is honoured rather than silently ignored.
+        if compute_target is not None:
+            self.run_config.target = compute_target
+        if environment is not None:
+            self.run_config.environment = environment
+        if docker_runtime_config is not None:
+            self.run_config.docker = docker_runtime_config
         self.distributed_job_config = distributed_job_config
         self.resume_from = resume_from
         self.max_run_duration_seconds = max_run_duration_seconds
-        self.docker_runtime_config = docker_runtime_config or self.run_config.docker
-        self.environment_variables: dict[str, str] = dict(self.run_config.environment_variables)
         #: Set by estimators: framework name/version mapping recorded in the run definition.
         self._framework: Mapping[str, Any] | None = None
         #: Set by estimators: GPUs the job needs (checked against the target at submit).
         self._needs_gpu = False
+
+    @property
+    def compute_target(self) -> Any:
+        """The target (a name or a ``ComputeTarget``); stored as ``run_config.target``."""
+        return self.run_config.target
+
+    @compute_target.setter
+    def compute_target(self, value: Any) -> None:
+        self.run_config.target = value
+
+    @property
+    def environment(self) -> Any:
+        """The :class:`~trainyard.core.environment.Environment`; stored as ``run_config.environment``."""
+        return self.run_config.environment
+
+    @environment.setter
+    def environment(self, value: Any) -> None:
+        self.run_config.environment = value
+
+    @property
+    def docker_runtime_config(self) -> DockerConfiguration:
+        """Docker settings; stored as ``run_config.docker``."""
+        return self.run_config.docker
+
+    @docker_runtime_config.setter
+    def docker_runtime_config(self, value: DockerConfiguration) -> None:
+        self.run_config.docker = value
+
+    @property
+    def environment_variables(self) -> dict[str, str]:
+        """Variables set for the script; stored as ``run_config.environment_variables``."""
+        return self.run_config.environment_variables
+
+    @environment_variables.setter
+    def environment_variables(self, value: Mapping[str, str]) -> None:
+        self.run_config.environment_variables = dict(value)
 
     @property
     def target(self) -> Any:

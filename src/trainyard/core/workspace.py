@@ -370,7 +370,7 @@ class Workspace:
             from trainyard.core.model import Model
         except ImportError:
             return {}
-        return Model._latest_by_name(self)  # type: ignore[attr-defined,no-any-return]
+        return Model._latest_by_name(self)
 
     @property
     def webservices(self) -> dict[str, Any]:
@@ -379,7 +379,7 @@ class Workspace:
             from trainyard.core.webservice import Webservice
         except ImportError:
             return {}
-        return Webservice._all(self)  # type: ignore[attr-defined,no-any-return]
+        return Webservice._all(self)
 
     def __repr__(self) -> str:
         return f"Workspace.create(name={self.name!r}, path={str(self._home)!r})"

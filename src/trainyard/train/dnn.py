@@ -71,22 +71,22 @@ class TensorFlow(Estimator):
         return [f"tensorflow{'' if self.use_gpu else '-cpu'}=={self.framework_version}"]
 
 
-def Mpi(process_count_per_node: int = 1) -> MpiConfiguration:  # noqa: N802 - v1 name
+def Mpi(process_count_per_node: int = 1) -> MpiConfiguration:
     """Deprecated v1 form of ``MpiConfiguration``."""
     return MpiConfiguration(process_count_per_node=process_count_per_node)
 
 
-def Nccl() -> PyTorchConfiguration:  # noqa: N802 - v1 name
+def Nccl() -> PyTorchConfiguration:
     """Deprecated v1 alias of ``PyTorchConfiguration(communication_backend='Nccl')``."""
     return PyTorchConfiguration(communication_backend="Nccl")
 
 
-def Gloo() -> PyTorchConfiguration:  # noqa: N802 - v1 name
+def Gloo() -> PyTorchConfiguration:
     """Deprecated v1 alias of ``PyTorchConfiguration(communication_backend='Gloo')``."""
     return PyTorchConfiguration(communication_backend="Gloo")
 
 
-def ParameterServer(worker_count: int = 1, parameter_server_count: int = 1) -> TensorflowConfiguration:  # noqa: N802
+def ParameterServer(worker_count: int = 1, parameter_server_count: int = 1) -> TensorflowConfiguration:
     """Deprecated v1 alias of ``TensorflowConfiguration``."""
     return TensorflowConfiguration(worker_count=worker_count, parameter_server_count=parameter_server_count)
 

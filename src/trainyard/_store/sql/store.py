@@ -252,8 +252,9 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, TrackingStore):
                 snapshot_id=new.snapshot_id,
                 submitted_by=new.submitted_by,
             )
-        ).inserted_primary_key[0]
-        return int(pk)
+        ).inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
 
     def _select_runs(self) -> Any:
         return select(s.runs, s.experiments.c.name.label("experiment_name"),
@@ -553,7 +554,7 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, TrackingStore):
                     name=r.name,
                     kind=r.kind,
                     dtype=r.dtype,
-                    count=r.count,
+                    count=int(r._mapping["count"]),
                     timestamps=bytes(r.timestamps),
                     values=None if r.vals is None else bytes(r.vals),
                     steps=None if r.steps is None else bytes(r.steps),

@@ -35,7 +35,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from trainyard.exceptions import HyperDriveConfigException
@@ -61,7 +61,7 @@ _MODEL_BASED = ("BayesianOptimization", "TPE")
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,200}$")
 
 
-class PrimaryMetricGoal(str, Enum):
+class PrimaryMetricGoal(StrEnum):
     """Whether the primary metric is maximised or minimised (v1 values ``"MAXIMIZE"``/``"MINIMIZE"``).
 
     Example::
@@ -72,9 +72,6 @@ class PrimaryMetricGoal(str, Enum):
 
     MAXIMIZE = "MAXIMIZE"
     MINIMIZE = "MINIMIZE"
-
-    def __str__(self) -> str:
-        return self.value
 
     @classmethod
     def from_str(cls, goal: str | PrimaryMetricGoal) -> PrimaryMetricGoal:

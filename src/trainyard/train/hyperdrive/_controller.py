@@ -1,0 +1,592 @@
+"""The sweep controller: a detached process that owns one HyperDrive parent run to its end.
+
+``python -m trainyard.train.hyperdrive._controller --workspace HOME --run-id HD_…``
+
+It heartbeats the parent (so the reaper marks it Failed if the controller dies), moves it Queued →
+Running, and then, every ``_TICK`` seconds:
+
+1. reads the children's statuses and primary-metric series (interval k = the k-th logged value);
+2. applies the early-termination policy at each new evaluation interval of every running child
+   and cancels the losers, logging one line per decision
+   (``child 3 cancelled at interval 4: 0.81 < 0.92/1.1 (Bandit slack_factor=0.1)``);
+3. tells the generator each finished child's best value and keeps the parent's
+   ``best_child_by_primary_metric`` table (a row whenever a new best child appears);
+4. starts children ``<parent>_<i>`` (re-runs of ``resume_child_runs`` first, then sampled points)
+   while fewer than ``max_concurrent_runs`` are active and ``max_total_runs`` is not used up;
+5. stops creating at the budget, when the space is exhausted, when ``max_duration_minutes`` passed
+   (running children are cancelled) or on ``cancel()`` (CancelRequested on the parent: every active
+   child is cancelled).
+
+When nothing more will be created and every child is terminal it appends the final best row
+(``final=True``), uploads its log as ``system_logs/hyperdrive.txt`` and ends the parent Completed
+(Canceled after a cancel, Failed if the sweep itself could not run: the template cannot be
+submitted any more, or the first ``min(5, max_total_runs)`` children all failed).
+
+Warm start: children of the ``resume_from`` sweeps are given to the generator (``add_prior`` when
+finished, ``add_pending`` while they still run) and their series are ``others`` for the policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainyard._execution.lifecycle import RunStatus
+from trainyard.exceptions import (
+    AlreadyExistsError,
+    HyperDriveConfigException,
+    InvalidStatusTransition,
+    TrainyardError,
+)
+from trainyard.train.hyperdrive._history import (
+    BEST_TABLE,
+    HYPERPARAMETERS_PROPERTY,
+    RESUMED_CHILD_PROPERTY,
+    best_value,
+    child_index,
+    goal_of,
+    hyperparameters_from,
+    is_better,
+    json_list,
+    list_children,
+    primary_series,
+    tag_key,
+)
+from trainyard.train.hyperdrive._submit import CONTROLLER_LOG, controller_log_path
+
+_TICK = 0.3
+_LOG_UPLOAD_SECONDS = 3.0
+#: The sweep fails when this many of its first finished children (or all, if fewer) failed.
+_FIRST_FAILURES = 5
+_STATES = {
+    RunStatus.COMPLETED.value: "completed",
+    RunStatus.FAILED.value: "failed",
+    RunStatus.CANCELED.value: "canceled",
+}
+_RESERVED_PROPERTIES = {"ContentSnapshotId", HYPERPARAMETERS_PROPERTY, RESUMED_CHILD_PROPERTY}
+
+
+@dataclass
+class _Child:
+    """What the controller tracks about one child (its own, or one of a ``resume_from`` sweep)."""
+
+    run_id: str
+    hyperparameters: dict[str, Any] | None
+    status: str
+    trial: int | None = None
+    index: int | None = None
+    foreign: bool = False
+    series: list[float] = field(default_factory=list)
+    evaluated: int = 0
+    cancel_sent: bool = False
+    observed: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return RunStatus.parse(self.status).is_terminal()
+
+
+class _SweepFailed(Exception):
+    """The sweep itself cannot go on (not one child's failure)."""
+
+
+class Controller:
+    """Owns one sweep. Construct in the controller process only."""
+
+    def __init__(self, workspace_home: Path, run_id: str) -> None:
+        from trainyard.core.experiment import Experiment
+        from trainyard.core.run import Run
+        from trainyard.core.workspace import Workspace
+
+        self.ws = Workspace._from_home(workspace_home)
+        self.store = self.ws._store
+        self.settings = self.ws._settings
+        self.run_id = run_id
+        info = self.store.get_run(run_id)
+        self.experiment = Experiment._from_info(
+            self.ws, self.store.get_experiment_by_id(info.experiment_id)
+        )
+        self.parent = Run._from_info(self.experiment, info, in_job=True)
+        self.log_path = controller_log_path(self.ws.path, run_id)
+        self.children: dict[str, _Child] = {}
+        self.reruns: list[str] = []
+        self.next_index = 0
+        self.stop_reason = ""
+        self.exhausted = False
+        self.failure: dict[str, Any] | None = None
+        self.best: tuple[str, float] | None = None
+        self.finish_order: list[str] = []
+        self._stop_beating = threading.Event()
+        self._last_upload = 0.0
+        self._last_reap = 0.0
+        self._started: float | None = None
+
+    # -- small helpers ------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        """One line of the parent's log (stdout is the live log file)."""
+        print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
+
+    def upload_log(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_upload < _LOG_UPLOAD_SECONDS:
+            return
+        self._last_upload = now
+        sys.stdout.flush()
+        if self.log_path.is_file():
+            with contextlib.suppress(Exception):
+                self.ws._artifacts.write_file(f"runs/{self.run_id}/{CONTROLLER_LOG}", self.log_path)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop_beating.wait(self.settings.heartbeat_seconds):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception as err:  # a transient store error must not stop the beat
+                self.log(f"heartbeat failed: {err}")
+
+    def parent_status(self) -> RunStatus:
+        return RunStatus.parse(self.store.get_run(self.run_id).status)
+
+    # -- setup --------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read the config from the parent's tags and rebuild the sweep's state from history."""
+        from trainyard.train.hyperdrive.policy import policy_from_json
+        from trainyard.train.hyperdrive.sampling import sampling_from_json
+
+        info = self.store.get_run(self.run_id)
+        tags = dict(info.tags)
+        try:
+            self.sampling = sampling_from_json(json.loads(tags["generator_config"]))
+            self.policy = policy_from_json(json.loads(tags.get("policy_config") or "null"))
+            self.metric, self.goal = goal_of(tags["primary_metric_config"])
+            self.max_total = int(tags["max_total_jobs"])
+            self.max_concurrent = max(1, int(tags["max_concurrent_jobs"]))
+            self.max_seconds = float(tags["max_duration_minutes"]) * 60.0
+        except (KeyError, ValueError, TypeError) as err:
+            raise _SweepFailed(
+                f"The sweep's configuration tags are missing or broken: {err!r}"
+            ) from err
+        self.definition = dict(info.definition)
+        self.source = self._restore_source(info.snapshot_id)
+        self.generator = self.sampling.create_generator(goal=self.goal)
+        for earlier in json_list(info.properties.get("resume_from")):
+            self._load_earlier_sweep(earlier)
+        done = self._load_own_children(tags)
+        self.reruns = [
+            c for c in json_list(info.properties.get("resume_child_runs")) if c not in done
+        ]
+        self.log(
+            f"sweep {self.run_id}: {self.sampling.SAMPLING_NAME} sampling, policy "
+            f"{self.policy.to_json()['name']}, primary metric {self.metric!r} ({self.goal}), "
+            f"max_total_runs={self.max_total}, max_concurrent_runs={self.max_concurrent}, "
+            f"max_duration_minutes={self.max_seconds / 60:g}"
+        )
+
+    def _restore_source(self, snapshot_id: str | None) -> Path:
+        from trainyard._execution.runfiles import RunPaths
+        from trainyard._execution.snapshot import SnapshotStore
+
+        dest = RunPaths(self.ws.path, self.run_id).root / "template"
+        if dest.is_dir():
+            return dest
+        if not snapshot_id:
+            raise _SweepFailed("The sweep has no source snapshot.")
+        try:
+            return SnapshotStore(self.ws.path / "snapshots").restore(snapshot_id, dest)
+        except TrainyardError as err:
+            raise _SweepFailed(f"Cannot restore the sweep's source snapshot: {err}") from err
+
+    def _register(self, child: _Child) -> None:
+        """Tell the generator about a child that exists already (finished or running)."""
+        hp = child.hyperparameters
+        if hp is None:
+            return
+        try:
+            if child.terminal:
+                state = _STATES[RunStatus.parse(child.status).value]
+                self.generator.add_prior(hp, best_value(child.series, self.goal), state)
+                child.observed = True
+            else:
+                child.trial = self.generator.add_pending(hp)
+        except HyperDriveConfigException as err:
+            self.log(f"{child.run_id}: not used as a prior ({err.message})")
+
+    def _load_earlier_sweep(self, parent_id: str) -> None:
+        try:
+            parent_tags = dict(self.store.get_run(parent_id).tags)
+        except TrainyardError as err:
+            self.log(f"resume_from {parent_id}: skipped ({err})")
+            return
+        count = 0
+        for info in list_children(self.store, parent_id):
+            child = _Child(
+                run_id=info.run_id,
+                hyperparameters=hyperparameters_from(info, parent_tags),
+                status=info.status,
+                foreign=True,
+                series=primary_series(self.store, info.run_id, self.metric),
+            )
+            self._register(child)
+            self.children[child.run_id] = child
+            count += 1
+        self.log(f"warm start: {count} child runs of {parent_id}")
+
+    def _load_own_children(self, tags: dict[str, str]) -> set[str]:
+        """Children this sweep created before (a restarted controller); returns the ids of the
+        ``resume_child_runs`` they already re-ran."""
+        infos = list_children(self.store, self.run_id)
+        rerun_done: set[str] = set()
+        for info in infos:
+            source = info.properties.get(RESUMED_CHILD_PROPERTY)
+            if source:
+                rerun_done.add(source)
+            index = child_index(self.run_id, info.run_id)
+            child = _Child(
+                run_id=info.run_id,
+                hyperparameters=hyperparameters_from(info, tags),
+                status=info.status,
+                index=index,
+                series=primary_series(self.store, info.run_id, self.metric),
+            )
+            self._register(child)
+            self.children[child.run_id] = child
+            if index is not None:
+                self.next_index = max(self.next_index, index + 1)
+        # A tag whose child was never created (the controller died in between) is dropped.
+        existing = {i.run_id for i in infos}
+        dangling = [
+            k
+            for k in tags
+            if k.startswith(tag_key(f"{self.run_id}_")) and k[len(tag_key("")) :] not in existing
+        ]
+        if dangling:
+            self.store.remove_tags(self.run_id, dangling)
+        return rerun_done
+
+    # -- the loop -----------------------------------------------------------------------------
+    def own(self) -> list[_Child]:
+        return [c for c in self.children.values() if not c.foreign]
+
+    def active(self) -> list[_Child]:
+        return [c for c in self.own() if not c.terminal]
+
+    def refresh(self) -> None:
+        """Statuses and series of every unfinished child; policy decisions; observations."""
+        own_infos = {i.run_id: i for i in list_children(self.store, self.run_id)}
+        for child in list(self.children.values()):
+            if child.terminal and child.observed:
+                continue
+            if child.foreign:
+                try:
+                    child.status = self.store.get_run(child.run_id).status
+                except TrainyardError:
+                    continue
+            elif child.run_id in own_infos:
+                child.status = own_infos[child.run_id].status
+            child.series = primary_series(self.store, child.run_id, self.metric)
+            if not child.foreign:
+                self._update_best(child)
+                if not child.terminal and not child.cancel_sent:
+                    self._evaluate(child)
+            if child.terminal and not child.observed:
+                self._finished(child)
+
+    def _evaluate(self, child: _Child) -> None:
+        for k in range(child.evaluated + 1, len(child.series) + 1):
+            child.evaluated = k
+            if not self.policy.is_evaluation_interval(k):
+                continue
+            others = {
+                c.run_id: c.series for c in self.children.values() if c is not child and c.series
+            }
+            finished = {c.run_id for c in self.children.values() if c.terminal}
+            stop, reason = self.policy.should_terminate(
+                child.series,
+                others,
+                k,
+                self.goal,
+                candidate_id=child.index if child.index is not None else child.run_id,
+                finished=finished,
+            )
+            if stop:
+                self.log(reason)
+                self._cancel(child)
+                return
+
+    def _cancel(self, child: _Child) -> None:
+        from trainyard.core.script_run import ScriptRun
+
+        if child.cancel_sent or child.terminal:
+            return
+        child.cancel_sent = True
+        try:
+            ScriptRun(self.experiment, child.run_id).cancel()
+        except TrainyardError as err:
+            self.log(f"cancelling {child.run_id} failed: {err}")
+
+    def _update_best(self, child: _Child) -> None:
+        value = best_value(child.series, self.goal)
+        if value is None:
+            return
+        if self.best is None or is_better(value, self.best[1], self.goal):
+            self.best = (child.run_id, value)
+            self.parent.log_row(BEST_TABLE, run_id=child.run_id, metric_value=value, final=False)
+            self.parent.flush()
+            self.log(f"new best child {child.run_id}: {self.metric}={value:.6g}")
+
+    def _finished(self, child: _Child) -> None:
+        child.observed = True
+        value = best_value(child.series, self.goal)
+        if child.trial is not None:
+            self.generator.observe(child.trial, value, _STATES[RunStatus.parse(child.status).value])
+        if child.foreign:
+            return
+        shown = "no value" if value is None else f"best {self.metric}={value:.6g}"
+        self.log(f"child {child.index} ({child.run_id}) {child.status}: {shown}")
+        self.finish_order.append(child.status)
+        first = self.finish_order[: min(_FIRST_FAILURES, self.max_total)]
+        if (
+            self.failure is None
+            and len(first) == min(_FIRST_FAILURES, self.max_total)
+            and all(s == RunStatus.FAILED.value for s in first)
+        ):
+            self.failure = {
+                "code": "ChildRunsFailed",
+                "message": f"The first {len(first)} child runs all failed, so the sweep stopped; "
+                f"see the log of {child.run_id} (user_logs/std_log.txt) for the error.",
+            }
+            self.stop(f"the first {len(first)} child runs failed", cancel_active=False)
+
+    def stop(self, reason: str, cancel_active: bool = True) -> None:
+        """Create no more children; cancel the active ones unless told otherwise."""
+        if not self.stop_reason:
+            self.stop_reason = reason
+            self.log(f"no more child runs: {reason}")
+        if cancel_active:
+            for child in self.active():
+                self._cancel(child)
+
+    def launch(self) -> None:
+        """Start children while there is budget and a free concurrency slot."""
+        while not self.stop_reason and len(self.active()) < self.max_concurrent:
+            if len(self.own()) >= self.max_total:
+                self.stop(f"max_total_runs={self.max_total} reached", cancel_active=False)
+                return
+            if self.reruns:
+                self._launch_rerun(self.reruns.pop(0))
+                continue
+            suggestion = self.generator.suggest(1)
+            if not suggestion:
+                self.exhausted = True
+                self.stop("the parameter space is exhausted", cancel_active=False)
+                return
+            trial, hp = suggestion[0]
+            self._launch(hp, trial)
+
+    def _launch_rerun(self, old_id: str) -> None:
+        from trainyard.core.run import Run
+
+        try:
+            old = Run.get(self.ws, old_id)
+            info = old._refresh()
+            parent_tags = (
+                dict(self.store.get_run(info.parent_run_id).tags) if info.parent_run_id else {}
+            )
+        except TrainyardError as err:
+            self.log(f"resume_child_runs: {old_id} skipped ({err})")
+            return
+        hp = hyperparameters_from(info, parent_tags)
+        if hp is None:
+            self.log(f"resume_child_runs: {old_id} skipped (no recorded hyperparameters)")
+            return
+        folder = self.ws.path / "runs" / self.run_id / "resume" / old_id
+        old.download_files(prefix="outputs", output_directory=folder)
+        (folder / "outputs").mkdir(parents=True, exist_ok=True)
+        trial: int | None
+        try:
+            trial = self.generator.add_pending(hp)
+        except HyperDriveConfigException:
+            trial = None
+        self._launch(hp, trial, resume_path=str((folder / "outputs").resolve()), rerun_of=old_id)
+
+    def _launch(
+        self,
+        hp: dict[str, Any],
+        trial: int | None,
+        resume_path: str | None = None,
+        rerun_of: str | None = None,
+    ) -> None:
+        from trainyard._execution.submit import submit_script_run
+        from trainyard.train.hyperdrive._template import child_config
+
+        text = json.dumps(hp)
+        properties = {k: str(v) for k, v in hp.items() if k not in _RESERVED_PROPERTIES}
+        properties[HYPERPARAMETERS_PROPERTY] = text
+        if rerun_of is not None:
+            properties[RESUMED_CHILD_PROPERTY] = rerun_of
+        config = child_config(self.definition, self.source, hp, resume_path)
+        while True:
+            index = self.next_index
+            self.next_index += 1
+            child_id = f"{self.run_id}_{index}"
+            self.store.set_tags(self.run_id, {tag_key(child_id): text})
+            try:
+                run = submit_script_run(
+                    self.experiment,
+                    config,
+                    {},
+                    run_id=child_id,
+                    parent_run_id=self.run_id,
+                    properties=properties,
+                )
+                break
+            except AlreadyExistsError:
+                continue  # an id left by an earlier controller: take the next index
+            except TrainyardError as err:
+                self.store.remove_tags(self.run_id, [tag_key(child_id)])
+                raise _SweepFailed(f"Cannot submit child run {child_id}: {err}") from err
+        child = _Child(
+            run_id=run.id,
+            hyperparameters=hp,
+            status=RunStatus.QUEUED.value,
+            trial=trial,
+            index=index,
+        )
+        self.children[child.run_id] = child
+        what = f" (re-run of {rerun_of}, --resume-from {resume_path})" if rerun_of else ""
+        self.log(f"child {index} ({child_id}) started with {text}{what}")
+
+    def tick(self) -> bool:
+        """One round; True when the sweep is over."""
+        status = self.parent_status()
+        if status.is_terminal():
+            raise _SweepFailed(f"The parent run became {status.value} under the controller.")
+        if status == RunStatus.CANCEL_REQUESTED:
+            self.stop("the sweep was cancelled")
+        self._maybe_reap()
+        self.refresh()
+        if not self.stop_reason:
+            if self._started is None:
+                self._started = self.store.get_run(self.run_id).start_time or time.time()
+            if time.time() - self._started > self.max_seconds:
+                self.stop(f"max_duration_minutes={self.max_seconds / 60:g} reached")
+            else:
+                self.launch()
+        self.upload_log()
+        return bool(self.stop_reason) and not self.active()
+
+    def _maybe_reap(self) -> None:
+        from trainyard._execution.reaper import reap_stale_runs
+
+        now = time.monotonic()
+        if now - self._last_reap > self.settings.heartbeat_timeout / 2:
+            self._last_reap = now
+            reap_stale_runs(self.store, self.ws._id, self.settings.heartbeat_timeout)
+
+    def finish(self) -> None:
+        """Final best row, log upload and the parent's terminal status."""
+        for child in self.own():
+            child.series = primary_series(self.store, child.run_id, self.metric)
+            self._update_best(child)
+        if self.best is not None:
+            run_id, value = self.best
+            self.parent.log_row(BEST_TABLE, run_id=run_id, metric_value=value, final=True)
+            self.log(f"best child: {run_id} with {self.metric}={value:.6g}")
+        self.parent.flush()
+        counts: dict[str, int] = {}
+        for child in self.own():
+            counts[child.status] = counts.get(child.status, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no child runs"
+        status = self.parent_status()
+        if status == RunStatus.CANCEL_REQUESTED:
+            final, reason, error = RunStatus.CANCELED, "sweep cancelled", None
+        elif self.failure is not None:
+            final, reason, error = RunStatus.FAILED, self.failure["message"], self.failure
+        else:
+            final, reason, error = RunStatus.COMPLETED, self.stop_reason, None
+        self.log(f"sweep {final.value} ({summary})")
+        self.upload_log(force=True)
+        self.store.update_run_status(self.run_id, final.value, error=error, reason=reason)
+
+    def fail(self, message: str, code: str = "SweepFailed") -> None:
+        """End the parent Failed with ``message`` after cancelling the active children."""
+        self.log(f"sweep failed: {message}")
+        for child in self.active():
+            self._cancel(child)
+        with contextlib.suppress(Exception):
+            self.parent.flush()
+        self.upload_log(force=True)
+        with contextlib.suppress(InvalidStatusTransition):
+            self.store.update_run_status(
+                self.run_id,
+                RunStatus.FAILED.value,
+                error={"code": code, "message": message},
+                reason="sweep failed",
+            )
+
+    def main(self) -> int:
+        self.store.heartbeat(self.run_id)
+        self.store.update_run(
+            self.run_id,
+            runtime={"controller_pid": os.getpid(), "host": socket.gethostname()},
+        )
+        beat = threading.Thread(
+            target=self._heartbeat_loop, name="hyperdrive-heartbeat", daemon=True
+        )
+        beat.start()
+        try:
+            self.store.update_run_status(
+                self.run_id,
+                RunStatus.RUNNING.value,
+                reason="controller started",
+                only_from=[RunStatus.QUEUED.value, RunStatus.NOT_STARTED.value],
+            )
+            self.load()
+            while not self.tick():
+                time.sleep(_TICK)
+            self.finish()
+            return 0
+        except _SweepFailed as err:
+            if self.parent_status().is_terminal():
+                self.log(str(err))
+                for child in self.active():
+                    self._cancel(child)
+                self.upload_log(force=True)
+                return 1
+            self.fail(str(err))
+            return 1
+        except Exception as err:  # never leave the parent Running with nobody driving it
+            self.log(traceback.format_exc())
+            msg = err.message if isinstance(err, TrainyardError) else f"{type(err).__name__}: {err}"
+            self.fail(f"The sweep controller crashed: {msg}", code="SystemError")
+            return 1
+        finally:
+            self._stop_beating.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainyard-hyperdrive-controller")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--run-id", required=True)
+    args = parser.parse_args(argv)
+    home = Path(args.workspace)
+    # Whatever started us, stdout and stderr are the sweep's live log.
+    log = open(controller_log_path(home.expanduser().resolve(), args.run_id), "ab")  # noqa: SIM115
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    return Controller(home, args.run_id).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
