@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from trainyard._version import __version__
+from trainyard._version import __version__ as __version__
 
 _LAZY = {
     "ComputeTarget": "trainyard.core.compute",

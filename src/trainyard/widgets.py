@@ -24,7 +24,7 @@ from trainyard._execution.lifecycle import RunStatus
 
 def _in_notebook() -> bool:
     try:
-        from IPython import get_ipython  # type: ignore[import-not-found]
+        from IPython import get_ipython
     except ImportError:
         return False
     shell = get_ipython()
@@ -101,7 +101,7 @@ class RunDetails:
         last = None
         while True:
             if notebook:
-                from IPython.display import HTML, display  # type: ignore[import-not-found]
+                from IPython.display import HTML, display
 
                 html = HTML(self._render_html())
                 if handle is None:
