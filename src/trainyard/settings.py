@@ -121,3 +121,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         cancel_grace_seconds=_float(e, "TRAINYARD_CANCEL_GRACE_SECONDS", 10.0),
     )
+
+
+#: Every other ``TRAINYARD_*`` variable, read at one boundary each (never deep in library code).
+OTHER_VARIABLES: dict[str, str] = {
+    "TRAINYARD_WORKSPACE": "CLI only: the workspace folder or config.json to use (else .trainyard/config.json).",
+    "TRAINYARD_MNIST_DIR": "Folder with the four MNIST IDX files (trainyard._data.mnist search order).",
+    "TRAINYARD_MODEL_DIR": "Set by the scoring server (and AZUREML_MODEL_DIR) to the deployed model folder.",
+    "TRAINYARD_SERVING_CONFIG": "Scoring-server config as JSON for multi-worker processes (no keys, only hashes).",
+    "TRAINYARD_RUN_ID": "Set by the supervisor inside a run (see RUN_ENV_VARS for the others).",
+    "TRAINYARD_TEST_POSTGRES_URL": "Tests only: PostgreSQL URL for the PostgreSQL variants (CI sets it).",
+}
