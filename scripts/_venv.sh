@@ -9,8 +9,9 @@ ensure_venv() {
     echo ">> creating $dir (extras: $extras)" >&2
     rm -rf "$dir"
     python3 -m venv "$dir"
-    "$dir/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$dir/bin/python" -m pip install -q -e ".[$extras]"
+    # This machine's pip config names local indexes that lack most packages: hide those warnings.
+    "$dir/bin/python" -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
+    "$dir/bin/python" -m pip install -q -e ".[$extras]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
     echo "$want" > "$stamp"
   fi
 }

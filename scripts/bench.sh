@@ -3,39 +3,37 @@
 #
 #   scripts/bench.sh              # every benchmark in benchmarks/
 #   scripts/bench.sh tracking     # benchmarks/tracking.py only
-#   scripts/bench.sh tracking -- --strict --postgres postgresql://user@host/db
+#   scripts/bench.sh tracking --strict --postgres postgresql://user@host/db
 #
-# The peers live only in the benchmark environment: on first use this creates .venv-bench (python3
-# -m venv) and installs trainyard with its `bench` and `postgres` extras into it. Delete .venv-bench
-# to rebuild it; set BENCH_VENV to use another folder, BENCH_PYTHON for another interpreter.
+# The peers live only in the benchmark environment: on first use (and whenever pyproject.toml
+# changes) this creates .venv-bench with `python3 -m venv` and installs trainyard with its `bench`
+# and `postgres` extras into it. Set BENCH_VENV to use another folder.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${BENCH_VENV:-$ROOT/.venv-bench}"
-PY_BOOT="${BENCH_PYTHON:-python3}"
 
 names=()
 extra=()
+# Leading words are benchmark names; from the first option (or after `--`) on, everything is passed
+# to each benchmark unchanged.
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    -*) extra+=("$1") ;;
-    *) names+=("$1") ;;
+    -*) extra=("$@"); break ;;
+    *) names+=("$1"); shift ;;
   esac
-  shift
 done
 
-if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.bench-ready" ]]; then
-  echo "bench: creating $VENV (one time; takes a few minutes)" >&2
-  "$PY_BOOT" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[bench,postgres]"
-  touch "$VENV/.bench-ready"
-fi
+cd "$ROOT"
+# shellcheck source=scripts/_venv.sh
+source scripts/_venv.sh
+ensure_venv "$VENV" "bench,postgres"  # rebuilt from scratch when pyproject.toml changes
 
 if [[ ${#names[@]} -eq 0 ]]; then
   for f in "$ROOT"/benchmarks/*.py; do
+    [[ -f "$f" ]] || continue
     base="$(basename "$f" .py)"
     [[ "$base" == _* ]] && continue
     names+=("$base")
@@ -52,6 +50,6 @@ for name in "${names[@]}"; do
     continue
   fi
   echo "== benchmarks/$name.py" >&2
-  (cd "$ROOT" && "$VENV/bin/python" "$file" ${extra[@]+"${extra[@]}"}) || status=$?
+  "$VENV/bin/python" "$file" ${extra[@]+"${extra[@]}"} || status=$?
 done
 exit "$status"

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainyard._store.entities import MetricChunk
-from trainyard._tracking.codec import decode, json_chunk, numeric_chunk, shape_metrics
+from trainyard._tracking.codec import decode, decode_values, json_chunk, numeric_chunk, shape_metrics
 
 
 def _num(name: str, values: list[Any], steps: list[int] | None = None, t0: float = 100.0) -> MetricChunk:
@@ -129,7 +129,7 @@ def test_numeric_round_trip(values: list[float]) -> None:
 
 
 def _shape(*chunks: MetricChunk) -> dict[str, Any]:
-    return shape_metrics(decode(chunks))
+    return shape_metrics(decode_values(chunks))
 
 
 def test_scalar_once_is_bare_and_repeated_is_a_list() -> None:

@@ -129,15 +129,27 @@ def decode(chunks: Iterable[MetricChunk]) -> dict[str, tuple[str, list[MetricPoi
     return out
 
 
-def shape_metrics(decoded: dict[str, tuple[str, list[MetricPoint]]]) -> dict[str, Any]:
-    """Apply v1's ``get_metrics`` shape rules.
+def decode_values(chunks: Iterable[MetricChunk]) -> dict[str, tuple[str, list[Any]]]:
+    """name → (kind, values in logged order): :func:`decode` without steps and timestamps (fast)."""
+    out: dict[str, tuple[str, list[Any]]] = {}
+    for c in chunks:
+        _, values = out.setdefault(c.name, (c.kind, []))
+        if c.dtype == "j":
+            values.extend(_json_restore(v) for v in json.loads(c.data or "[]"))
+        else:
+            raw = _unpack("d", c.values or b"")
+            values.extend(int(v) for v in raw) if c.dtype == "i" else values.extend(raw.tolist())
+    return out
+
+
+def shape_metrics(decoded: dict[str, tuple[str, list[Any]]]) -> dict[str, Any]:
+    """Apply v1's ``get_metrics`` shape rules to :func:`decode_values` output.
 
     A scalar logged once is the bare value, logged N times a list in logged order; ``log_list`` is
     the list; a one-row table is ``{col: value}``, a multi-row table ``{col: [values]}``.
     """
     out: dict[str, Any] = {}
-    for name, (kind, pts) in decoded.items():
-        values = [p.value for p in pts]
+    for name, (kind, values) in decoded.items():
         if kind == "row":
             cols: dict[str, list[Any]] = {}
             for row in values:

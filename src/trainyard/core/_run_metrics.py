@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainyard._store.entities import MetricPoint
 from trainyard._tracking.buffer import MetricBuffer
-from trainyard._tracking.codec import decode, shape_metrics
+from trainyard._tracking.codec import decode, decode_values, shape_metrics
 from trainyard.core._names import validate_metric_name
 from trainyard.exceptions import MetricValueError, RunFinishedError
 
@@ -215,7 +215,7 @@ class RunMetricsMixin:
             return out
         self.flush()
         chunks = self._store.get_metric_chunks(self._run_id, [name] if name is not None else None)
-        return shape_metrics(decode(chunks))
+        return shape_metrics(decode_values(chunks))
 
     def get_metric_points(self, name: str) -> list[MetricPoint]:
         """Every point of metric ``name`` with its step and timestamp (trainyard extension)."""
