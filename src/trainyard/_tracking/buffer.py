@@ -237,10 +237,20 @@ atexit.register(flush_all)
 _sigterm_installed = False
 
 
+def _die_of_sigterm() -> None:
+    flush_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def install_sigterm_flush() -> None:
     """On SIGTERM, flush buffered metrics, then die of SIGTERM as the process would have.
 
-    Installed only from the main thread and only over the default handler, so user handlers win.
+    The handler itself only raises ``SystemExit``: flushing inside it could deadlock, because the
+    signal may arrive while the main thread holds a buffer's lock in the middle of ``log``. The
+    exception unwinds the user's code (releasing that lock), and an exit hook flushes every buffer
+    and re-raises SIGTERM so the exit status still says "killed by SIGTERM". Installed only from the
+    main thread and only over the default handler, so user handlers win.
     """
     global _sigterm_installed
     if _sigterm_installed or threading.current_thread() is not threading.main_thread():
@@ -249,9 +259,9 @@ def install_sigterm_flush() -> None:
         return
 
     def _handler(signum: int, _frame: Any) -> None:
-        flush_all()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the flush
+        atexit.register(_die_of_sigterm)  # runs first (atexit is LIFO)
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _handler)
     _sigterm_installed = True
