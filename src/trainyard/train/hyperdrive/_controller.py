@@ -137,6 +137,7 @@ class Controller:
         print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
 
     def upload_log(self, force: bool = False) -> None:
+        """Copy the live log into the parent's files (at most every few seconds unless forced)."""
         now = time.monotonic()
         if not force and now - self._last_upload < _LOG_UPLOAD_SECONDS:
             return
@@ -154,6 +155,7 @@ class Controller:
                 self.log(f"heartbeat failed: {err}")
 
     def parent_status(self) -> RunStatus:
+        """The parent's current status."""
         return RunStatus.parse(self.store.get_run(self.run_id).status)
 
     # -- setup --------------------------------------------------------------------------------
@@ -274,24 +276,22 @@ class Controller:
 
     # -- the loop -----------------------------------------------------------------------------
     def own(self) -> list[_Child]:
+        """This sweep's children (not those of ``resume_from`` sweeps)."""
         return [c for c in self.children.values() if not c.foreign]
 
     def active(self) -> list[_Child]:
+        """This sweep's children that are not terminal yet."""
         return [c for c in self.own() if not c.terminal]
 
     def refresh(self) -> None:
         """Statuses and series of every unfinished child; policy decisions; observations."""
-        own_infos = {i.run_id: i for i in list_children(self.store, self.run_id)}
         for child in list(self.children.values()):
             if child.terminal and child.observed:
                 continue
-            if child.foreign:
-                try:
-                    child.status = self.store.get_run(child.run_id).status
-                except TrainyardError:
-                    continue
-            elif child.run_id in own_infos:
-                child.status = own_infos[child.run_id].status
+            try:
+                child.status = self.store.get_run(child.run_id).status
+            except TrainyardError:
+                continue
             child.series = primary_series(self.store, child.run_id, self.metric)
             if not child.foreign:
                 self._update_best(child)
@@ -501,6 +501,11 @@ class Controller:
             run_id, value = self.best
             self.parent.log_row(BEST_TABLE, run_id=run_id, metric_value=value, final=True)
             self.log(f"best child: {run_id} with {self.metric}={value:.6g}")
+        elif self.own():
+            self.log(
+                f"no child run logged a numeric {self.metric!r}: primary_metric_name must match "
+                "the name the script logs exactly"
+            )
         self.parent.flush()
         counts: dict[str, int] = {}
         for child in self.own():
@@ -514,8 +519,18 @@ class Controller:
         else:
             final, reason, error = RunStatus.COMPLETED, self.stop_reason, None
         self.log(f"sweep {final.value} ({summary})")
+        self._cleanup()
         self.upload_log(force=True)
         self.store.update_run_status(self.run_id, final.value, error=error, reason=reason)
+
+    def _cleanup(self) -> None:
+        """Every child is terminal: the template copy and re-run inputs are not needed any more
+        (each child has its own snapshot)."""
+        import shutil
+
+        root = self.ws.path / "runs" / self.run_id
+        for name in ("template", "resume"):
+            shutil.rmtree(root / name, ignore_errors=True)
 
     def fail(self, message: str, code: str = "SweepFailed") -> None:
         """End the parent Failed with ``message`` after cancelling the active children."""
@@ -534,6 +549,7 @@ class Controller:
             )
 
     def main(self) -> int:
+        """Drive the sweep to its end; returns the process exit code."""
         self.store.heartbeat(self.run_id)
         self.store.update_run(
             self.run_id,
@@ -574,6 +590,7 @@ class Controller:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m trainyard.train.hyperdrive._controller --workspace H --run-id ID``."""
     parser = argparse.ArgumentParser(prog="trainyard-hyperdrive-controller")
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--run-id", required=True)

@@ -37,7 +37,11 @@ from trainyard.train.hyperdrive._history import (
     primary_series,
 )
 from trainyard.train.hyperdrive._submit import CONTROLLER_LOG, HYPERDRIVE_RUN_TYPE
-from trainyard.train.hyperdrive.runconfig import HyperDriveConfig, PrimaryMetricGoal
+from trainyard.train.hyperdrive.runconfig import (
+    MAX_PARENT_RUNS,
+    HyperDriveConfig,
+    PrimaryMetricGoal,
+)
 
 __all__ = ["HyperDriveRun", "PrimaryMetricGoal"]
 
@@ -90,9 +94,9 @@ class HyperDriveRun(Run):
         tags = info.tags
         name, goal = goal_of(tags.get("primary_metric_config"))
         duration = float(tags.get("max_duration_minutes", "10080"))
-        resume_from = [
-            Run.get(self._workspace, r) for r in json_list(info.properties.get("resume_from"))
-        ]
+        # A chain of resumed sweeps can list more earlier sweeps than a user config may (5).
+        earlier = json_list(info.properties.get("resume_from"))[:MAX_PARENT_RUNS]
+        resume_from = [Run.get(self._workspace, r) for r in earlier]
         children = [
             Run.get(self._workspace, r) for r in json_list(info.properties.get("resume_child_runs"))
         ]
