@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: Logs in priority order (v1 streams rank 0's user log; the build log shows while Preparing).
 LOG_PRIORITY = (STD_LOG, BUILD_LOG)
+#: How long a wait that may end in Finalizing still waits for the terminal status.
+_EARLY_GRACE = 3.0
 
 
 def _interval(elapsed: float, lo: float, hi: float) -> float:
@@ -52,6 +54,7 @@ def wait_for_completion(
         stream.flush()
     current: str | None = None
     offset = 0
+    early_deadline: float | None = None
     try:
         while True:
             status = RunStatus.parse(run._poll_status())
@@ -66,13 +69,16 @@ def wait_for_completion(
                 and not info.error
                 and bool(info.runtime.get("outputs_uploaded"))
             )
-            done = status.is_terminal() or early
-            if done:
+            # The supervisor's last steps after the outputs (log upload, final status) take
+            # milliseconds: give them a moment so callers usually see the terminal status.
+            if early and early_deadline is None:
+                early_deadline = time.monotonic() + _EARLY_GRACE
+            if status.is_terminal() or (early_deadline is not None and time.monotonic() >= early_deadline):
                 break
             lo, hi = settings.polling_interval_min, settings.polling_interval_max
             time.sleep(_interval(time.monotonic() - started, lo, hi) if not show_output else lo)
         if show_output:
-            _stream_once(run, backend, stream, current, offset)
+            _stream_once(run, backend, stream, current, offset, final=True)
     except KeyboardInterrupt:
         stream.write(
             f"\nStopped watching run {run.id}; it keeps running. Follow it again with "
@@ -102,21 +108,30 @@ def wait_for_completion(
 
 
 def _stream_once(
-    run: Run, backend: ComputeBackend, stream: IO[str], current: str | None, offset: int
+    run: Run,
+    backend: ComputeBackend,
+    stream: IO[str],
+    current: str | None,
+    offset: int,
+    final: bool = False,
 ) -> tuple[str | None, int]:
     names = backend.log_names(run.id)
     best = next((n for n in LOG_PRIORITY if n in names), None)
     if best is not None and best != current:
         if current is not None and current in names:
-            _drain(run, backend, stream, current, offset)  # finish the lower-priority log first
+            # finish the lower-priority log first (it is complete: its stage is over)
+            _drain(run, backend, stream, current, offset, final=True)
         current, offset = best, 0
         stream.write(f"Streaming {best}\n{'=' * (10 + len(best))}\n\n")
     if current is not None:
-        offset = _drain(run, backend, stream, current, offset)
+        offset = _drain(run, backend, stream, current, offset, final=final)
     return current, offset
 
 
-def _drain(run: Run, backend: ComputeBackend, stream: IO[str], name: str, offset: int) -> int:
+def _drain(
+    run: Run, backend: ComputeBackend, stream: IO[str], name: str, offset: int, final: bool = False
+) -> int:
+    """Print the log from ``offset``; ``final`` (the log is complete) prints a last partial line."""
     while True:
         chunk = backend.read_log(run.id, name, offset)
         if not chunk:
@@ -124,9 +139,10 @@ def _drain(run: Run, backend: ComputeBackend, stream: IO[str], name: str, offset
         # Print whole lines only, so a line being written is shown once, complete.
         cut = chunk.rfind(b"\n") + 1
         if cut == 0:
-            if len(chunk) < (1 << 20):
+            if not final and len(chunk) < (1 << 20):
                 return offset
             cut = len(chunk)
-        stream.write(chunk[:cut].decode("utf-8", "replace"))
+        text = chunk[:cut].decode("utf-8", "replace")
+        stream.write(text + "\n" if final and not text.endswith("\n") else text)
         stream.flush()
         offset += cut
