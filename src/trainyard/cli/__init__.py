@@ -29,6 +29,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainyard.cli.workspace",
     "trainyard.cli.experiments",
     "trainyard.cli.runs",
+    "trainyard.cli.submit",
+    "trainyard.cli.env",
+    "trainyard.cli.models",
+    "trainyard.cli.compute",
+    "trainyard.cli.service",
 )
 
 app = typer.Typer(

@@ -1,8 +1,9 @@
-"""``trainyard runs``: list runs, show one, read its metrics, download its files.
+"""``trainyard runs``: list runs, show one, read its metrics and logs, download its files, cancel it.
 
 Example::
 
     $ trainyard runs list --experiment mnist --status Failed
+    $ trainyard runs logs mnist_1714000000_1a2b3c4d -f
     $ trainyard runs metrics mnist_1714000000_1a2b3c4d --name loss --points --json
 """
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from trainyard.core.workspace import Workspace
 
 app = typer.Typer(
-    help="List runs, show one, read its metrics, download its files.",
+    help="List runs, show one, read its metrics and logs, download its files, cancel it.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -526,3 +527,161 @@ def _download_one(run: Run, name: str, out_dir: Path) -> Path:
     target = out_dir / safe_relpath(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     return run.download_file(name, output_file_path=target)
+
+
+# -- logs -------------------------------------------------------------------------------------
+#: Log files of a run that ``runs logs`` names when the asked one does not exist.
+_LOG_FOLDERS = ("user_logs/", "system_logs/", "logs/", "azureml-logs/")
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    run_id: RunIdArg,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing new lines until the run ends (Ctrl-C stops following, not the run).",
+        ),
+    ] = False,
+    log: Annotated[
+        str | None,
+        typer.Option(
+            "--log",
+            "-l",
+            metavar="NAME",
+            help="Which log or file of the run (default: user_logs/std_log.txt, the script's "
+            "output; e.g. system_logs/environment_build.txt, logs/train.log).",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Print a run's log (the script's stdout and stderr by default); -f follows it.
+
+    Without -f it prints what exists now; with -f it reads on from where it was (by offset)
+    until the run is Completed, Failed or Canceled.
+
+    Example: [bold]trainyard runs logs mnist_1714000000_1a2b3c4d -f[/bold]
+    """
+    import sys
+    import time
+
+    from trainyard._execution.backends.local import backend_for
+    from trainyard._execution.runfiles import STD_LOG
+    from trainyard._store.artifacts import safe_relpath
+
+    ws = open_workspace(ctx, workspace)
+    run = _get_run(ws, run_id)
+    name = safe_relpath(log) if log else STD_LOG
+    backend = backend_for(ws)
+    out = sys.stdout.buffer
+    status = RunStatus.parse(run.get_status())
+    if not follow:
+        offset = _copy_log(backend, run_id, name, 0, out, whole_lines=False)
+        if offset == 0:
+            _no_log_yet(run, name, status)
+        return
+    interval = max(0.05, ws._settings.polling_interval_min)
+    offset = 0
+    waiting_said = False
+    try:
+        while True:
+            status = RunStatus.parse(run.get_status())
+            offset = _copy_log(backend, run_id, name, offset, out, whole_lines=True)
+            if status.is_terminal():
+                break
+            if offset == 0 and not waiting_said:
+                typer.echo(f"Waiting for {name} (run {run_id} is {status.value})…", err=True)
+                waiting_said = True
+            time.sleep(interval)
+        # Terminal: everything is written and uploaded; print the rest, a last partial line too.
+        offset = _copy_log(backend, run_id, name, offset, out, whole_lines=False)
+    except KeyboardInterrupt:
+        out.flush()
+        typer.echo(
+            f"\nStopped following run {run_id}; it keeps running "
+            f"(cancel it with `trainyard runs cancel {run_id}`).",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    if offset == 0:
+        _no_log_yet(run, name, status)
+
+
+def _copy_log(
+    backend: Any, run_id: str, name: str, offset: int, out: Any, whole_lines: bool
+) -> int:
+    """Write the log's bytes from ``offset`` to ``out``; returns the new offset. With
+    ``whole_lines`` a line still being written waits for the next call (it is printed once)."""
+    while True:
+        chunk: bytes = backend.read_log(run_id, name, offset)
+        if not chunk:
+            break
+        if whole_lines:
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                if len(chunk) < (1 << 20):
+                    break
+                cut = len(chunk)
+            chunk = chunk[:cut]
+        out.write(chunk)
+        out.flush()
+        offset += len(chunk)
+    return offset
+
+
+def _no_log_yet(run: Run, name: str, status: RunStatus) -> None:
+    """Explain an empty answer: not written yet, or (on a finished run) no such log."""
+    from trainyard.exceptions import ArtifactNotFound
+
+    if not status.is_terminal():
+        typer.echo(
+            f"Run {run.id} has no output in {name} yet (status {status.value}); "
+            f"follow it with `trainyard runs logs {run.id} -f`.",
+            err=True,
+        )
+        return
+    files = run.get_file_names()
+    if name in files:
+        return  # an empty log
+    available = [f for f in files if f.startswith(_LOG_FOLDERS)]
+    raise ArtifactNotFound(
+        f"Run {run.id} ({status.value}) has no log {name!r}. Its logs: "
+        f"{', '.join(available) or '(none)'}; pick one with --log NAME.",
+        run_id=run.id,
+        name=name,
+        logs=available,
+    )
+
+
+# -- cancel -----------------------------------------------------------------------------------
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context, run_id: RunIdArg, workspace: WorkspaceOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Cancel a run: it goes to CancelRequested, then Canceled once its process has stopped.
+
+    Exits 0 when the cancel was accepted, 1 when the run had already finished.
+    --json prints {"runId", "status", "canceled"}.
+
+    Example: [bold]trainyard runs cancel mnist_1714000000_1a2b3c4d[/bold]
+    """
+    from trainyard.exceptions import RunFinishedError
+
+    ws = open_workspace(ctx, workspace)
+    run = _get_run(ws, run_id)
+    accepted = bool(run.cancel())
+    status = run.get_status()
+    if not accepted:
+        raise RunFinishedError(
+            f"Run {run_id} already finished with status {status}; there is nothing to cancel.",
+            run_id=run_id,
+            status=status,
+        )
+    if as_json:
+        print_json({"runId": run_id, "status": status, "canceled": True})
+        return
+    console().print(f"Cancel requested for run {run_id}; status: {status}")

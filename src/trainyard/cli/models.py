@@ -1,0 +1,259 @@
+"""``trainyard models``: the model registry of a workspace: list, show, download.
+
+Example::
+
+    $ trainyard models list --latest
+    $ trainyard models show chainer-dnn-mnist:2 --json
+    $ trainyard models download chainer-dnn-mnist --output ./model
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from trainyard.cli._common import (
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    fmt_time,
+    iso_utc,
+    open_workspace,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from trainyard.core.model import Model
+    from trainyard.core.workspace import Workspace
+
+app = typer.Typer(
+    help="List, show and download registered models.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+ModelRefArg = Annotated[
+    str,
+    typer.Argument(metavar="NAME[:VERSION]", help="A model name (latest version) or NAME:VERSION."),
+]
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``trainyard models`` to ``root``.
+
+    Example::
+
+        register(app)
+    """
+    root.add_typer(app, name="models")
+
+
+def parse_model_ref(ref: str) -> tuple[str, int | None]:
+    """``"name"`` → ``("name", None)``; ``"name:3"`` → ``("name", 3)``. A version that is not a
+    positive whole number raises ``ValidationError``.
+
+    Example::
+
+        parse_model_ref("mnist:2")   # ('mnist', 2)
+    """
+    from trainyard.exceptions import ValidationError
+
+    name, sep, version = ref.rpartition(":")
+    if not sep:
+        return ref, None
+    if not version.isdigit() or int(version) < 1:
+        raise ValidationError(
+            f"{ref!r}: the version after ':' must be a whole number from 1 (e.g. {name}:1).",
+            model=ref,
+        )
+    return name, int(version)
+
+
+def get_model(ws: Workspace, ref: str) -> Model:
+    """The model ``NAME[:VERSION]`` refers to; ``ModelNotFoundException`` names the versions
+    that do exist.
+
+    Example::
+
+        get_model(ws, "mnist").version   # the latest
+    """
+    from trainyard.core.model import Model
+    from trainyard.exceptions import ModelNotFoundException
+
+    name, version = parse_model_ref(ref)
+    try:
+        return Model(ws, name, version=version)
+    except ModelNotFoundException as err:
+        versions = sorted(m.version for m in Model.list(ws, name=name))
+        hint = (
+            f" Its versions: {', '.join(str(v) for v in versions)}."
+            if versions
+            else " See `trainyard models list`."
+        )
+        raise ModelNotFoundException(
+            f"Workspace {ws.name!r} has no model {ref!r}.{hint}", name=name, version=version
+        ) from err
+
+
+def model_json(model: Model) -> dict[str, Any]:
+    """``model.serialize()`` (v1 keys) with ``createdTime`` as ISO UTC.
+
+    Example::
+
+        model_json(Model(ws, "mnist"))["id"]   # 'mnist:1'
+    """
+    data = model.serialize()
+    data["createdTime"] = iso_utc(model.created_time)
+    return data
+
+
+@app.command("list")
+def list_models(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", metavar="NAME", help="Only versions of this model."),
+    ] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="Only the latest version of each model.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List registered models, newest first: name, version, framework, run, created, tags.
+
+    Example: [bold]trainyard models list --latest --json[/bold]
+    """
+    from trainyard.core.model import Model
+
+    ws = open_workspace(ctx, workspace)
+    models = Model.list(ws, name=name, latest=latest)
+    if as_json:
+        print_json([model_json(m) for m in models])
+        return
+    out = console()
+    if not models:
+        which = f" named {name}" if name else ""
+        out.print(f"No registered models{which} in workspace {ws.name}.")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Models in {ws.name}", title_justify="left")
+    table.add_column("Name", style="bold", no_wrap=True)
+    table.add_column("Version", justify="right")
+    table.add_column("Framework")
+    table.add_column("Run", no_wrap=True)
+    table.add_column("Created", no_wrap=True)
+    table.add_column("Files", justify="right")
+    table.add_column("Tags", overflow="fold")
+    for m in models:
+        table.add_row(
+            m.name,
+            str(m.version),
+            m.model_framework or "-",
+            m.run_id or "-",
+            fmt_time(m.created_time),
+            str(len(m._info.files)),
+            ", ".join(f"{k}={v}" for k, v in sorted(m.tags.items())) or "-",
+        )
+    out.print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, model: ModelRefArg, workspace: WorkspaceOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Show one model version: id, lineage (run, experiment), framework, tags, properties, files.
+
+    Example: [bold]trainyard models show chainer-dnn-mnist:1[/bold]
+    """
+    ws = open_workspace(ctx, workspace)
+    m = get_model(ws, model)
+    data = model_json(m)
+    if as_json:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    out = console()
+    head = Table(
+        title=f"Model {m.id}",
+        title_justify="left",
+        show_header=False,
+        box=None,
+        padding=(0, 2, 0, 0),
+    )
+    head.add_column("key", style="bold", no_wrap=True)
+    head.add_column("value", overflow="fold")
+    framework = m.model_framework or "-"
+    if m.model_framework_version:
+        framework += f" {m.model_framework_version}"
+    for key, value in (
+        ("Name", m.name),
+        ("Version", str(m.version)),
+        ("Description", m.description or "-"),
+        ("Framework", framework),
+        ("Run", m.run_id or "-"),
+        ("Experiment", m.experiment_name or "-"),
+        ("Created", fmt_time(m.created_time)),
+        ("URL", m.url),
+    ):
+        head.add_row(key, value)
+    out.print(head)
+    for title, values in (("Tags", m.tags), ("Properties", m.properties)):
+        out.print()
+        if not values:
+            out.print(f"{title}: (none)")
+            continue
+        out.print(f"{title}:")
+        for k, v in sorted(values.items()):
+            out.print(f"  {k}: {v}")
+    out.print()
+    out.print(f"Files ({len(data['files'])}):")
+    for f in data["files"]:
+        out.print(f"  {f}")
+
+
+@app.command("download")
+def download(
+    ctx: typer.Context,
+    model: ModelRefArg,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", metavar="DIR", help="Folder to download into (default: here)."
+        ),
+    ] = Path("."),
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Overwrite files that already exist.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a model's files, keeping their layout (outputs/model.npz lands as DIR/model.npz).
+
+    Prints the local path of the model (its file, or its folder). --json prints
+    {"id", "path", "files"}.
+
+    Example: [bold]trainyard models download chainer-dnn-mnist:1 --output ./model[/bold]
+    """
+    ws = open_workspace(ctx, workspace)
+    m = get_model(ws, model)
+    from trainyard.exceptions import AlreadyExistsError
+
+    try:
+        path = Path(m.download(output, exist_ok=exist_ok)).resolve()
+    except AlreadyExistsError as err:
+        raise AlreadyExistsError(
+            f"{err.details.get('path')} already exists; pass --exist-ok to overwrite it.",
+            **err.details,
+        ) from None
+    files = [str((output / f).resolve()) for f in m._info.files]
+    if as_json:
+        print_json({"id": m.id, "path": str(path), "files": files})
+        return
+    noun = "file" if len(files) == 1 else "files"
+    console(stderr=True).print(f"Downloaded model {m.id} ({len(files)} {noun}) to:")
+    typer.echo(str(path))
