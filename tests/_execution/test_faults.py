@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from trainyard.core import Environment, Experiment, Run, ScriptRunConfig, Workspace
+from trainyard.core import Environment, Experiment, Run, ScriptRun, ScriptRunConfig, Workspace
 from trainyard.core.runconfig import RunConfiguration
 from trainyard.testing.fixtures import unique_name
 
@@ -43,6 +43,13 @@ def _workspace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, timeout: str) ->
     monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MIN", "0.1")
     monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MAX", "0.5")
     return Workspace.create(unique_name("ws"), path=tmp_path / "ws")
+
+
+def submit(experiment: Experiment, config: ScriptRunConfig) -> ScriptRun:
+    """``experiment.submit(config)``, typed as the ``ScriptRun`` it returns."""
+    run = experiment.submit(config)
+    assert isinstance(run, ScriptRun)
+    return run
 
 
 @pytest.fixture
@@ -82,8 +89,15 @@ def wait_terminal(run: Run, timeout: float = 60.0) -> str:
     return status
 
 
-def read_pids(path: Path) -> dict[str, int]:
-    wait_until(path.exists, 60, f"{path.name} to be written")
+def read_pids(path: Path, run: Run) -> dict[str, int]:
+    """The pids the run's script wrote; on a timeout the failure shows where the run got stuck."""
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            live = run.experiment.workspace.path / "runs" / run.id / "live" / "system_logs"
+            logs = {p.name: p.read_text()[-2000:] for p in live.glob("*.txt")}
+            pytest.fail(f"{path.name} not written in 60 s: {run.get_details()!r}\n{logs}")
+        time.sleep(0.05)
     pids: dict[str, int] = json.loads(path.read_text())
     return pids
 
@@ -133,8 +147,8 @@ def test_cancel_kills_the_script_and_its_children(ws: Workspace, tmp_path: Path)
         time.sleep(300)
         """,
     )
-    run = Experiment(ws, "cancel").submit(ScriptRunConfig(src, "train.py"))
-    pids = read_pids(pids_file)
+    run = submit(Experiment(ws, "cancel"), ScriptRunConfig(src, "train.py"))
+    pids = read_pids(pids_file, run)
     assert alive(pids["script"]) and alive(pids["child"])
     assert run.get_status() == "Running"
 
@@ -152,6 +166,23 @@ def test_cancel_kills_the_script_and_its_children(ws: Workspace, tmp_path: Path)
     assert run.wait_for_completion()["status"] == "Canceled"
 
 
+def test_processes_left_behind_end_with_the_run(ws: Workspace, tmp_path: Path) -> None:
+    pids_file = tmp_path / "pids.json"
+    src = source(
+        tmp_path,
+        f"""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        write_pids({str(pids_file)!r}, script=os.getpid(), child=child.pid)
+        print("exiting, leaving a child behind")
+        """,
+    )
+    run = submit(Experiment(ws, "stragglers"), ScriptRunConfig(src, "train.py"))
+    assert wait_terminal(run, 30) == "Completed"
+    child = read_pids(pids_file, run)["child"]
+    wait_until(lambda: not alive(child), 10, "the left-behind child to be ended")
+
+
 def test_script_ignoring_sigterm_is_killed_after_the_grace(ws: Workspace, tmp_path: Path) -> None:
     pids_file = tmp_path / "pids.json"
     got_term = tmp_path / "got-sigterm"
@@ -167,8 +198,8 @@ def test_script_ignoring_sigterm_is_killed_after_the_grace(ws: Workspace, tmp_pa
             time.sleep(0.05)
         """,
     )
-    run = Experiment(ws, "stubborn").submit(ScriptRunConfig(src, "train.py"))
-    pid = read_pids(pids_file)["script"]
+    run = submit(Experiment(ws, "stubborn"), ScriptRunConfig(src, "train.py"))
+    pid = read_pids(pids_file, run)["script"]
     asked = time.monotonic()
     run.cancel()
     wait_until(got_term.exists, 10, "the script to receive SIGTERM")
@@ -192,9 +223,9 @@ def test_max_run_duration_cancels_with_a_reason(ws: Workspace, tmp_path: Path) -
         """,
     )
     config = ScriptRunConfig(src, "train.py", max_run_duration_seconds=2)
-    run = Experiment(ws, "limit").submit(config)
+    run = submit(Experiment(ws, "limit"), config)
     assert wait_terminal(run, 40) == "Canceled"
-    assert not alive(read_pids(pids_file)["script"])
+    assert not alive(read_pids(pids_file, run)["script"])
     details = run.get_details()
     assert details["runDefinition"]["maxRunDurationSeconds"] == 2
     assert details["error"]["code"] == "MaxRunDurationExceeded"
@@ -217,8 +248,8 @@ def test_killed_supervisor_fails_the_run(live_ws: Workspace, tmp_path: Path) -> 
         time.sleep(300)
         """,
     )
-    run = Experiment(live_ws, "orphan").submit(ScriptRunConfig(src, "train.py"))
-    script = read_pids(pids_file)["script"]
+    run = submit(Experiment(live_ws, "orphan"), ScriptRunConfig(src, "train.py"))
+    script = read_pids(pids_file, run)["script"]
     assert run.get_status() == "Running"
     os.kill(supervisor_pid(run.id), signal.SIGKILL)
 
@@ -231,6 +262,30 @@ def test_killed_supervisor_fails_the_run(live_ws: Workspace, tmp_path: Path) -> 
     wait_until(lambda: not alive(script), 10, "the orphaned script to be killed")
 
 
+def test_startup_gets_a_longer_grace_than_a_running_supervisor(ws: Workspace) -> None:
+    """Before its first heartbeat a supervisor is starting (many at once on a busy machine start
+    slowly): it is reaped only after ``STARTUP_TIMEOUTS`` timeouts; afterwards after one."""
+    from trainyard._execution.reaper import STARTUP_TIMEOUTS, reap_stale_runs
+
+    assert STARTUP_TIMEOUTS >= 2
+    timeout = 1.0
+    exp = Experiment(ws, "no-supervisor")
+    # runs stored Queued with no supervisor process behind them
+    starting = Run._create(exp, run_type="azureml.scriptrun")
+    beating = Run._create(exp, run_type="azureml.scriptrun")
+    for r in (starting, beating):
+        ws._store.update_run_status(r.id, "Queued")
+    ws._store.heartbeat(beating.id)
+    time.sleep(timeout + 0.3)
+    assert reap_stale_runs(ws._store, ws._id, timeout) == [beating.id]
+    assert "stopped responding" in beating.get_details()["error"]["message"]
+    assert starting.get_status() == "Queued"
+    time.sleep(timeout * STARTUP_TIMEOUTS - timeout)
+    assert reap_stale_runs(ws._store, ws._id, timeout) == [starting.id]
+    error = starting.get_details()["error"]
+    assert error["code"] == "SupervisorLost" and "never reported" in error["message"]
+
+
 def test_killed_script_fails_the_run(ws: Workspace, tmp_path: Path) -> None:
     pids_file = tmp_path / "pids.json"
     src = source(
@@ -241,8 +296,8 @@ def test_killed_script_fails_the_run(ws: Workspace, tmp_path: Path) -> None:
         time.sleep(300)
         """,
     )
-    run = Experiment(ws, "kill9").submit(ScriptRunConfig(src, "train.py"))
-    os.kill(read_pids(pids_file)["script"], signal.SIGKILL)
+    run = submit(Experiment(ws, "kill9"), ScriptRunConfig(src, "train.py"))
+    os.kill(read_pids(pids_file, run)["script"], signal.SIGKILL)
     assert wait_terminal(run, 30) == "Failed"
     error = run.get_details()["error"]
     assert error["message"] == "The script was killed by signal SIGKILL."
@@ -267,8 +322,8 @@ def test_sigterm_flushes_buffered_metrics(ws: Workspace, tmp_path: Path) -> None
     rc = RunConfiguration()
     # no background flush during the test: only the SIGTERM handler can save these metrics
     rc.environment_variables = {"TRAINYARD_LOG_FLUSH_INTERVAL": "3600"}
-    run = Experiment(ws, "sigterm").submit(ScriptRunConfig(src, "train.py", run_config=rc))
-    pid = read_pids(pids_file)["script"]
+    run = submit(Experiment(ws, "sigterm"), ScriptRunConfig(src, "train.py", run_config=rc))
+    pid = read_pids(pids_file, run)["script"]
     assert run.get_metrics() == {}  # still buffered in the script
     os.kill(pid, signal.SIGTERM)
     assert wait_terminal(run, 30) == "Failed"
@@ -296,7 +351,9 @@ def test_silent_preparing_longer_than_the_timeout_is_not_reaped(
     env.python.user_managed_dependencies = True
     env.python.interpreter_path = str(wrapper)
     src = source(tmp_path, "print('prepared and ran')\n")
-    run = Experiment(live_ws, "slow-prep").submit(ScriptRunConfig(src, "train.py", environment=env))
+    run = submit(
+        Experiment(live_ws, "slow-prep"), ScriptRunConfig(src, "train.py", environment=env)
+    )
     assert wait_terminal(run, 60) == "Completed", run.get_details().get("error")
     history_ = history(run)
     times = {e["status"]: e["timeUtc"] for e in history_}
@@ -319,7 +376,7 @@ def test_run_survives_the_process_that_submitted_it(ws: Workspace, tmp_path: Pat
         Run.get_context().log("survived", 1)
         """,
     )
-    submit = textwrap.dedent(
+    code = textwrap.dedent(
         f"""
         from trainyard.core import Experiment, ScriptRunConfig, Workspace
         ws = Workspace.get({ws.name!r}, path={str(ws.path)!r})
@@ -328,7 +385,7 @@ def test_run_survives_the_process_that_submitted_it(ws: Workspace, tmp_path: Pat
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", submit], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.strip().splitlines()[-1]

@@ -33,7 +33,16 @@ V1_STRINGS = [
     "NotResponding",
 ]
 
-TYPICAL_PATH = ["NotStarted", "Starting", "Provisioning", "Preparing", "Queued", "Running", "Finalizing", "Completed"]
+TYPICAL_PATH = [
+    "NotStarted",
+    "Starting",
+    "Provisioning",
+    "Preparing",
+    "Queued",
+    "Running",
+    "Finalizing",
+    "Completed",
+]
 
 
 def test_status_strings_are_v1s() -> None:
@@ -55,8 +64,10 @@ def test_client_sets() -> None:
         "Running",
         "NotResponding",
     }
-    assert TERMINAL | POST_PROCESSING | RUNNING_SET == set(RunStatus)
-    assert not (TERMINAL & POST_PROCESSING or TERMINAL & RUNNING_SET or POST_PROCESSING & RUNNING_SET)
+    assert set(RunStatus) == TERMINAL | POST_PROCESSING | RUNNING_SET
+    assert not (
+        TERMINAL & POST_PROCESSING or TERMINAL & RUNNING_SET or POST_PROCESSING & RUNNING_SET
+    )
     assert S.NOT_STARTED not in ACTIVE and S.QUEUED not in ACTIVE and not (ACTIVE & TERMINAL)
 
 

@@ -11,12 +11,19 @@ from typing import Any
 
 import pytest
 
-from trainyard.core import Experiment, Run, ScriptRunConfig, Workspace
+from trainyard.core import Experiment, Run, ScriptRun, ScriptRunConfig, Workspace
 from trainyard.core.compute import ComputeTarget, LocalCompute
 from trainyard.testing.fixtures import unique_name
 
 TERMINAL = {"Completed", "Failed", "Canceled"}
 BUSY = {"Preparing", "Running", "Finalizing"}
+
+
+def submit(experiment: Experiment, config: ScriptRunConfig) -> ScriptRun:
+    """``experiment.submit(config)``, typed as the ``ScriptRun`` it returns."""
+    run = experiment.submit(config)
+    assert isinstance(run, ScriptRun)
+    return run
 
 
 @pytest.fixture
@@ -54,7 +61,7 @@ def test_capacity_one_runs_in_submission_order(ws: Workspace, tmp_path: Path) ->
             from trainyard.core import Run
             index = int(sys.argv[1])
             start = time.time()
-            time.sleep(1.0)
+            time.sleep(0.5)
             Run.get_context().log("index", index)
             with open({str(record)!r} + f"/{{index}}.json", "w") as fh:
                 json.dump({{"start": start, "end": time.time()}}, fh)
@@ -63,7 +70,7 @@ def test_capacity_one_runs_in_submission_order(ws: Workspace, tmp_path: Path) ->
     )
     exp = Experiment(ws, "fifo")
     runs: list[Run] = [
-        exp.submit(ScriptRunConfig(src, "train.py", arguments=[i], compute_target="single"))
+        submit(exp, ScriptRunConfig(src, "train.py", arguments=[i], compute_target="single"))
         for i in range(4)
     ]
 
@@ -114,8 +121,8 @@ def test_queued_run_cancels_without_starting(ws: Workspace, tmp_path: Path) -> N
     )
     (src / "never.py").write_text(f"open({str(tmp_path / 'never-ran')!r}, 'w').close()\n")
     exp = Experiment(ws, "cancel-queued")
-    holder = exp.submit(ScriptRunConfig(src, "hold.py", compute_target="single"))
-    waiting = exp.submit(ScriptRunConfig(src, "never.py", compute_target="single"))
+    holder = submit(exp, ScriptRunConfig(src, "hold.py", compute_target="single"))
+    waiting = submit(exp, ScriptRunConfig(src, "never.py", compute_target="single"))
     try:
         wait_until(started.exists, what="the first run to start")
         assert waiting.get_status() == "Queued"
@@ -135,5 +142,17 @@ def test_queued_run_cancels_without_starting(ws: Workspace, tmp_path: Path) -> N
 
     assert holder.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
     # the canceled run gave its turn away: the next submission runs
-    after = exp.submit(ScriptRunConfig(src, "hold.py", compute_target="single"))
+    after = submit(exp, ScriptRunConfig(src, "hold.py", compute_target="single"))
     assert after.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+
+
+def test_cancel_right_after_submit_never_starts(ws: Workspace, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "never.py").write_text(f"open({str(tmp_path / 'never-ran')!r}, 'w').close()\n")
+    run = submit(Experiment(ws, "cancel-now"), ScriptRunConfig(src, "never.py"))
+    assert run.cancel() is True
+    wait_until(lambda: run.get_status() in TERMINAL, 30, "the run to end")
+    assert run.get_status() == "Canceled"
+    assert run.get_details()["startTimeUtc"] is None
+    assert not (tmp_path / "never-ran").exists()

@@ -29,6 +29,13 @@ from trainyard.testing.fixtures import BACKENDS, unique_name
 TERMINAL = {"Completed", "Failed", "Canceled"}
 
 
+def submit(experiment: Experiment, config: ScriptRunConfig) -> ScriptRun:
+    """``experiment.submit(config)``, typed as the ``ScriptRun`` it returns."""
+    run = experiment.submit(config)
+    assert isinstance(run, ScriptRun)
+    return run
+
+
 @pytest.fixture(params=BACKENDS)
 def ws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Workspace:
     """A workspace whose supervisors heartbeat and poll quickly (settings set before it opens)."""
@@ -118,7 +125,7 @@ def test_submit_runs_script_through_every_status(ws: Workspace, tmp_path: Path) 
         environment=env,
     )
     exp = Experiment(ws, "e2e")
-    run = exp.submit(config)
+    run = submit(exp, config)
 
     # submit returned while the script is still waiting for us: it did not wait for the run
     assert isinstance(run, ScriptRun)
@@ -184,7 +191,7 @@ def test_command_instead_of_script(ws: Workspace, tmp_path: Path) -> None:
         source_directory=src,
         command="echo from-command && cat data.txt && echo run=$AZUREML_RUN_ID",
     )
-    run = Experiment(ws, "cmd").submit(config)
+    run = submit(Experiment(ws, "cmd"), config)
     details = run.wait_for_completion(wait_post_processing=True)
     assert details["status"] == "Completed"
     assert details["runDefinition"]["command"].startswith("echo from-command")
@@ -212,7 +219,7 @@ def test_logs_folder_is_synced_while_running(ws: Workspace, tmp_path: Path) -> N
             time.sleep(0.05)
         """,
     )
-    run = Experiment(ws, "logs").submit(ScriptRunConfig(src, "train.py"))
+    run = submit(Experiment(ws, "logs"), ScriptRunConfig(src, "train.py"))
     try:
         wait_until(
             lambda: "logs/progress.txt" in run.get_file_names(), 30, "logs/progress.txt to sync"
@@ -241,7 +248,7 @@ train(42)
 
 def test_failed_script_records_error_and_traceback(ws: Workspace, tmp_path: Path) -> None:
     src = source(tmp_path, FAILING)
-    run = Experiment(ws, "fail").submit(ScriptRunConfig(src, "train.py"))
+    run = submit(Experiment(ws, "fail"), ScriptRunConfig(src, "train.py"))
     assert wait_terminal(run) == "Failed"
     details = run.get_details()
     error = details["error"]
@@ -257,7 +264,7 @@ def test_wait_for_completion_streams_and_raises_on_failure(
     ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = source(tmp_path, FAILING)
-    run = Experiment(ws, "fail-wait").submit(ScriptRunConfig(src, "train.py"))
+    run = submit(Experiment(ws, "fail-wait"), ScriptRunConfig(src, "train.py"))
     with pytest.raises(ActivityFailedException) as info:
         run.wait_for_completion(show_output=True)
     out = capsys.readouterr().out
@@ -283,13 +290,13 @@ def test_wait_for_completion_raises_even_when_failure_finalizes_slowly(
         tmp_path,
         """
         import os
-        for i in range(1500):
+        for i in range(600):
             with open(f"outputs/part-{i}.txt", "w") as fh:
                 fh.write("x" * 100)
         raise SystemExit("bad data")
         """,
     )
-    run = Experiment(ws, "fail-slow").submit(ScriptRunConfig(src, "train.py"))
+    run = submit(Experiment(ws, "fail-slow"), ScriptRunConfig(src, "train.py"))
     wait_until(lambda: run.get_status() == "Finalizing", 60, "Finalizing")
     with pytest.raises(ActivityFailedException):
         run.wait_for_completion()
@@ -310,9 +317,10 @@ def test_streamed_line_appears_while_script_still_runs(
             time.sleep(0.05)
         print("last-line-from-script")
         open("outputs/result.txt", "w").write("done")
+        print("tail-without-newline", end="")
         """,
     )
-    run = Experiment(ws, "stream").submit(ScriptRunConfig(src, "train.py"))
+    run = submit(Experiment(ws, "stream"), ScriptRunConfig(src, "train.py"))
     result: dict[str, Any] = {}
 
     def watch() -> None:
@@ -347,6 +355,9 @@ def test_streamed_line_appears_while_script_still_runs(
     assert text.count("first-line-from-script") == 1
     assert "last-line-from-script" in text
     assert text.index("last-line-from-script") < text.index("Execution Summary")
+    # a last line without a newline is still shown once the run is over
+    assert "tail-without-newline\n" in text
+    assert text.index("tail-without-newline") < text.index("Execution Summary")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +383,7 @@ def test_snapshot_id_restore_and_ignore_file(ws: Workspace, tmp_path: Path) -> N
     (tmp_path / "elsewhere.txt").write_text("not part of the project")
     (src / "link.txt").symlink_to(tmp_path / "elsewhere.txt")
     exp = Experiment(ws, "snap")
-    run = exp.submit(ScriptRunConfig(src, "train.py"))
+    run = submit(exp, ScriptRunConfig(src, "train.py"))
     snap_id = run.properties["ContentSnapshotId"]
     assert snap_id and run.get_snapshot_id() == snap_id
     details = run.wait_for_completion(wait_post_processing=True)
@@ -388,10 +399,10 @@ def test_snapshot_id_restore_and_ignore_file(ws: Workspace, tmp_path: Path) -> N
     assert "secret.bin" not in names and "data/big.csv" not in names and "link.txt" not in names
 
     # the same source again is the same snapshot; a change makes a new one
-    again = exp.submit(ScriptRunConfig(src, "train.py"))
+    again = submit(exp, ScriptRunConfig(src, "train.py"))
     assert again.properties["ContentSnapshotId"] == snap_id
     (src / "helper.py").write_text("X = 2\n")
-    changed = exp.submit(ScriptRunConfig(src, "train.py"))
+    changed = submit(exp, ScriptRunConfig(src, "train.py"))
     assert changed.properties["ContentSnapshotId"] != snap_id
     assert again.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
     assert changed.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
@@ -403,7 +414,7 @@ def test_snapshot_id_restore_and_ignore_file(ws: Workspace, tmp_path: Path) -> N
 
 def test_run_loaded_by_id_is_a_script_run(ws: Workspace, tmp_path: Path) -> None:
     src = source(tmp_path, "print('ok')\n")
-    run = Experiment(ws, "reload").submit(ScriptRunConfig(src, "train.py"))
+    run = submit(Experiment(ws, "reload"), ScriptRunConfig(src, "train.py"))
     again = Run.get(ws, run.id)
     assert isinstance(again, ScriptRun)
     assert again.wait_for_completion(wait_post_processing=True)["status"] == "Completed"

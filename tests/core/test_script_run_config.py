@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from trainyard.core import Environment, Experiment, ScriptRunConfig, Workspace
+from trainyard.core import Environment, Experiment, ScriptRun, ScriptRunConfig, Workspace
 from trainyard.core.conda_dependencies import CondaDependencies
 from trainyard.core.runconfig import (
     DockerConfiguration,
@@ -28,6 +28,13 @@ from trainyard.exceptions import (
     ValidationError,
 )
 from trainyard.testing.fixtures import unique_name
+
+
+def submit(experiment: Experiment, config: ScriptRunConfig) -> ScriptRun:
+    """``experiment.submit(config)``, typed as the ``ScriptRun`` it returns."""
+    run = experiment.submit(config)
+    assert isinstance(run, ScriptRun)
+    return run
 
 
 @pytest.fixture
@@ -145,7 +152,7 @@ def test_refused_submission_stores_nothing(
 ) -> None:
     config = ScriptRunConfig(**_kwargs(case, src, tmp_path))
     with pytest.raises(error) as info:
-        Experiment(ws, "refused").submit(config)
+        submit(Experiment(ws, "refused"), config)
     assert text in info.value.message
 
 
@@ -154,7 +161,7 @@ def test_snapshot_limit_names_the_limit(ws: Workspace, src: Path) -> None:
     for i in range(10):
         (src / f"data_{i}.txt").write_text(str(i))
     with pytest.raises(SnapshotException) as info:
-        Experiment(ws, "refused").submit(ScriptRunConfig(src, "train.py"))
+        submit(Experiment(ws, "refused"), ScriptRunConfig(src, "train.py"))
     assert ".trainyardignore" in info.value.message
 
 
@@ -167,7 +174,7 @@ def test_snapshot_file_limit_can_be_lifted(
     ws = Workspace.create(unique_name("ws"), path=tmp_path / "ws2")
     for i in range(10):
         (src / f"data_{i}.txt").write_text(str(i))
-    run = Experiment(ws, "lifted").submit(ScriptRunConfig(src, "train.py"))
+    run = submit(Experiment(ws, "lifted"), ScriptRunConfig(src, "train.py"))
     assert run.properties["ContentSnapshotId"]
     assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
 
@@ -188,14 +195,22 @@ def test_defaults_follow_v1() -> None:
     assert "train.py" in repr(config)
 
 
-def test_explicit_arguments_win_over_run_config() -> None:
-    env = Environment("explicit")
+def _rc() -> RunConfiguration:
     rc = RunConfiguration(script="from_rc.py", arguments=["--a", 1])
     rc.target = "rc-target"
     rc.environment_variables = {"K": "V"}
+    return rc
+
+
+def test_explicit_arguments_win_over_run_config() -> None:
+    env = Environment("explicit")
     config = ScriptRunConfig(
-        "src", script="explicit.py", arguments=["--b", 2], run_config=rc,
-        compute_target="explicit-target", environment=env,
+        "src",
+        script="explicit.py",
+        arguments=["--b", 2],
+        run_config=_rc(),
+        compute_target="explicit-target",
+        environment=env,
     )
     assert config.script == "explicit.py"
     assert config.arguments == ["--b", 2]
@@ -203,7 +218,55 @@ def test_explicit_arguments_win_over_run_config() -> None:
     assert config.environment is env
     assert config.environment_variables == {"K": "V"}
 
-    inherited = ScriptRunConfig("src", run_config=rc)
+    inherited = ScriptRunConfig("src", run_config=_rc())
     assert inherited.script == "from_rc.py"
     assert inherited.arguments == ["--a", 1]
     assert inherited.compute_target == "rc-target"
+
+
+def test_run_config_changes_after_construction_are_honoured(ws: Workspace, src: Path) -> None:
+    """v1 notebooks set ``src.run_config.target = …`` (and environment variables) afterwards."""
+    config = ScriptRunConfig(src, "train.py")
+    config.run_config.target = "no-such-cluster"
+    with pytest.raises(ComputeTargetException):
+        submit(Experiment(ws, "rc"), config)
+    config.run_config.target = "local"
+    config.run_config.environment_variables["FROM_RC"] = "1"
+    env = Environment("later")
+    env.python.user_managed_dependencies = True
+    config.run_config.environment = env
+    run = submit(Experiment(ws, "rc"), config)
+    definition = run.get_details()["runDefinition"]
+    assert definition["environmentVariables"] == {"FROM_RC": "1"}
+    assert definition["environment"]["name"] == "later"
+    assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"
+
+
+def test_explicit_arguments_are_written_into_run_config() -> None:
+    rc = RunConfiguration()
+    env = Environment("explicit")
+    config = ScriptRunConfig(
+        "src",
+        "train.py",
+        run_config=rc,
+        compute_target="cluster",
+        environment=env,
+        docker_runtime_config=DockerConfiguration(use_docker=False),
+    )
+    assert config.run_config is rc
+    assert rc.target == "cluster" and rc.environment is env
+    config.environment_variables = {"A": "1"}
+    assert rc.environment_variables == {"A": "1"}
+
+
+def test_numbers_and_paths_are_stringified(ws: Workspace, src: Path) -> None:
+    numpy = pytest.importorskip("numpy")
+    from decimal import Decimal
+
+    args = ["--n", numpy.int64(3), "--lr", numpy.float32(0.5), "--d", Decimal("0.1")]
+    args += ["--flag", False, "--data", Path("data/train.csv"), "--x", 7]
+    run = submit(Experiment(ws, "args"), ScriptRunConfig(src, "train.py", arguments=args))
+    expected = ["--n", "3", "--lr", "0.5", "--d", "0.1", "--flag", "False"]
+    expected += ["--data", "data/train.csv", "--x", "7"]
+    assert run.get_details()["runDefinition"]["arguments"] == expected
+    assert run.wait_for_completion(wait_post_processing=True)["status"] == "Completed"

@@ -1,7 +1,8 @@
 """Liveness: find runs whose owner stopped heartbeating and end them Failed, with a reason.
 
-A supervisor heartbeats every ``heartbeat_seconds``. If a non-terminal run's last heartbeat (or its
-creation, before the first one) is older than ``heartbeat_timeout``, its supervisor is gone (kill -9,
+A supervisor heartbeats every ``heartbeat_seconds``. If a non-terminal run's last heartbeat is older
+than ``heartbeat_timeout`` (or, before the first one, its creation is older than
+``STARTUP_TIMEOUTS`` × ``heartbeat_timeout``), its supervisor is gone (kill -9,
 machine reboot): the run is marked Failed and, when it was on this host, its script's process group
 is killed so nothing keeps running unowned. Called by queued supervisors, by ``wait_for_completion``
 and ``get_status`` of script runs, and by the CLI — no run stays Running forever.
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 #: Run types owned by a heartbeating process (interactive runs belong to the user's process).
 SUPERVISED_TYPES = ("azureml.scriptrun", "hyperdrive")
 _WATCHED = [s.value for s in RunStatus if s not in TERMINAL and s != RunStatus.NOT_STARTED]
+#: A run whose supervisor has not heartbeated yet is given this many timeouts from its creation:
+#: a busy machine starting many supervisors at once (a sweep) can take a while to start each.
+STARTUP_TIMEOUTS = 3.0
 
 
 def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> list[str]:
@@ -44,7 +48,8 @@ def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> 
             if info.run_type not in SUPERVISED_TYPES:
                 continue
             last = info.heartbeat_at or info.created_at
-            if now - last <= timeout:
+            limit = timeout if info.heartbeat_at else timeout * STARTUP_TIMEOUTS
+            if now - last <= limit:
                 continue
             _kill_orphan(info.runtime)
             age = now - last
@@ -54,8 +59,13 @@ def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> 
                     RunStatus.FAILED.value,
                     error={
                         "code": "SupervisorLost",
-                        "message": f"The run's supervisor process stopped responding (no heartbeat for "
-                        f"{age:.0f} s; it was killed or its machine went down). Resubmit the run.",
+                        "message": (
+                            f"The run's supervisor process stopped responding (no heartbeat for "
+                            f"{age:.0f} s; it was killed or its machine went down). Resubmit the run."
+                            if info.heartbeat_at
+                            else f"The run's supervisor process never reported ({age:.0f} s after "
+                            "submission; it failed to start or was killed). Resubmit the run."
+                        ),
                         "stage": info.status,
                     },
                     reason="supervisor heartbeat lost",

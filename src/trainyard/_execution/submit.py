@@ -7,6 +7,8 @@ error and leaves no run row and no snapshot behind.
 
 from __future__ import annotations
 
+import numbers
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +26,12 @@ if TYPE_CHECKING:
     from trainyard.core.script_run import ScriptRun
     from trainyard.core.script_run_config import ScriptRunConfig
 
-_ARG_TYPES = (str, int, float, bool)
+# Any number (numpy's int64 included) and paths are stringified, as v1 does.
+_ARG_TYPES = (str, numbers.Number)
 
 
 def normalize_arguments(arguments: list[Any], context: dict[str, Any] | None = None) -> list[str]:
-    """argv strings: numbers and booleans stringified; dataset placeholders kept as tokens."""
+    """argv strings: numbers, booleans and paths stringified; dataset placeholders kept as tokens."""
     out: list[str] = []
     for i, arg in enumerate(arguments):
         to_arg = getattr(arg, "_to_run_argument", None)
@@ -36,6 +39,8 @@ def normalize_arguments(arguments: list[Any], context: dict[str, Any] | None = N
             out.append(str(to_arg(context)))
         elif isinstance(arg, _ARG_TYPES):
             out.append(str(arg))
+        elif isinstance(arg, os.PathLike):
+            out.append(os.fsdecode(arg))
         else:
             raise ValidationError(
                 f"Argument {i} ({arg!r}) is a {type(arg).__name__}; arguments must be strings, numbers, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -32,6 +33,37 @@ from trainyard._execution.slots import slot_dir, try_acquire
 from trainyard.exceptions import InvalidStatusTransition, TrainyardError
 
 _TICK = 0.1
+#: How often a running script's supervisor reads the run's status for a cancel request (seconds).
+_CANCEL_POLL = 0.5
+
+
+class _ExitWaiter:
+    """``wait(timeout)`` → the script's exit code, or ``None`` while it still runs.
+
+    Sleeps on a pidfd where Linux has one, so the exit is seen at once and waiting costs no CPU;
+    elsewhere ``Popen.wait(timeout)`` (which polls with growing naps of up to 50 ms).
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        try:
+            self._pidfd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def wait(self, timeout: float) -> int | None:
+        if self._pidfd is None:
+            try:
+                return self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        select.select([self._pidfd], [], [], timeout)
+        return self._proc.poll()
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
 
 class _Canceled(Exception):
@@ -61,6 +93,9 @@ class Supervisor:
         self._last_beat = 0.0
         self._cancel_signal = False
         self._stop_beating = threading.Event()
+        #: Seconds Preparing took when recording the environment waits until the script started
+        #: (see :meth:`prepare`); ``None`` otherwise.
+        self._deferred_prepare: float | None = None
 
     # -- small helpers ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -111,14 +146,17 @@ class Supervisor:
         while True:
             self.beat()
             self.check_cancel()
-            if time.time() - last_reap > self.settings.heartbeat_timeout / 2:
-                reap_stale_runs(self.store, self.ws._id, self.settings.heartbeat_timeout)
-                last_reap = time.time()
             if self._is_head(target.name):
                 slot = try_acquire(sdir, target.max_concurrent_runs)
                 if slot is not None:
                     self.log(f"acquired slot {slot.index} of {target.name}")
                     return slot
+            # Waiting: a dead run ahead in the queue would block it forever, so reap (at once, then
+            # every half timeout). A run that starts straight away skips this query.
+            if time.time() - last_reap > self.settings.heartbeat_timeout / 2:
+                reap_stale_runs(self.store, self.ws._id, self.settings.heartbeat_timeout)
+                last_reap = time.time()
+                continue
             time.sleep(_TICK)
 
     def _is_head(self, target: str) -> bool:
@@ -135,18 +173,42 @@ class Supervisor:
         return not mine or mine[0].run_id == self.run_id
 
     def prepare(self) -> tuple[str, dict[str, str]]:
-        """Preparing: build or reuse the environment; returns (python, extra env)."""
-        from trainyard._execution.prepare import prepare_environment
+        """Preparing: build or reuse the environment; returns (python, extra env).
+
+        A user-managed environment on this interpreter (the default) is known at once: the script
+        starts with it, and :meth:`record_deferred_environment` lists and records its packages after.
+        """
+        from trainyard._execution.prepare import current_interpreter
 
         started = time.monotonic()
+        env_def = self.definition.get("environment") or {}
+        current = current_interpreter(env_def)
+        if current is not None:
+            self._deferred_prepare = time.monotonic() - started
+            return current
+        return self._prepare_environment(env_def, started)
+
+    def record_deferred_environment(self) -> None:
+        """After the script started: record the environment :meth:`prepare` did not wait for (its
+        build-log line and its installed packages). A failure here is logged, never fatal."""
+        seconds, self._deferred_prepare = self._deferred_prepare, None
+        if seconds is None:
+            return
+        try:
+            env_def = self.definition.get("environment") or {}
+            self._prepare_environment(env_def, time.monotonic(), seconds=seconds)
+        except Exception as err:
+            self.log(f"recording the environment failed: {type(err).__name__}: {err}")
+
+    def _prepare_environment(
+        self, env_def: dict[str, Any], started: float, seconds: float | None = None
+    ) -> tuple[str, dict[str, str]]:
+        from trainyard._execution.prepare import prepare_environment
+
         with open(self.paths.build_log, "a", buffering=1) as blog:
-            prepared = prepare_environment(
-                self.definition.get("environment") or {},
-                self.settings,
-                blog.write,
-                heartbeat=self.beat,
-            )
-        seconds = time.monotonic() - started
+            prepared = prepare_environment(env_def, self.settings, blog.write, heartbeat=self.beat)
+        if seconds is None:
+            seconds = time.monotonic() - started
         self.store.update_run(
             self.run_id,
             runtime={
@@ -192,32 +254,50 @@ class Supervisor:
             runtime={"script_pid": proc.pid, "script_pgid": proc.pid, "host": socket.gethostname()},
         )
         started = time.monotonic()
+        self.record_deferred_environment()
         syncer = runfiles.LogSyncer(self.ws._artifacts, self.run_id, self.paths, wd)
         next_sync = 0.0
+        next_cancel_check = 0.0
+        exited = _ExitWaiter(proc)
         while True:
-            try:
-                rc = proc.wait(timeout=_TICK)
+            returncode = exited.wait(_TICK)
+            if returncode is not None:
+                rc = returncode
                 break
-            except subprocess.TimeoutExpired:
-                pass
             self.beat()
             if time.monotonic() >= next_sync:
                 syncer.sync()
                 next_sync = time.monotonic() + 2.0
             cancel: _Canceled | None = None
-            try:
-                self.check_cancel()
-            except _Canceled as c:
-                cancel = c
+            if self._cancel_signal or time.monotonic() >= next_cancel_check:
+                # A database read: every _CANCEL_POLL, not every tick (it was most of the
+                # supervisor's CPU while a script runs); SIGTERM is seen at the next tick.
+                next_cancel_check = time.monotonic() + _CANCEL_POLL
+                try:
+                    self.check_cancel()
+                except _Canceled as c:
+                    cancel = c
             if cancel is None and limit and time.monotonic() - started > float(limit):
                 msg = f"The run exceeded max_run_duration_seconds={limit} and was canceled."
                 cancel = _Canceled(msg, {"code": "MaxRunDurationExceeded", "message": msg})
             if cancel is not None:
+                exited.close()
                 self._terminate(proc)
                 syncer.sync()
                 raise cancel
+        exited.close()
+        self._kill_stragglers(proc.pid)
         syncer.sync()
         return rc
+
+    def _kill_stragglers(self, pgid: int) -> None:
+        """Processes the script started and left running in its group would outlive the run,
+        unowned (a background server, a stuck worker): end them with the script."""
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        self.log(f"SIGKILL to process group {pgid}: processes left behind by the script")
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
         self.log(f"SIGTERM to process group {proc.pid}")

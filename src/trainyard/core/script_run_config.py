@@ -46,10 +46,14 @@ class ScriptRunConfig:
         command: str | list[str] | None = None,
         docker_runtime_config: DockerConfiguration | None = None,
     ) -> None:
-        self.source_directory = os.fspath(source_directory) if source_directory is not None else None
+        self.source_directory = (
+            os.fspath(source_directory) if source_directory is not None else None
+        )
         self.run_config = run_config or RunConfiguration()
         self.script = script if script is not None else self.run_config.script
-        self.arguments = list(arguments) if arguments is not None else list(self.run_config.arguments)
+        self.arguments = (
+            list(arguments) if arguments is not None else list(self.run_config.arguments)
+        )
         self.command = command if command is not None else self.run_config.command
         # As v1, target, environment, Docker settings and environment variables live in run_config
         # (explicit arguments are written into it), so v1's ``src.run_config.target = …`` after
@@ -109,7 +113,9 @@ class ScriptRunConfig:
         """v1 alias of ``compute_target``."""
         return self.compute_target
 
-    def _submit_to_experiment(self, experiment: Experiment, tags: dict[str, str], **kwargs: Any) -> ScriptRun:
+    def _submit_to_experiment(
+        self, experiment: Experiment, tags: dict[str, str], **kwargs: Any
+    ) -> ScriptRun:
         from trainyard._execution.submit import submit_script_run
 
         return submit_script_run(experiment, self, tags, **kwargs)

@@ -1,0 +1,135 @@
+"""Runs in real uv environments built from the package registry (slow: the first build installs).
+
+The environment cache is shared by the tests of this module (``TRAINYARD_ENV_CACHE`` in a
+module-wide temporary folder), so the second run of a spec is a cache hit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainyard.core import Environment, Experiment, Run, ScriptRun, ScriptRunConfig, Workspace
+from trainyard.core.conda_dependencies import CondaDependencies
+from trainyard.exceptions import ActivityFailedException
+from trainyard.testing.fixtures import unique_name
+
+pytestmark = pytest.mark.slow
+
+TERMINAL = {"Completed", "Failed", "Canceled"}
+
+SCRIPT = """
+import six
+import trainyard
+from trainyard.core import Run
+
+run = Run.get_context()
+run.log("six_major", int(six.__version__.split(".")[0]))
+print("six", six.__version__, "trainyard", trainyard.__version__)
+"""
+
+
+def submit(experiment: Experiment, config: ScriptRunConfig) -> ScriptRun:
+    """``experiment.submit(config)``, typed as the ``ScriptRun`` it returns."""
+    run = experiment.submit(config)
+    assert isinstance(run, ScriptRun)
+    return run
+
+
+@pytest.fixture(scope="module")
+def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("env-cache")
+
+
+@pytest.fixture
+def ws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env_cache: Path) -> Workspace:
+    monkeypatch.setenv("TRAINYARD_ENV_CACHE", str(env_cache))
+    monkeypatch.setenv("TRAINYARD_HEARTBEAT_SECONDS", "0.5")
+    monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MIN", "0.1")
+    monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MAX", "0.5")
+    return Workspace.create(unique_name("ws"), path=tmp_path / "ws")
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.py").write_text(textwrap.dedent(SCRIPT))
+    return folder
+
+
+def six_env() -> Environment:
+    env = Environment("six-env")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["six==1.16.0"])
+    return env
+
+
+def wait_terminal(run: Run, timeout: float = 240.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := run.get_status()) not in TERMINAL:
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run.id} still {status} after {timeout} s")
+        time.sleep(0.1)
+    return status
+
+
+def _at(details: dict[str, Any], status: str) -> dt.datetime:
+    for event in details["statusHistory"]:
+        if event["status"] == status:
+            return dt.datetime.strptime(event["timeUtc"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    raise AssertionError(f"{status} not in {details['statusHistory']}")
+
+
+def _run_in_six_env(ws: Workspace, src: Path) -> tuple[Run, dict[str, Any]]:
+    run = submit(Experiment(ws, "uv-env"), ScriptRunConfig(src, "train.py", environment=six_env()))
+    status = wait_terminal(run)
+    details = run.get_details()
+    assert status == "Completed", details.get("error")
+    return run, details
+
+
+def test_run_in_built_environment_then_cache_hit(ws: Workspace, src: Path, tmp_path: Path) -> None:
+    first, details = _run_in_six_env(ws, src)
+    assert first.get_metrics()["six_major"] == 1
+    assert details["resolvedPackages"]["six"] == "1.16.0"
+    assert "trainyard" in details["resolvedPackages"]
+    runtime = first._refresh().runtime
+    assert runtime["python"] != ""
+    log = tmp_path / "std_log.txt"
+    first.download_file("user_logs/std_log.txt", str(log))
+    assert "six 1.16.0 trainyard" in log.read_text()
+    assert "system_logs/environment_build.txt" in first.get_file_names()
+
+    second, details2 = _run_in_six_env(ws, src)
+    runtime2 = second._refresh().runtime
+    assert runtime2["environment_cached"] is True
+    assert runtime2["environment_hash"] == runtime["environment_hash"]
+    assert details2["resolvedPackages"]["six"] == "1.16.0"
+    prepare = (_at(details2, "Running") - _at(details2, "Preparing")).total_seconds()
+    print(f"cache hit: Preparing -> Running took {prepare:.3f} s")
+    assert prepare < 1.0
+
+
+def test_unresolvable_requirement_fails_in_preparing(ws: Workspace, src: Path) -> None:
+    env = Environment("broken")
+    env.python.conda_dependencies = CondaDependencies.create(
+        pip_packages=["this-package-does-not-exist-xyz==1.0"]
+    )
+    run = submit(Experiment(ws, "uv-broken"), ScriptRunConfig(src, "train.py", environment=env))
+    assert wait_terminal(run) == "Failed"
+    details = run.get_details()
+    error = details["error"]
+    assert error["stage"] == "Preparing"
+    assert "this-package-does-not-exist-xyz" in error["message"]
+    statuses = [e["status"] for e in details["statusHistory"]]
+    assert "Preparing" in statuses and "Running" not in statuses
+    assert details["startTimeUtc"] is None
+    assert "system_logs/environment_build.txt" in run.get_file_names()
+    with pytest.raises(ActivityFailedException) as info:
+        run.wait_for_completion()
+    assert "this-package-does-not-exist-xyz" in str(info.value)
