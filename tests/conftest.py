@@ -14,6 +14,9 @@ import tempfile
 
 import pytest
 
+# Plain asserts in the shipped suites report their operands like test-module asserts do.
+pytest.register_assert_rewrite("trainyard.testing")
+
 pytest_plugins = ["trainyard.testing.fixtures"]
 
 _HOME_KEY = pytest.StashKey[tuple[str, str | None]]()

@@ -16,6 +16,7 @@ Run it::
 
 import argparse
 import os
+import time
 
 import chainer
 import chainer.functions as F
@@ -79,6 +80,9 @@ def main():
         "--gpu_id", "-g", type=int, default=-1, help="ID of the GPU to be used; -1 (default) is CPU"
     )
     parser.add_argument(
+        "--lr", type=float, default=0.01, help="MomentumSGD learning rate (the v1 sample's 0.01)"
+    )
+    parser.add_argument(
         "--data-folder",
         default=None,
         help="Folder with the four MNIST IDX gzip files (default: ./data/mnist, else trainyard's copy)",
@@ -88,6 +92,12 @@ def main():
     )
     parser.add_argument(
         "--test-slice", type=int, default=None, help="Use only the first N test examples"
+    )
+    parser.add_argument(
+        "--print-timing",
+        action="store_true",
+        help="After each epoch print epoch_time:<s> cpu_time:<s>, the wall and CPU seconds of its "
+        "training loop (evaluation excluded)",
     )
     args = parser.parse_args()
 
@@ -109,10 +119,11 @@ def main():
         chainer.backends.cuda.get_device_from_id(0).use()
         model.to_gpu()
 
-    optimizer = optimizers.MomentumSGD(lr=0.01, momentum=0.9)
+    optimizer = optimizers.MomentumSGD(lr=args.lr, momentum=0.9)
     optimizer.setup(model)
 
     device = gpu_id if gpu_id >= 0 else None
+    epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
     while train_iter.epoch < epochs:
         train_batch = train_iter.next()
         image_train, target_train = concat_examples(train_batch, device)
@@ -123,6 +134,8 @@ def main():
         optimizer.update()
 
         if train_iter.is_new_epoch:
+            train_seconds = time.perf_counter() - epoch_start
+            train_cpu = time.process_time() - epoch_cpu
             # train_loss is the last minibatch's loss, as in the v1 sample.
             print(
                 f"epoch:{train_iter.epoch:02d} train_loss:{float(to_cpu(loss.array)):.04f} ",
@@ -149,6 +162,9 @@ def main():
 
             run.log("Accuracy", float(val_accuracy))
             run.log("Loss", float(val_loss))
+            if args.print_timing:
+                print(f"epoch_time:{train_seconds:.6f} cpu_time:{train_cpu:.6f}", flush=True)
+            epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
 
     os.makedirs(args.output_dir, exist_ok=True)
     serializers.save_npz(os.path.join(args.output_dir, "model.npz"), model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -29,13 +30,17 @@ def test_runner_without_pytest_collection(tmp_path: Path) -> None:
     def fresh() -> SqlTrackingStore:
         return SqlTrackingStore(f"sqlite:///{tmp_path / f'{next(counter)}.db'}")
 
-    picked = ["test_properties_are_add_only", "test_list_runs_newest_first", "test_duplicate_run_id"]
+    picked = [
+        "test_properties_are_add_only",
+        "test_list_runs_newest_first",
+        "test_duplicate_run_id",
+    ]
     assert run_tracking_store_conformance(fresh, only=picked) == 3
 
 
 def test_runner_names_the_failing_test(tmp_path: Path) -> None:
     class Broken(SqlTrackingStore):
-        def remove_tags(self, run_id: str, keys: object) -> None:  # type: ignore[override]
+        def remove_tags(self, run_id: str, keys: Sequence[str]) -> None:
             return None  # forgets to delete anything
 
     with pytest.raises(AssertionError) as info:

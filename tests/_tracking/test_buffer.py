@@ -23,7 +23,9 @@ from trainyard.exceptions import MetricValueError, RunFinishedError, RunNotFound
 class Recorder:
     """A writer that keeps every batch it is given (optionally failing the first few calls)."""
 
-    def __init__(self, fail_first: int = 0, error: Exception | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, fail_first: int = 0, error: Exception | None = None, delay: float = 0.0
+    ) -> None:
         self.batches: list[list[MetricChunk]] = []
         self.calls = 0
         self._fail_first = fail_first
@@ -163,7 +165,9 @@ def test_back_pressure_bounds_pending_points() -> None:
 
 def test_concurrent_loggers_lose_nothing(store_run: tuple[SqlTrackingStore, str]) -> None:
     store, run_id = store_run
-    buf = MetricBuffer(lambda c: store.log_metric_chunks(run_id, c), capacity=5000, flush_interval=0.01)
+    buf = MetricBuffer(
+        lambda c: store.log_metric_chunks(run_id, c), capacity=5000, flush_interval=0.01
+    )
 
     def log(t: int) -> None:
         for i in range(5000):

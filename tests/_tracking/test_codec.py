@@ -12,10 +12,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainyard._store.entities import MetricChunk
-from trainyard._tracking.codec import decode, decode_values, json_chunk, numeric_chunk, shape_metrics
+from trainyard._tracking.codec import (
+    decode,
+    decode_values,
+    json_chunk,
+    numeric_chunk,
+    shape_metrics,
+)
 
 
-def _num(name: str, values: list[Any], steps: list[int] | None = None, t0: float = 100.0) -> MetricChunk:
+def _num(
+    name: str, values: list[Any], steps: list[int] | None = None, t0: float = 100.0
+) -> MetricChunk:
     return numeric_chunk(
         name,
         array("d", values),
@@ -74,7 +82,9 @@ def test_explicit_steps_are_kept() -> None:
 
 
 def test_json_chunk_wraps_non_finite_floats() -> None:
-    chunk = json_chunk("l", "list", [([1.0, math.nan, math.inf, -math.inf, "s", None, True], None, 1.0)])
+    chunk = json_chunk(
+        "l", "list", [([1.0, math.nan, math.inf, -math.inf, "s", None, True], None, 1.0)]
+    )
     assert chunk.dtype == "j" and chunk.values is None and chunk.steps is None
     raw = json.loads(chunk.data or "")  # strict JSON, no NaN tokens
     assert raw[0][1] == {"$float": "nan"}
@@ -107,7 +117,9 @@ json_leaf = st.one_of(
 )
 json_value = st.recursive(
     json_leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -144,7 +156,9 @@ def test_log_list_is_the_list() -> None:
 
 
 def test_one_row_table_is_a_dict_of_values() -> None:
-    assert _shape(json_chunk("t", "row", [({"x": 1, "y": "a"}, None, 1.0)])) == {"t": {"x": 1, "y": "a"}}
+    assert _shape(json_chunk("t", "row", [({"x": 1, "y": "a"}, None, 1.0)])) == {
+        "t": {"x": 1, "y": "a"}
+    }
 
 
 def test_multi_row_table_is_a_dict_of_lists() -> None:

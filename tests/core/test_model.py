@@ -97,14 +97,23 @@ def test_register_a_file_from_a_run(workspace: Workspace, run: Run, tmp_path: Pa
     assert serialized["id"] == "chainer-dnn-mnist:1" and serialized["runId"] == run.id
 
 
-def test_register_a_folder_from_a_run_keeps_its_layout(workspace: Workspace, run: Run, tmp_path: Path) -> None:
+def test_register_a_folder_from_a_run_keeps_its_layout(
+    workspace: Workspace, run: Run, tmp_path: Path
+) -> None:
     model = run.register_model("folder-model", model_path="outputs/model/")
     assert sorted(model.get_sas_urls()) == ["model/sub/config.json", "model/weights.bin"]
+    # Without the slash it is the same folder, and never the sibling file outputs/model.npz.
+    same = run.register_model("folder-model", model_path="outputs/model")
+    assert sorted(same.get_sas_urls()) == sorted(model.get_sas_urls())
     out = Path(model.download(tmp_path / "dl"))
     assert out == tmp_path / "dl" / "model"
     assert (out / "weights.bin").read_bytes() == b"w" * 100
     assert (out / "sub" / "config.json").read_text() == '{"layers": 3}'
-    assert sorted(p.relative_to(tmp_path / "dl").as_posix() for p in (tmp_path / "dl").rglob("*") if p.is_file()) == [
+    assert sorted(
+        p.relative_to(tmp_path / "dl").as_posix()
+        for p in (tmp_path / "dl").rglob("*")
+        if p.is_file()
+    ) == [
         "model/sub/config.json",
         "model/weights.bin",
     ]
@@ -198,6 +207,7 @@ def test_lookup_by_name_version_and_id(workspace: Workspace, run: Run) -> None:
     assert Model(workspace, id="m:2").tags == {"i": "1"}
     assert Model(workspace, "m", version=1) == Model(workspace, id="m:1")
     assert Model(workspace, id="m").version == 3  # an id without a version is the latest
+    assert Model(workspace, "m", version="2").version == 2
     assert workspace.models["m"].version == 3
     with pytest.raises(ModelNotFoundException, match="m:9"):
         Model(workspace, "m", version=9)
@@ -210,14 +220,24 @@ def test_lookup_by_name_version_and_id(workspace: Workspace, run: Run) -> None:
 
 
 def test_list_filters_are_anded(workspace: Workspace, run: Run, tmp_path: Path) -> None:
-    run.register_model("x", model_path="outputs/model.npz", tags={"stage": "dev", "team": "a"}, properties={"acc": "0.9"})
+    run.register_model(
+        "x",
+        model_path="outputs/model.npz",
+        tags={"stage": "dev", "team": "a"},
+        properties={"acc": "0.9"},
+    )
     run.register_model("x", model_path="outputs/model.npz", tags={"stage": "prod"})
-    run.register_model("y", model_path="outputs/model.npz", tags={"stage": "prod", "team": "b"}, properties={"acc": "0.8"})
+    run.register_model(
+        "y",
+        model_path="outputs/model.npz",
+        tags={"stage": "prod", "team": "b"},
+        properties={"acc": "0.8"},
+    )
     (tmp_path / "f").write_text("f")
     Model.register(workspace, str(tmp_path / "f"), "z", tags={"stage": "prod"})
 
     def ids(**kw: object) -> list[str]:
-        return sorted(m.id for m in Model.list(workspace, **kw))  # type: ignore[arg-type]
+        return sorted(m.id for m in Model.list(workspace, **kw))
 
     assert ids() == ["x:1", "x:2", "y:1", "z:1"]
     assert ids(name="x") == ["x:1", "x:2"]
@@ -267,13 +287,18 @@ def test_properties_are_add_only(workspace: Workspace, run: Run) -> None:
     m.add_properties({"acc": "0.9"})  # the same value again is not a change
     with pytest.raises(ImmutablePropertyError, match="acc"):
         m.add_properties({"acc": "0.95", "new": "x"})
-    assert Model(workspace, "p").properties == {"acc": "0.9", "loss": "0.1"}  # nothing of the call stuck
+    assert Model(workspace, "p").properties == {
+        "acc": "0.9",
+        "loss": "0.1",
+    }  # nothing of the call stuck
 
 
 # ------------------------------------------------------------------------------ download, paths
 
 
-def test_download_refuses_to_overwrite_without_exist_ok(workspace: Workspace, run: Run, tmp_path: Path) -> None:
+def test_download_refuses_to_overwrite_without_exist_ok(
+    workspace: Workspace, run: Run, tmp_path: Path
+) -> None:
     m = run.register_model("dl", model_path="outputs/model.npz")
     target = tmp_path / "t"
     target.mkdir()
@@ -298,8 +323,12 @@ def test_get_model_path_finds_the_local_cache(cache: str, clean_model_dirs: Path
         folder = clean_model_dirs / cache / "mnist" / str(version)
         folder.mkdir(parents=True)
         (folder / "model.npz").write_text(str(version))
-    assert Model.get_model_path("mnist") == str(clean_model_dirs / cache / "mnist" / "2" / "model.npz")
-    assert Model.get_model_path("mnist", version=1) == str(clean_model_dirs / cache / "mnist" / "1" / "model.npz")
+    assert Model.get_model_path("mnist") == str(
+        clean_model_dirs / cache / "mnist" / "2" / "model.npz"
+    )
+    assert Model.get_model_path("mnist", version=1) == str(
+        clean_model_dirs / cache / "mnist" / "1" / "model.npz"
+    )
     # A version folder holding several entries is returned as the folder.
     (clean_model_dirs / cache / "mnist" / "2" / "extra.txt").write_text("x")
     assert Model.get_model_path("mnist", version=2) == str(clean_model_dirs / cache / "mnist" / "2")
@@ -313,6 +342,19 @@ def test_get_model_path_prefers_trainyard_models(clean_model_dirs: Path) -> None
     assert Path(Model.get_model_path("m")).read_text() == "trainyard-models"
 
 
+def test_get_model_path_prefers_the_cache_over_a_same_named_folder(clean_model_dirs: Path) -> None:
+    """v1 looks in the model cache first and only then at ``./<name>``."""
+    (clean_model_dirs / "mnist").mkdir()
+    (clean_model_dirs / "mnist" / "train.log").write_text("not the model")
+    cached = clean_model_dirs / "trainyard-models" / "mnist" / "1"
+    cached.mkdir(parents=True)
+    (cached / "model.npz").write_text("model")
+    assert Model.get_model_path("mnist") == str(cached / "model.npz")
+    # Without a cache entry, ./<name> is the answer.
+    (clean_model_dirs / "other").mkdir()
+    assert Model.get_model_path("other") == str(clean_model_dirs / "other")
+
+
 def test_get_model_path_under_the_model_dir_variable(
     clean_model_dirs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -323,7 +365,9 @@ def test_get_model_path_under_the_model_dir_variable(
     assert Model.get_model_path("m") == str(base / "azureml-models" / "m" / "4" / "model.pt")
 
 
-def test_get_model_path_downloads_with_a_workspace(workspace: Workspace, run: Run, clean_model_dirs: Path) -> None:
+def test_get_model_path_downloads_with_a_workspace(
+    workspace: Workspace, run: Run, clean_model_dirs: Path
+) -> None:
     with pytest.raises(ModelNotFoundException, match="_workspace"):
         Model.get_model_path("gp")
     run.register_model("gp", model_path="outputs/model.npz")
@@ -352,7 +396,9 @@ def test_missing_model_path_lists_the_runs_files(workspace: Workspace, run: Run)
     assert _registry(workspace) == [] and _staged_model_files(workspace) == []
 
 
-@pytest.mark.parametrize("name", ["", "-lead", "has space", "slash/name", "a" * 256, "ünïcode", ".hidden"])
+@pytest.mark.parametrize(
+    "name", ["", "-lead", "has space", "slash/name", "a" * 256, "ünïcode", ".hidden"]
+)
 def test_illegal_model_names(workspace: Workspace, run: Run, tmp_path: Path, name: str) -> None:
     with pytest.raises(InvalidNameError):
         run.register_model(name, model_path="outputs/model.npz")
@@ -385,7 +431,7 @@ def test_bad_local_registrations_leave_nothing(workspace: Workspace, tmp_path: P
     with pytest.raises(ModelPathNotFoundException, match="b"):
         Model.register(workspace, str(tmp_path / "dir"), "m", child_paths=["a", "b"])
     with pytest.raises(UserErrorException):
-        Model.register(workspace, str(tmp_path / "dir"), "m", tags=["not", "a", "dict"])  # type: ignore[arg-type]
+        Model.register(workspace, str(tmp_path / "dir"), "m", tags=["not", "a", "dict"])
     assert _registry(workspace) == [] and _staged_model_files(workspace) == []
 
 

@@ -40,7 +40,9 @@ def _no_stray_configs_above(path: Path) -> None:
         for sub in CONFIG_DIRS:
             for name in ("config.json", "project.json"):
                 if (parent / sub / name).is_file():
-                    pytest.skip(f"a stray {parent / sub / name} would be found by the upward search")
+                    pytest.skip(
+                        f"a stray {parent / sub / name} would be found by the upward search"
+                    )
 
 
 # -- create / open --------------------------------------------------------------------------------
@@ -125,10 +127,14 @@ def test_corrupt_workspace_json(tmp_path: Path) -> None:
 
 def test_unreachable_store_leaves_no_half_workspace(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
-        Workspace.create("ws", path=tmp_path / "ws", tracking_uri="postgresql://nobody@127.0.0.1:1/x")
+        Workspace.create(
+            "ws", path=tmp_path / "ws", tracking_uri="postgresql://nobody@127.0.0.1:1/x"
+        )
     assert not (tmp_path / "ws" / "workspace.json").exists()
     with pytest.raises(StoreError):
-        Workspace.create("ws2", path=tmp_path / "ws2", tracking_uri=f"sqlite:///{tmp_path}/no/such/t.db")
+        Workspace.create(
+            "ws2", path=tmp_path / "ws2", tracking_uri=f"sqlite:///{tmp_path}/no/such/t.db"
+        )
 
 
 def test_normalize_store_url() -> None:
@@ -168,7 +174,9 @@ def test_workspace_fixture_on_both_backends(workspace: Workspace) -> None:
 
 
 def test_write_config_and_from_config(tmp_path: Path) -> None:
-    ws = Workspace.create(unique_name("ws"), path=tmp_path / "ws", subscription_id="s", resource_group="r")
+    ws = Workspace.create(
+        unique_name("ws"), path=tmp_path / "ws", subscription_id="s", resource_group="r"
+    )
     written = ws.write_config(tmp_path / "project")
     assert written == tmp_path / "project" / ".trainyard" / "config.json"
     data = json.loads(written.read_text())
@@ -201,7 +209,9 @@ def four_workspaces(tmp_path_factory: pytest.TempPathFactory) -> list[Workspace]
 
 def test_discovery_order_within_a_folder(tmp_path: Path, four_workspaces: list[Workspace]) -> None:
     project = tmp_path / "project"
-    files = [_config(project / sub, ws) for sub, ws in zip(CONFIG_DIRS, four_workspaces, strict=True)]
+    files = [
+        _config(project / sub, ws) for sub, ws in zip(CONFIG_DIRS, four_workspaces, strict=True)
+    ]
     for expected, config in zip(four_workspaces, files, strict=True):
         assert find_config(project) == config
         assert Workspace.from_config(project) == expected

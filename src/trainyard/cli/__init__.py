@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainyard.cli.submit",
     "trainyard.cli.env",
     "trainyard.cli.models",
+    "trainyard.cli.sweep",
     "trainyard.cli.compute",
     "trainyard.cli.service",
 )

@@ -24,6 +24,8 @@ _LAZY = {
     "Model": "trainyard.core.model",
     "Dataset": "trainyard.core.dataset",
     "Datastore": "trainyard.core.datastore",
+    "Webservice": "trainyard.core.webservice",
+    "InferenceConfig": "trainyard.core.inference_config",
 }
 
 __all__ = sorted(["VERSION", *_LAZY])

@@ -98,6 +98,8 @@ class Datastore:
             p = Path(f)
             if not p.is_file():
                 raise UserErrorException(f"No file at {str(p)!r}.")
+            if relative_root and not p.is_relative_to(relative_root):
+                raise UserErrorException(f"{str(p)!r} is not under relative_root {str(relative_root)!r}.")
             rel = p.relative_to(relative_root).as_posix() if relative_root else p.name
             pairs.append((p, f"{target_path.rstrip('/')}/{rel}" if target_path else rel))
         self._upload_pairs(pairs, overwrite, show_progress)

@@ -384,6 +384,30 @@ class Model:
         self._workspace._store.delete_model(self._workspace._id, self.name, self.version)
         self._workspace._artifacts.delete_prefix(self._info.storage_prefix)
 
+    # -- deployment (implemented in trainyard.core.webservice) ---------------------------------
+    @staticmethod
+    def deploy(
+        workspace: Workspace, name: str, models: Sequence[Model] | None, inference_config: Any = None,
+        deployment_config: Any = None, deployment_target: Any = None, overwrite: bool = False,
+        show_output: bool = False,
+    ) -> Any:
+        """Deploy ``models`` as web service ``name``; returns it while ``Transitioning``
+        (see :func:`trainyard.core.webservice._deploy.deploy`)."""
+        from trainyard.core.webservice._deploy import deploy
+
+        return deploy(workspace, name, models, inference_config, deployment_config,
+                      deployment_target, overwrite, show_output)  # fmt: skip
+
+    @staticmethod
+    def package(
+        workspace: Workspace, models: Sequence[Model] | None, inference_config: Any = None,
+        generate_dockerfile: bool = False, image_name: str | None = None, image_label: str | None = None,
+    ) -> Any:
+        """Write a self-contained service folder (see :mod:`trainyard.core.webservice._package`)."""
+        from trainyard.core.webservice._package import package
+
+        return package(workspace, models, inference_config, generate_dockerfile, image_name, image_label)
+
     def serialize(self) -> dict[str, Any]:
         i = self._info
         return {
@@ -393,3 +417,6 @@ class Model:
             "modelFrameworkVersion": i.framework_version, "createdTime": i.created_at, "url": self.url,
             "files": list(i.files),
         }
+
+
+from trainyard.core.inference_config import InferenceConfig  # noqa: E402, F401 - v1 import path

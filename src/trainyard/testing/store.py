@@ -38,7 +38,7 @@ import pytest
 
 from trainyard._execution.lifecycle import RunStatus, allowed_next
 from trainyard._store.base import TrackingStore
-from trainyard._store.entities import ExperimentInfo, MetricChunk, NewRun, RunInfo
+from trainyard._store.entities import ExperimentInfo, MetricChunk, ModelInfo, NewRun, RunInfo
 from trainyard._tracking.codec import decode, json_chunk, numeric_chunk
 from trainyard.exceptions import (
     AlreadyExistsError,
@@ -47,8 +47,10 @@ from trainyard.exceptions import (
     ExperimentNotFound,
     ImmutablePropertyError,
     InvalidStatusTransition,
+    ModelNotFoundException,
     RunFinishedError,
     RunNotFound,
+    WebserviceException,
     WorkspaceNotFound,
 )
 
@@ -118,6 +120,13 @@ class TrackingStoreConformance:
     """
 
     # -- hooks --------------------------------------------------------------------------------
+
+    @pytest.fixture
+    def store(self) -> TrackingStore:
+        """Override in the subclass: return the store under test (it need not be empty)."""
+        pytest.fail(
+            f"{type(self).__name__} must define a `store` fixture returning a TrackingStore"
+        )
 
     def backdate_run_end(self, store: TrackingStore, run_id: str, seconds: float) -> None:
         """Make a terminal run look as if it ended ``seconds`` ago (past the late-flush grace).
@@ -225,7 +234,11 @@ class TrackingStoreConformance:
         assert archived.archived and archived.id == b.id
         assert [e.name for e in store.list_experiments(ws.id)] == ["a", "c"]
         everything = store.list_experiments(ws.id, include_archived=True)
-        assert [(e.name, e.archived) for e in everything] == [("a", False), ("b", True), ("c", False)]
+        assert [(e.name, e.archived) for e in everything] == [
+            ("a", False),
+            ("b", True),
+            ("c", False),
+        ]
         assert not store.set_experiment_archived(b.id, False).archived
         assert [e.name for e in store.list_experiments(ws.id)] == ["a", "b", "c"]
 
@@ -361,7 +374,9 @@ class TrackingStoreConformance:
     def test_list_runs_filters(self, store: TrackingStore) -> None:
         exp = self._experiment(store)
         a = self._run(store, exp, tags={"team": "red", "lr": "0.1"}, properties={"k": "1"})
-        b = self._run(store, exp, tags={"team": "blue"}, properties={"k": "2"}, run_type="hyperdrive")
+        b = self._run(
+            store, exp, tags={"team": "blue"}, properties={"k": "2"}, run_type="hyperdrive"
+        )
         c = self._run(store, exp, status="Running")
 
         def ids(**kw: Any) -> set[str]:
@@ -396,7 +411,10 @@ class TrackingStoreConformance:
         kids = [self._run(store, exp, parent_run_id=parent.run_id) for _ in range(3)]
         grandchild = self._run(store, exp, parent_run_id=kids[0].run_id)
         other_parent = self._run(store, exp)
-        assert {r.run_id for r in store.list_runs(exp.id)[0]} == {parent.run_id, other_parent.run_id}
+        assert {r.run_id for r in store.list_runs(exp.id)[0]} == {
+            parent.run_id,
+            other_parent.run_id,
+        }
         everything = {r.run_id for r in store.list_runs(exp.id, include_children=True)[0]}
         assert everything == {parent.run_id, other_parent.run_id, grandchild.run_id} | {
             k.run_id for k in kids
@@ -493,7 +511,16 @@ class TrackingStoreConformance:
 
     def test_only_from_race_has_one_winner(self, store: TrackingStore) -> None:
         run = self._run(store, self._experiment(store), status="Running")
-        ends = ["Completed", "Failed", "Canceled", "Completed", "Failed", "Canceled", "Failed", "Completed"]
+        ends = [
+            "Completed",
+            "Failed",
+            "Canceled",
+            "Completed",
+            "Failed",
+            "Canceled",
+            "Failed",
+            "Completed",
+        ]
         results = _race(
             len(ends), lambda i: store.update_run_status(run.run_id, ends[i], only_from=["Running"])
         )
@@ -573,7 +600,9 @@ class TrackingStoreConformance:
         run = self._run(store, self._experiment(store))
         _race(8, lambda i: store.set_tags(run.run_id, {f"k{i}": str(i), "shared": str(i)}))
         tags = store.get_run(run.run_id).tags
-        assert {k: v for k, v in tags.items() if k != "shared"} == {f"k{i}": str(i) for i in range(8)}
+        assert {k: v for k, v in tags.items() if k != "shared"} == {
+            f"k{i}": str(i) for i in range(8)
+        }
         assert tags["shared"] in {str(i) for i in range(8)}
 
     def test_properties_are_add_only(self, store: TrackingStore) -> None:
@@ -622,7 +651,16 @@ class TrackingStoreConformance:
         back = store.get_metric_chunks(run.run_id)
         assert [c.name for c in back] == [c.name for c in chunks]
         for sent, got in zip(chunks, back, strict=True):
-            for field in ("name", "kind", "dtype", "count", "timestamps", "values", "steps", "data"):
+            for field in (
+                "name",
+                "kind",
+                "dtype",
+                "count",
+                "timestamps",
+                "values",
+                "steps",
+                "data",
+            ):
                 assert getattr(got, field) == getattr(sent, field), (sent.name, field)
             assert got.description == sent.description
         decoded = decode(back)
@@ -655,7 +693,7 @@ class TrackingStoreConformance:
 
     def test_huge_metric_chunk(self, store: TrackingStore) -> None:
         run = self._run(store, self._experiment(store), status="Running")
-        n = 1_000_000
+        n = 500_000
         chunk = numeric_chunk(
             "big",
             array("d", range(n)),
@@ -666,7 +704,11 @@ class TrackingStoreConformance:
         store.log_metric_chunks(run.run_id, [chunk])
         (got,) = store.get_metric_chunks(run.run_id, ["big"])
         assert got.count == n
-        assert (got.values, got.timestamps, got.steps) == (chunk.values, chunk.timestamps, chunk.steps)
+        assert (got.values, got.timestamps, got.steps) == (
+            chunk.values,
+            chunk.timestamps,
+            chunk.steps,
+        )
         values, steps = array("d"), array("q")
         values.frombytes(got.values or b"")
         steps.frombytes(got.steps or b"")
@@ -760,7 +802,9 @@ class TrackingStoreConformance:
     def test_compute_target_crud(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
         assert store.list_compute_targets(ws.id) == {}
-        store.put_compute_target(ws.id, "cpu", "AmlCompute", {"vm_size": "STANDARD_D2_V2", "max": 4})
+        store.put_compute_target(
+            ws.id, "cpu", "AmlCompute", {"vm_size": "STANDARD_D2_V2", "max": 4}
+        )
         store.put_compute_target(ws.id, "local2", "local", {})
         assert store.get_compute_target(ws.id, "cpu") == (
             "AmlCompute",
@@ -791,8 +835,191 @@ class TrackingStoreConformance:
         with pytest.raises(ComputeTargetException):
             store.delete_compute_target(ws.id, "nope")
 
+    # -- model registry -----------------------------------------------------------------------
 
-def _conformance_tests(only: Iterable[str] | None = None) -> Iterator[tuple[str, Callable[..., None]]]:
+    @staticmethod
+    def _model(workspace_id: str, name: str, **kw: Any) -> ModelInfo:
+        fields: dict[str, Any] = {
+            "workspace_id": workspace_id,
+            "name": name,
+            "version": 0,
+            "description": None,
+            "tags": {},
+            "properties": {},
+            "run_id": None,
+            "experiment_name": None,
+            "framework": None,
+            "framework_version": None,
+            "created_at": time.time(),
+            "storage_prefix": f"models/{name}/{uuid.uuid4().hex}",
+            "model_root": "model.npz",
+            "files": ("model.npz",),
+        }
+        fields.update(kw)
+        return ModelInfo(**fields)
+
+    def test_model_versions_round_trip(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        first = store.create_model(
+            self._model(
+                ws.id,
+                "mnist",
+                version=99,  # ignored: the store allocates versions
+                description="d",
+                tags={"t": "1"},
+                properties={"p": "x"},
+                run_id="run-1",
+                experiment_name="exp",
+                framework="Chainer",
+                framework_version="7.8",
+                model_root="outputs",
+                files=("outputs/a.npz", "outputs/b.json"),
+            )
+        )
+        assert first.version == 1
+        assert (first.description, first.tags, first.properties) == ("d", {"t": "1"}, {"p": "x"})
+        assert (first.run_id, first.experiment_name, first.framework, first.framework_version) == (
+            "run-1",
+            "exp",
+            "Chainer",
+            "7.8",
+        )
+        assert first.model_root == "outputs" and first.files == ("outputs/a.npz", "outputs/b.json")
+        assert [store.create_model(self._model(ws.id, "mnist")).version for _ in range(2)] == [2, 3]
+        assert store.get_model(ws.id, "mnist").version == 3
+        assert store.get_model(ws.id, "mnist", 1) == first
+        other = store.ensure_workspace(_name("ws"))
+        assert store.create_model(self._model(other.id, "mnist")).version == 1
+
+    def test_deleted_model_versions_are_never_reused(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        for _ in range(3):
+            store.create_model(self._model(ws.id, "m"))
+        gone = store.delete_model(ws.id, "m", 3)
+        assert gone.version == 3
+        assert store.get_model(ws.id, "m").version == 2
+        with pytest.raises(ModelNotFoundException):
+            store.get_model(ws.id, "m", 3)
+        with pytest.raises(ModelNotFoundException):
+            store.delete_model(ws.id, "m", 3)
+        assert store.create_model(self._model(ws.id, "m")).version == 4
+        assert [m.version for m in store.list_models(ws.id, name="m")] == [4, 2, 1]
+
+    def test_list_models(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        for name, run_id in (("b", "r1"), ("a", "r1"), ("b", "r2"), ("a", None)):
+            store.create_model(self._model(ws.id, name, run_id=run_id))
+        assert [(m.name, m.version) for m in store.list_models(ws.id)] == [
+            ("a", 2),
+            ("a", 1),
+            ("b", 2),
+            ("b", 1),
+        ]
+        assert [(m.name, m.version) for m in store.list_models(ws.id, latest=True)] == [
+            ("a", 2),
+            ("b", 2),
+        ]
+        assert [(m.name, m.version) for m in store.list_models(ws.id, run_id="r1")] == [
+            ("a", 1),
+            ("b", 1),
+        ]
+        assert [m.version for m in store.list_models(ws.id, name="b")] == [2, 1]
+        assert store.list_models(store.ensure_workspace(_name("ws")).id) == []
+
+    def test_update_model(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        store.create_model(self._model(ws.id, "m", tags={"a": "1"}, properties={"p": "1"}))
+        info = store.update_model(
+            ws.id, "m", 1, tags={"b": "2"}, description="new", add_properties={"q": "2", "p": "1"}
+        )
+        assert (info.tags, info.description, info.properties) == (
+            {"b": "2"},
+            "new",
+            {"p": "1", "q": "2"},
+        )
+        with pytest.raises(ImmutablePropertyError):
+            store.update_model(
+                ws.id, "m", 1, tags={"c": "3"}, description="x", add_properties={"r": "1", "p": "2"}
+            )
+        assert store.get_model(ws.id, "m", 1) == info  # nothing of the failing call stored
+        with pytest.raises(ModelNotFoundException):
+            store.update_model(ws.id, "m", 2, description="x")
+
+    def test_missing_model(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        with pytest.raises(ModelNotFoundException):
+            store.get_model(ws.id, "nope")
+        with pytest.raises(ModelNotFoundException):
+            store.delete_model(ws.id, "nope", 1)
+
+    def test_concurrent_model_registrations(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        infos = _race(8, lambda i: store.create_model(self._model(ws.id, "m", description=str(i))))
+        assert sorted(m.version for m in infos) == list(range(1, 9))
+        for m in infos:
+            assert store.get_model(ws.id, "m", m.version).description == m.description
+
+    def test_concurrent_model_property_adds(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        store.create_model(self._model(ws.id, "m"))
+        _race(6, lambda i: store.update_model(ws.id, "m", 1, add_properties={f"k{i}": str(i)}))
+        assert store.get_model(ws.id, "m", 1).properties == {f"k{i}": str(i) for i in range(6)}
+
+    # -- web services -------------------------------------------------------------------------
+
+    def test_webservice_records(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        assert store.list_webservices(ws.id) == {}
+        store.create_webservice(ws.id, "svc", "Transitioning", {"port": 1, "models": ["m:1"]})
+        with pytest.raises(AlreadyExistsError):
+            store.create_webservice(ws.id, "svc", "Healthy", {})
+        assert store.get_webservice(ws.id, "svc") == (
+            "Transitioning",
+            {"port": 1, "models": ["m:1"]},
+        )
+        assert store.update_webservice(ws.id, "svc", data={"port": 2, "pid": 7}) is True
+        assert store.update_webservice(ws.id, "svc", state="Healthy") is True
+        assert store.get_webservice(ws.id, "svc") == (
+            "Healthy",
+            {"port": 2, "pid": 7, "models": ["m:1"]},
+        )
+        assert (
+            store.update_webservice(ws.id, "svc", state="Failed", only_from=("Transitioning",))
+            is False
+        )
+        assert store.get_webservice(ws.id, "svc")[0] == "Healthy"
+        store.create_webservice(ws.id, "other", "Healthy", {})
+        assert list(store.list_webservices(ws.id)) == ["other", "svc"]
+        assert store.list_webservices(store.ensure_workspace(_name("ws")).id) == {}
+        store.delete_webservice(ws.id, "svc")
+        assert list(store.list_webservices(ws.id)) == ["other"]
+
+    def test_missing_webservice(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        with pytest.raises(WebserviceException):
+            store.get_webservice(ws.id, "nope")
+        with pytest.raises(WebserviceException):
+            store.update_webservice(ws.id, "nope", state="Healthy")
+        with pytest.raises(WebserviceException):
+            store.delete_webservice(ws.id, "nope")
+
+    def test_webservice_state_compare_and_set_race(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        store.create_webservice(ws.id, "svc", "Transitioning", {})
+        won = _race(
+            8,
+            lambda i: store.update_webservice(
+                ws.id, "svc", state=f"S{i}", data={"by": i}, only_from=("Transitioning",)
+            ),
+        )
+        assert won.count(True) == 1
+        state, data = store.get_webservice(ws.id, "svc")
+        assert state == f"S{won.index(True)}" and data == {"by": won.index(True)}
+
+
+def _conformance_tests(
+    only: Iterable[str] | None = None,
+) -> Iterator[tuple[str, Callable[..., None]]]:
     wanted = set(only) if only is not None else None
     for name, func in inspect.getmembers(TrackingStoreConformance, inspect.isfunction):
         if name.startswith("test_") and (wanted is None or name in wanted):

@@ -38,7 +38,8 @@ def _diff(engine: Engine, metadata: MetaData) -> list[object]:
 
     with engine.connect() as conn:
         ctx = MigrationContext.configure(
-            conn, opts={"include_name": include, "compare_type": True, "compare_server_default": True}
+            conn,
+            opts={"include_name": include, "compare_type": True, "compare_server_default": True},
         )
         return list(compare_metadata(ctx, metadata))
 
@@ -176,7 +177,7 @@ def _race_processes(tmp_path: Path, script: str, args: list[str]) -> list[str]:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    ids = []
+    ids: list[str] = []
     for p, (out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
         assert "database is locked" not in err, err
@@ -189,7 +190,9 @@ def _check_one_workspace(url: str, name: str, ids: list[str]) -> None:
     engine = get_engine(url)
     assert current_revision(engine) == HEAD_REVISION
     with engine.connect() as conn:
-        rows = conn.execute(select(schema.workspaces.c.id).where(schema.workspaces.c.name == name)).all()
+        rows = conn.execute(
+            select(schema.workspaces.c.id).where(schema.workspaces.c.name == name)
+        ).all()
         assert [r.id for r in rows] == [ids[0]]
         version_table = Table(_VERSION_TABLE, MetaData(), autoload_with=conn)
         assert conn.execute(select(func.count()).select_from(version_table)).scalar_one() == 1

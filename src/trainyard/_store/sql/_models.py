@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from trainyard._store.entities import ModelInfo
 from trainyard._store.sql import schema as s
-from trainyard.exceptions import ImmutablePropertyError, ModelNotFoundException
+from trainyard.exceptions import ImmutablePropertyError, ModelNotFoundException, StoreError
 
 _m = s.models
 
@@ -83,8 +83,12 @@ class SqlModelsMixin:
                 return self.get_model(model.workspace_id, model.name, version)
             except IntegrityError:
                 continue
-        version = int(self._tx(tx))
-        return self.get_model(model.workspace_id, model.name, version)
+        # Never let SQLAlchemy's IntegrityError escape the public API (design §5).
+        raise StoreError(
+            f"Could not allocate a version for model {model.name!r}: 50 concurrent registrations won "
+            "the race first. Retry the registration.",
+            name=model.name,
+        )
 
     def get_model(self, workspace_id: str, name: str, version: int | None = None) -> ModelInfo:
         q = select(_m).where(_m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.deleted.is_(False))
@@ -125,6 +129,7 @@ class SqlModelsMixin:
                     _m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.version == version,
                     _m.c.deleted.is_(False),
                 )
+                .with_for_update()  # PostgreSQL: concurrent property adds must not lose each other
             ).first()
             if row is None:
                 raise _not_found(name, version)

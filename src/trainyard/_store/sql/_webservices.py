@@ -67,7 +67,9 @@ class SqlWebservicesMixin:
 
         def tx(conn: Connection) -> bool:
             row = conn.execute(
-                select(_w).where(_w.c.workspace_id == workspace_id, _w.c.name == name)
+                select(_w)
+                .where(_w.c.workspace_id == workspace_id, _w.c.name == name)
+                .with_for_update()  # PostgreSQL: make only_from a real compare-and-set
             ).first()
             if row is None:
                 raise WebserviceException(f"No web service named {name!r}.", name=name)

@@ -1,0 +1,175 @@
+"""Process facts and signals for service processes: liveness (with pid-reuse and zombie checks), stop.
+
+A service's scoring server runs in its own session (``start_new_session=True``), so its process group
+id is its pid and a signal to the group also reaches its uvicorn workers. A pid is only trusted
+together with the process start time read from ``/proc/<pid>/stat`` when it was recorded, so a pid
+reused by another program is never taken for the service (or signalled).
+
+Example::
+
+    ident = ProcessId.of(proc.pid)
+    ident.alive()                   # True while it runs (False once it is a zombie)
+    stop_process(ident, grace_s=10)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+_POLL_S = 0.02
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after its last ')'.
+    _, _, rest = raw.rpartition(")")
+    return rest.split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (``/proc``), or ``None`` if unknown.
+
+    Example::
+
+        start_ticks(os.getpid())   # e.g. 1234567
+    """
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    try:
+        return int(fields[19])  # field 22 overall; fields[0] is field 3 (state)
+    except ValueError:
+        return None
+
+
+def _state(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """A process on this machine: pid, its start time and the host it was recorded on.
+
+    Example::
+
+        ident = ProcessId.of(1234)
+        ProcessId.from_dict(ident.to_dict()) == ident   # True
+    """
+
+    pid: int
+    start: int | None
+    host: str
+
+    @staticmethod
+    def of(pid: int) -> ProcessId:
+        """Identify the running process ``pid`` (start time read now)."""
+        return ProcessId(pid=pid, start=start_ticks(pid), host=socket.gethostname())
+
+    @staticmethod
+    def from_dict(data: Any) -> ProcessId | None:
+        """Inverse of :meth:`to_dict`; ``None`` for a missing or malformed value."""
+        if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+            return None
+        start = data.get("start")
+        return ProcessId(
+            pid=int(data["pid"]),
+            start=start if isinstance(start, int) else None,
+            host=str(data.get("host") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the service record."""
+        return {"pid": self.pid, "start": self.start, "host": self.host}
+
+    @property
+    def local(self) -> bool:
+        """Whether the process was recorded on this machine (only then can it be checked)."""
+        return self.host == socket.gethostname()
+
+    def alive(self) -> bool:
+        """True while the process runs; False once it exited, is a zombie, or the pid was reused.
+
+        A process recorded on another host is reported alive (it cannot be checked from here).
+        """
+        if not self.local:
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        state = _state(self.pid)
+        if state is None or state in ("Z", "X"):
+            return False
+        return self.start is None or start_ticks(self.pid) == self.start
+
+    def signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to the process group led by this process; whether anything received it.
+
+        Nothing is sent when the pid now belongs to another program (a reused pid). When no process
+        has the pid any more, the group can only hold this process's orphans: Linux never hands out
+        a pid that is still some group's id.
+        """
+        if not self.local:
+            return False
+        current = start_ticks(self.pid)
+        if current is not None and self.start is not None and current != self.start:
+            return False
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+
+def wait_gone(ident: ProcessId, timeout_s: float) -> bool:
+    """Poll until ``ident`` is no longer alive or ``timeout_s`` passed; whether it is gone.
+
+    Example::
+
+        wait_gone(ident, 5.0)
+    """
+    deadline = time.monotonic() + timeout_s
+    while ident.alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True
+
+
+def stop_process(ident: ProcessId, grace_s: float) -> None:
+    """Stop a service process and its workers: SIGTERM to its group, SIGKILL after ``grace_s``.
+
+    uvicorn finishes the requests in flight on SIGTERM. The group gets SIGKILL at the end in any
+    case, so workers orphaned by a killed supervisor never outlive it. Processes on another host
+    are left alone.
+
+    Example::
+
+        stop_process(ProcessId.of(pid), grace_s=10)
+    """
+    if not ident.local:
+        return
+    if ident.alive():
+        if not ident.signal_group(signal.SIGTERM):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(ident.pid, signal.SIGTERM)
+        wait_gone(ident, grace_s)
+    if ident.alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(ident.pid, signal.SIGKILL)
+        wait_gone(ident, 5.0)
+    # Workers left over from a supervisor that died (kill -9) still carry its group id.
+    ident.signal_group(signal.SIGKILL)
