@@ -58,13 +58,15 @@ def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> 
                     info.run_id,
                     RunStatus.FAILED.value,
                     error={
-                        "code": "SupervisorLost",
+                        "code": "SupervisorLost" if info.run_type != "hyperdrive" else "ControllerLost",
                         "message": (
                             f"The run's supervisor process stopped responding (no heartbeat for "
-                            f"{age:.0f} s; it was killed or its machine went down). Resubmit the run."
+                            f"{age:.0f} s; it was killed or its machine went down). "
+                            + _next_step(info.run_type)
                             if info.heartbeat_at
                             else f"The run's supervisor process never reported ({age:.0f} s after "
-                            "submission; it failed to start or was killed). Resubmit the run."
+                            "submission; it failed to start or was killed). "
+                            + _next_step(info.run_type)
                         ),
                         "stage": info.status,
                     },
@@ -76,6 +78,12 @@ def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> 
                 pass
         if cursor is None:
             return reaped
+
+
+def _next_step(run_type: str) -> str:
+    if run_type == "hyperdrive":
+        return "Continue the sweep with HyperDriveRun.resume() or `trainyard sweep resume <id>`."
+    return "Resubmit the run."
 
 
 def _kill_orphan(runtime: dict[str, object]) -> None:

@@ -118,7 +118,7 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def update_run(self, run_id: str, **fields: Any) -> RunInfo:
         """Update mutable columns: ``display_name``, ``description``, ``definition``, ``runtime``
-        (merged), ``target``, ``snapshot_id``, ``warnings``."""
+        (merged), ``target``, ``snapshot_id``; anything else raises ``ValidationError``."""
 
     @abc.abstractmethod
     def heartbeat(self, run_id: str) -> None:

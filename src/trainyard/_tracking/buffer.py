@@ -28,6 +28,8 @@ from trainyard._tracking.codec import json_chunk, numeric_chunk
 from trainyard.exceptions import MetricValueError, RunFinishedError, RunNotFound, TrainyardError
 
 _time = time.time
+#: How long an explicit flush (and the exit-time flush) retries an unavailable store.
+FLUSH_TIMEOUT_SECONDS = 60.0
 
 
 class _Series:
@@ -77,7 +79,6 @@ class MetricBuffer:
         self._wake = threading.Event()
         self._series: dict[str, _Series] = {}
         self._other: list[tuple[str, str, Any, int | None, float, str | None]] = []
-        self._order: list[tuple[str, bool]] = []  # names with data, json flag, in first-seen order
         self._pending = 0
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -97,8 +98,6 @@ class MetricBuffer:
                     "if step is used for a name it must be used for every value of that name.",
                     metric=name,
                 )
-            if not s.vals:
-                self._order.append((name, False))
             s.vals.append(value)
             s.ts.append(_time())
             if s.steps is not None:
@@ -159,12 +158,20 @@ class MetricBuffer:
             for name, s in self._series.items():
                 if not s.vals:
                     continue
-                chunks.append(numeric_chunk(name, s.vals, s.ts, s.steps, s.all_ints, s.description))
+                n = len(s.vals)
+                if len(s.ts) != n or (s.steps is not None and len(s.steps) != n):
+                    # A signal can interrupt log() between two appends (SIGTERM raises SystemExit
+                    # there): keep only the complete points.
+                    n = min(n, len(s.ts), len(s.steps) if s.steps is not None else n)
+                    del s.vals[n:], s.ts[n:]
+                    if s.steps is not None:
+                        del s.steps[n:]
+                if n:
+                    chunks.append(numeric_chunk(name, s.vals, s.ts, s.steps, s.all_ints, s.description))
                 s.vals, s.ts = array("d"), array("d")
                 s.steps = array("q") if s.stepped else None
                 s.all_ints = True
             other, self._other = self._other, []
-            self._order.clear()
             self._pending = 0
             self._drained.notify_all()
         # Group consecutive JSON points of the same (name, kind) into one chunk each.
@@ -178,12 +185,15 @@ class MetricBuffer:
             i = j
         return chunks
 
-    def _write_pending(self) -> None:
+    def _write_pending(self, give_up_after: float | None = None) -> None:
+        """Write what is buffered; transient store errors are retried (by the background thread
+        forever, by an explicit flush for ``give_up_after`` seconds, then raised)."""
         with self._io_lock:
             chunks = self._take()
             if not chunks:
                 return
             delay = 0.05
+            deadline = None if give_up_after is None else time.monotonic() + give_up_after
             while True:
                 try:
                     self._writer(chunks)
@@ -191,7 +201,7 @@ class MetricBuffer:
                 except (RunFinishedError, RunNotFound):
                     raise
                 except TrainyardError:
-                    if self._closed:
+                    if self._closed or (deadline is not None and time.monotonic() >= deadline):
                         raise
                     time.sleep(delay)  # transient store error: keep the points, retry
                     delay = min(delay * 2, 2.0)
@@ -201,9 +211,10 @@ class MetricBuffer:
             self._failed = err
             print(f"trainyard: metrics could not be written: {err}", file=sys.stderr)
 
-    def flush(self) -> None:
-        """Write everything logged so far, synchronously; raises the store's error if it fails."""
-        self._write_pending()
+    def flush(self, give_up_after: float = FLUSH_TIMEOUT_SECONDS) -> None:
+        """Write everything logged so far, synchronously; raises the store's error if it still
+        fails after ``give_up_after`` seconds of retries."""
+        self._write_pending(give_up_after)
 
     def close(self) -> None:
         """Flush and stop the writer thread."""

@@ -35,6 +35,7 @@ from trainyard.exceptions import (
     ImmutablePropertyError,
     RunFinishedError,
     RunNotFound,
+    ValidationError,
     WorkspaceNotFound,
 )
 
@@ -414,7 +415,9 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, TrackingStore):
     def update_run(self, run_id: str, **fields: Any) -> RunInfo:
         unknown = set(fields) - self._UPDATABLE
         if unknown:
-            raise ValueError(f"update_run cannot change {sorted(unknown)}")
+            raise ValidationError(
+                f"update_run cannot change {sorted(unknown)}; updatable: {sorted(self._UPDATABLE)}."
+            )
 
         def tx(conn: Connection) -> None:
             pk, _, _ = self._run_pk(conn, run_id, lock=True)
