@@ -58,7 +58,7 @@ def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> 
                     info.run_id,
                     RunStatus.FAILED.value,
                     error={
-                        "code": "SupervisorLost" if info.run_type != "hyperdrive" else "ControllerLost",
+                        "code": "SupervisorLost",
                         "message": (
                             f"The run's supervisor process stopped responding (no heartbeat for "
                             f"{age:.0f} s; it was killed or its machine went down). "
