@@ -112,7 +112,7 @@ QUICK = Sizes(
     sampler_children=8,
     sampler_epochs=1,
     sampler_train=6000,
-    seeds=(0, 1),
+    seeds=(0,),
 )
 
 
@@ -150,6 +150,7 @@ class Sweep:
     run_id: str = ""
     status: str = ""
     setup_s: float = math.nan  # a peer's one-time start (Ray: ray.init)
+    load: float = field(default_factory=lambda: os.getloadavg()[0])  # 1-min load at the end
 
     @property
     def best(self) -> float | None:
@@ -265,6 +266,7 @@ def _ray_trainable(
     base: list[str] | None = None,
     env: dict[str, str] | None = None,
     runner: Callable[..., Iterator[tuple[int, float]]] | None = None,
+    workdir: str | None = None,
 ) -> None:
     """Ray Tune function trainable: one trial = one ``chainer_mnist.py`` process (``runner`` is
     :func:`train_epochs`, passed in so that Ray never needs to import this file)."""
@@ -277,7 +279,8 @@ def _ray_trainable(
     cfg = config["cfg"]
     argv = [script, *(base or []), "--lr", str(cfg["--lr"]), "--batchsize", str(cfg["--batchsize"])]
     timing: dict[str, float] = {}
-    with _tempfile.TemporaryDirectory(prefix="tyhd-trial-") as cwd:
+    # Under the benchmark's Ray temp dir: a stopped trial's actor is killed before it cleans up.
+    with _tempfile.TemporaryDirectory(prefix="trial-", dir=workdir) as cwd:
         start = _time.monotonic()
         history: list[str] = []
         for epoch, acc in runner(python, argv, env or {}, cwd, timing):
@@ -537,6 +540,7 @@ class RayTune:
             base=script_args(sizes.policy_epochs, sizes.policy_train, sizes.policy_test),
             env=child_env(),
             runner=train_epochs,
+            workdir=str(self.temp_dir),
         )
         tuner = tune.Tuner(
             trainable,
@@ -691,16 +695,84 @@ def run_samplers(
             say(f"(c) {name} seed {seed}: {sweep.wall_s:.1f} s, best {_acc(sweep.best)}")
 
 
-def run_peers(
+def run_optuna(
+    res: Results,
+    python: str,
+    sizes: Sizes,
+    tmp: Path,
+    label: str,
+    say: Callable[[str], None],
+    configs: list[dict[str, Any]] | None = None,
+) -> Sweep | None:
+    """One Optuna sweep; a failure is recorded, not raised (the peer must not hide our figures)."""
+    try:
+        sweep = optuna_sweep(python, sizes, tmp, label, configs)
+    except Exception as err:
+        res.optuna_error = f"{type(err).__name__}: {err}"[:500]
+        say(f"(d) Optuna failed: {res.optuna_error}")
+        return None
+    say(f"(d) Optuna {label}: {sweep.wall_s:.1f} s, best {_acc(sweep.best)}")
+    return sweep
+
+
+def run_ray(
+    res: Results,
+    python: str,
+    configs: list[dict[str, Any]],
+    sizes: Sizes,
+    skip: bool,
+    say: Callable[[str], None],
+) -> None:
+    """Ray Tune ASHA over ``configs``; why it did not run is recorded in ``res.ray_error``."""
+    if skip:
+        res.ray_error = "skipped (--skip-ray)"
+        return
+    res.ray_error = ray_tune_missing()
+    if res.ray_error:
+        say(f"(d) {res.ray_error}")
+        return
+    ray = RayTune()
+    try:
+        res.ray = ray.sweep(python, configs, sizes)
+        say(
+            f"(d) Ray Tune ASHA: {res.ray.wall_s:.1f} s (+ ray.init {res.ray.setup_s:.1f} s), "
+            f"best {_acc(res.ray.best)}"
+        )
+    except Exception as err:
+        res.ray_error = f"Ray Tune failed here: {type(err).__name__}: {str(err)[:400]}"
+        say(f"(d) {res.ray_error}")
+    finally:
+        ray.stop()
+
+
+def run_policies_and_peers(
     side: TrainyardSide,
     sizes: Sizes,
     res: Results,
     tmp: Path,
+    parts: set[str],
     skip_ray: bool,
     say: Callable[[str], None],
 ) -> None:
+    """Parts (b) and (d), each peer right after the trainyard sweep it is compared with (this
+    machine's load drifts over minutes): no policy → Optuna on the same configurations; ...;
+    ASHA → Ray Tune on the same configurations; trainyard TPE → Optuna TPE."""
     from trainyard.train.hyperdrive import MedianStoppingPolicy, TPEParameterSampling
 
+    peers = "d" in parts
+    for name, policy in policies():
+        if "b" not in parts and name not in ("none", "ASHA"):
+            continue
+        run_policies(side, sizes, res, say, only=[(name, policy)])
+        configs = [c.hyperparameters for c in res.policies[-1][1].children]
+        if peers and name == "none":
+            res.fixed_optuna = run_optuna(
+                res, side.python, sizes, tmp, "same configs, no pruning", say, configs
+            )
+        if peers and name == "ASHA":
+            run_ray(res, side.python, configs, sizes, skip_ray, say)
+    if not peers:
+        return
     args = script_args(sizes.policy_epochs, sizes.policy_train, sizes.policy_test)
     sampling = TPEParameterSampling(
         _space(POLICY_LRS, POLICY_BATCHES), seed=SEED, properties={"n_startup_trials": 4}
@@ -710,42 +782,7 @@ def run_peers(
         "TPE + median", side.hd_config(sampling, policy, sizes.children, args, CONCURRENCY)
     )
     say(f"(d) trainyard TPE + median: {res.tpe_ours.wall_s:.1f} s, best {_acc(res.tpe_ours.best)}")
-    # Part (b)'s sweeps without a policy and with ASHA are the references for the fixed-config
-    # comparisons; run them here when part (b) was skipped.
-    done = dict(res.policies)
-    missing = [(n, pol) for n, pol in policies() if n in ("none", "ASHA") and n not in done]
-    if missing:
-        run_policies(side, sizes, res, say, only=missing)
-    by_name = dict(res.policies)
-    try:
-        res.tpe_optuna = optuna_sweep(side.python, sizes, tmp, "TPE + median")
-        say(
-            f"(d) Optuna TPE + median: {res.tpe_optuna.wall_s:.1f} s, best {_acc(res.tpe_optuna.best)}"
-        )
-        configs = [c.hyperparameters for c in by_name["none"].children]
-        res.fixed_optuna = optuna_sweep(side.python, sizes, tmp, "same configs", configs)
-        say(f"(d) Optuna, part (b)'s configurations, no pruning: {res.fixed_optuna.wall_s:.1f} s")
-    except Exception as err:  # a peer failing must not hide trainyard's figures
-        res.optuna_error = f"{type(err).__name__}: {err}"[:500]
-    if skip_ray:
-        res.ray_error = "skipped (--skip-ray)"
-        return
-    res.ray_error = ray_tune_missing()
-    if res.ray_error:
-        return
-    ray = RayTune()
-    try:
-        res.ray = ray.sweep(
-            side.python, [c.hyperparameters for c in by_name["ASHA"].children], sizes
-        )
-        say(
-            f"(d) Ray Tune ASHA: {res.ray.wall_s:.1f} s (+ ray.init {res.ray.setup_s:.1f} s), "
-            f"best {_acc(res.ray.best)}"
-        )
-    except Exception as err:
-        res.ray_error = f"Ray Tune failed here: {type(err).__name__}: {str(err)[:400]}"
-    finally:
-        ray.stop()
+    res.tpe_optuna = run_optuna(res, side.python, sizes, tmp, "TPE + median", say)
 
 
 # -- reports ----------------------------------------------------------------------------------
@@ -865,6 +902,7 @@ def print_policies(res: Results, sizes: Sizes) -> dict[str, Any]:
     t.add_column("cancel lag", justify="right")
     t.add_column("best accuracy (Δ)", justify="right")
     t.add_column("sweep wall", justify="right")
+    t.add_column("load", justify="right")
     out: dict[str, Any] = {}
     full = len(baseline.children) * sizes.policy_epochs
     for name, sw in res.policies:
@@ -883,6 +921,7 @@ def print_policies(res: Results, sizes: Sizes) -> dict[str, Any]:
             "-" if math.isnan(lag) else f"{lag:.1f} s",
             _acc(sw.best) + ("" if base else f" ({delta:+.4f})"),
             f"{sw.wall_s:.1f} s",
+            f"{sw.load:.1f}",
         )
         out[name] = {
             "run_id": sw.run_id,
@@ -987,7 +1026,16 @@ def report_peers(res: Results) -> tuple[_common.ResultTable | None, dict[str, An
     t = Table(
         title="(d) The same sweeps: trainyard vs Optuna alone vs Ray Tune", title_justify="left"
     )
-    for col in ("sweep", "tool", "wall", "best accuracy", "stopped", "epochs", "child-seconds"):
+    for col in (
+        "sweep",
+        "tool",
+        "wall",
+        "best accuracy",
+        "stopped",
+        "epochs",
+        "child-seconds",
+        "load",
+    ):
         t.add_column(col, justify="left" if col in ("sweep", "tool") else "right")
     for label, sw in rows:
         if sw is None:
@@ -1003,9 +1051,16 @@ def report_peers(res: Results) -> tuple[_common.ResultTable | None, dict[str, An
             str(sw.stopped),
             str(sw.epochs),
             f"{sw.child_seconds:.1f} s",
+            f"{sw.load:.1f}",
         )
     console = _common.make_console()
     console.print(t)
+    console.print(
+        "  [dim]load: the machine's 1-minute load average when the sweep ended (2 cores); the "
+        "load drifts over minutes here, so each peer runs right after the trainyard sweep it is "
+        "compared with.[/]",
+        highlight=False,
+    )
     table = _common.ResultTable("(d) trainyard vs the peer, same run", peer="peer")
     out: dict[str, Any] = {}
 
@@ -1093,7 +1148,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="also write every measurement here")
     p.add_argument("--parts", default="a,b,c,d", help="which parts to run (default a,b,c,d)")
     p.add_argument(
-        "--seeds", type=int, default=None, help="seeds for part (c) (default 3; 2 with --quick)"
+        "--seeds", type=int, default=None, help="seeds for part (c) (default 3; 1 with --quick)"
     )
     p.add_argument("--skip-ray", action="store_true", help="do not run Ray Tune in part (d)")
     return p.parse_args(argv)
@@ -1126,12 +1181,10 @@ def main(argv: list[str] | None = None) -> int:
             side.warm_up()
             res.env_note = side.env_note
             say(res.env_note)
-        if "b" in parts:
-            run_policies(side, sizes, res, say)
+        if parts & {"b", "d"}:
+            run_policies_and_peers(side, sizes, res, tmp, parts, args.skip_ray, say)
         if "c" in parts:
             run_samplers(side, sizes, res, say)
-        if "d" in parts:
-            run_peers(side, sizes, res, tmp, args.skip_ray, say)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     total = time.perf_counter() - started

@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     best_accuracy = max(accuracy) if isinstance(accuracy, list) else accuracy
     console.print(f"Best run: [bold]{best_run.id}[/] ({best_run.get_status()})")
     console.print(f"  best Accuracy: {best_accuracy:.4f} after {metrics.get('Epochs')} epochs")
-    console.print(f"  arguments: {best_run.get_details()['runDefinition']['arguments']}")
-    console.print(f"  files: {best_run.get_file_names()}")
+    console.print(
+        f"  arguments: {best_run.get_details()['runDefinition']['arguments']}", markup=False
+    )
+    console.print(f"  files: {best_run.get_file_names()}", markup=False)
 
     model = best_run.register_model(model_name=MODEL_NAME, model_path=MODEL_PATH)
     console.print(f"Registered model [bold]{model.id}[/] from run {model.run_id}")

@@ -64,7 +64,7 @@ from trainyard.train.hyperdrive._history import (
 )
 from trainyard.train.hyperdrive._submit import CONTROLLER_LOG, controller_log_path
 
-_TICK = 0.3
+_TICK = 0.1
 _LOG_UPLOAD_SECONDS = 3.0
 #: The sweep fails when this many of its first finished children (or all, if fewer) failed.
 _FIRST_FAILURES = 5
