@@ -176,6 +176,12 @@ def _med(values: list[float]) -> float:
     return float(statistics.median(clean)) if clean else math.nan
 
 
+def _controller_tick() -> float:
+    from trainyard.train.hyperdrive._controller import _TICK
+
+    return _TICK
+
+
 def _ms(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{seconds * 1000:,.0f} ms"
 
@@ -865,7 +871,7 @@ def report_overhead(sweep: Sweep) -> tuple[_common.ResultTable, dict[str, Any]]:
         f"Medians over the {len(pairs)} consecutive pairs of sweep {sweep.run_id}. Slot freed: the "
         "previous child's terminal status time in its status history; Running: the next child's "
         "Running status time; created: the next child run's creation time. The controller polls "
-        "every 0.3 s."
+        f"every {_controller_tick()} s."
     )
     table.note(
         "Process started: the time.time() the trivial script took in its first statement (after "
