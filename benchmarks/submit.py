@@ -1,7 +1,7 @@
 """Job submission: trainyard's ``experiment.submit`` against Ray's Jobs API, in the same run.
 
 Run it with ``scripts/bench.sh submit`` (``.venv-bench`` has Ray), or directly with
-``python benchmarks/submit.py [--strict] [--quick] [--json FILE]``.
+``python benchmarks/submit.py [--strict] [--quick] [--rounds N] [--launches N] [--json FILE]``.
 
 What is measured:
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -85,6 +86,7 @@ print('WORK', repr(time.perf_counter() - start), repr(time.process_time()), flus
 """
 LOG_POLL_S = 0.005
 STATUS_POLL_S = 0.010
+BURN_LOG_POLL_S = 0.050
 JOB_TIMEOUT_S = 120.0
 
 
@@ -256,7 +258,7 @@ class TrainyardSide:
     def burn(self, iterations: int) -> Burn:
         """Submit the CPU-bound script; wall clock from before submit to ``Completed`` seen.
 
-        While the script runs, its log is read every 0.25 s (cheap, nothing else polled) and the
+        While the script runs, its log is read every 50 ms (cheap, nothing else polled) and the
         supervisor's CPU time sampled; once the script printed its ``WORK`` line the status is
         polled every 10 ms.
         """
@@ -287,7 +289,11 @@ class TrainyardSide:
             return True if work_time(text) is not None else None
 
         _wait_until(
-            f"burn run {run.id}", finished, JOB_TIMEOUT_S + 600, 0.25, lambda: self._why(run)
+            f"burn run {run.id}",
+            finished,
+            JOB_TIMEOUT_S + 600,
+            BURN_LOG_POLL_S,
+            lambda: self._why(run),
         )
         status = self._wait_terminal(run, STATUS_POLL_S)
         wall = time.perf_counter() - t0
@@ -512,7 +518,7 @@ class RaySide:
 
     def burn(self, script: Path, iterations: int) -> Burn:
         """The CPU-bound script as a Ray job; wall clock from before submit to SUCCEEDED seen
-        (its log read every 0.25 s while it runs, then the status polled every 10 ms)."""
+        (its log read every 50 ms while it runs, then the status polled every 10 ms)."""
         t0 = time.perf_counter()
         job_id = self.client.submit_job(
             entrypoint=f"python {shlex.quote(str(script))} {iterations}"
@@ -522,7 +528,11 @@ class RaySide:
             return True if work_time(self._driver_log(job_id)) is not None else None
 
         _wait_until(
-            f"Ray burn job {job_id}", finished, JOB_TIMEOUT_S + 600, 0.25, lambda: self._why(job_id)
+            f"Ray burn job {job_id}",
+            finished,
+            JOB_TIMEOUT_S + 600,
+            BURN_LOG_POLL_S,
+            lambda: self._why(job_id),
         )
         status = self._wait_terminal(job_id, STATUS_POLL_S)
         wall = time.perf_counter() - t0
@@ -850,17 +860,18 @@ def build_report(sizes: Sizes, res: Results) -> tuple[_common.ResultTable, dict[
     )
     table.note(
         f"Overhead: {sizes.cpu_rounds} round(s), each running bare, trainyard and Ray back to back "
-        "(order rotating); wall = before submit → terminal status seen (log read every 0.25 s "
-        f"until the script printed its end, then the status polled every {STATUS_POLL_S * 1000:g} "
-        "ms) vs the bare process's spawn → exit; the target row is the median of the per-round "
-        "ratios ("
+        "(order rotating); wall = before submit → terminal status seen (log read every "
+        f"{BURN_LOG_POLL_S * 1000:g} ms until the script printed its end, then the status polled "
+        f"every {STATUS_POLL_S * 1000:g} ms) vs the bare process's spawn → exit; the target row "
+        "is the median of the per-round ratios ("
         + ", ".join(f"{x:+.1%}" for x in ty_rounds)
         + " for trainyard). Fixed cost = wall − the compute time the script measured itself: "
         "start-up and wind-down, free of the load swings that move the compute time. Supervisor "
         "CPU: user+system seconds of the run's supervisor process (psutil), sampled until the "
         "script ended (start-up = its CPU when the script had just started, first sampled within "
-        "0.25 s). The CPU row (the script's own time.process_time() + the supervisor's) moves less "
-        "with the machine's load than wall time, though on a shared VM not by nothing."
+        f"{BURN_LOG_POLL_S * 1000:g} ms). The CPU row (the script's own time.process_time() + the "
+        "supervisor's) moves less with the machine's load than wall time, though on a shared VM "
+        "not by nothing."
     )
     stages = _stage_medians(res.ty_default)
     if stages:
@@ -903,6 +914,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--quick", action="store_true", help="fewer repetitions, a 5 s CPU job")
     p.add_argument("--json", metavar="FILE", help="also write the raw samples and summary here")
+    p.add_argument(
+        "--rounds", type=int, metavar="N", help="rounds of the CPU-bound job (default 3, quick 1)"
+    )
+    p.add_argument(
+        "--launches",
+        type=int,
+        metavar="N",
+        help="timed trivial jobs per kind (default 20, quick 5)",
+    )
     return p.parse_args(argv)
 
 
@@ -933,6 +953,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run every part, print the table, return the exit code."""
     args = parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
+    if args.rounds is not None or args.launches is not None:
+        sizes = dataclasses.replace(
+            sizes,
+            cpu_rounds=max(1, args.rounds or sizes.cpu_rounds),
+            launches=max(1, args.launches or sizes.launches),
+        )
     import ray
 
     from trainyard import __version__ as ty_version
