@@ -70,6 +70,12 @@ class RunPaths:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    @property
+    def cancel_file(self) -> Path:
+        """v1's local "kill file": written by a local cancel so the supervisor notices it with a
+        stat instead of a database read."""
+        return self.live / "cancel-requested"
+
     def live_file(self, name: str) -> Path:
         return self.live / name
 

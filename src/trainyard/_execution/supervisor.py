@@ -34,7 +34,7 @@ from trainyard.exceptions import InvalidStatusTransition, TrainyardError
 
 _TICK = 0.1
 #: How often a running script's supervisor reads the run's status for a cancel request (seconds).
-_CANCEL_POLL = 0.5
+_CANCEL_POLL = 2.0
 
 
 class _ExitWaiter:
@@ -258,6 +258,7 @@ class Supervisor:
         syncer = runfiles.LogSyncer(self.ws._artifacts, self.run_id, self.paths, wd)
         next_sync = 0.0
         next_cancel_check = 0.0
+        cancel_file = self.paths.cancel_file
         exited = _ExitWaiter(proc)
         while True:
             returncode = exited.wait(_TICK)
@@ -269,9 +270,10 @@ class Supervisor:
                 syncer.sync()
                 next_sync = time.monotonic() + 2.0
             cancel: _Canceled | None = None
-            if self._cancel_signal or time.monotonic() >= next_cancel_check:
-                # A database read: every _CANCEL_POLL, not every tick (it was most of the
-                # supervisor's CPU while a script runs); SIGTERM is seen at the next tick.
+            if self._cancel_signal or cancel_file.exists() or time.monotonic() >= next_cancel_check:
+                # A local cancel also writes the kill file (a stat, checked every tick); the
+                # database is read every _CANCEL_POLL for cancels made elsewhere; SIGTERM is seen
+                # at the next tick.
                 next_cancel_check = time.monotonic() + _CANCEL_POLL
                 try:
                     self.check_cancel()
