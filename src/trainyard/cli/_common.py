@@ -364,3 +364,25 @@ class TrainyardGroup(TyperGroup):
             )
         sys.stdout.flush()
         raise typer.Exit(1)
+
+
+def cancel_and_report(run: Any, run_id: str, what: str, as_json: bool, note: str = "") -> None:
+    """Cancel ``run`` and print the outcome; a finished run raises ``RunFinishedError`` (exit 1).
+
+    Shared by ``runs cancel`` and ``sweep cancel``; ``what`` is "run" or "sweep".
+    """
+    from trainyard.exceptions import RunFinishedError
+
+    accepted = bool(run.cancel())
+    status = run.get_status()
+    if not accepted:
+        raise RunFinishedError(
+            f"{what.capitalize()} {run_id} already finished with status {status}; there is nothing "
+            "to cancel.",
+            run_id=run_id,
+            status=status,
+        )
+    if as_json:
+        print_json({"runId": run_id, "status": status, "canceled": True})
+        return
+    console().print(f"Cancel requested for {what} {run_id}{note}; status: {status}")

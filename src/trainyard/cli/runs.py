@@ -19,6 +19,7 @@ from trainyard._execution.lifecycle import RunStatus
 from trainyard.cli._common import (
     JsonOpt,
     WorkspaceOpt,
+    cancel_and_report,
     console,
     dumps,
     duration_seconds,
@@ -669,19 +670,5 @@ def cancel(
 
     Example: [bold]trainyard runs cancel mnist_1714000000_1a2b3c4d[/bold]
     """
-    from trainyard.exceptions import RunFinishedError
-
     ws = open_workspace(ctx, workspace)
-    run = _get_run(ws, run_id)
-    accepted = bool(run.cancel())
-    status = run.get_status()
-    if not accepted:
-        raise RunFinishedError(
-            f"Run {run_id} already finished with status {status}; there is nothing to cancel.",
-            run_id=run_id,
-            status=status,
-        )
-    if as_json:
-        print_json({"runId": run_id, "status": status, "canceled": True})
-        return
-    console().print(f"Cancel requested for run {run_id}; status: {status}")
+    cancel_and_report(_get_run(ws, run_id), run_id, "run", as_json)

@@ -18,6 +18,7 @@ import typer
 from trainyard.cli._common import (
     JsonOpt,
     WorkspaceOpt,
+    cancel_and_report,
     console,
     duration_seconds,
     fmt_duration,
@@ -520,21 +521,5 @@ def cancel(
 
     Example: [bold]trainyard sweep cancel HD_5c14f9a2772c47b4908b3b294754cae1[/bold]
     """
-    from trainyard.exceptions import RunFinishedError
-
     ws = open_workspace(ctx, workspace)
-    run = get_sweep(ws, run_id)
-    accepted = bool(run.cancel())
-    status = run.get_status()
-    if not accepted:
-        raise RunFinishedError(
-            f"Sweep {run_id} already finished with status {status}; there is nothing to cancel.",
-            run_id=run_id,
-            status=status,
-        )
-    if as_json:
-        print_json({"runId": run_id, "status": status, "canceled": True})
-        return
-    console().print(
-        f"Cancel requested for sweep {run_id} and its active children; status: {status}"
-    )
+    cancel_and_report(get_sweep(ws, run_id), run_id, "sweep", as_json, " and its active children")
