@@ -33,6 +33,9 @@ from trainyard._execution.slots import slot_dir, try_acquire
 from trainyard.exceptions import InvalidStatusTransition, TrainyardError
 
 _TICK = 0.1
+#: The supervisor's loop while the script runs: its exit wakes the wait at once (pidfd), so this
+#: only bounds how soon a cancel or time limit is acted on; longer ticks cost the script less CPU.
+_RUN_TICK = 0.25
 #: How often a running script's supervisor reads the run's status for a cancel request (seconds).
 _CANCEL_POLL = 2.0
 
@@ -261,7 +264,7 @@ class Supervisor:
         cancel_file = self.paths.cancel_file
         exited = _ExitWaiter(proc)
         while True:
-            returncode = exited.wait(_TICK)
+            returncode = exited.wait(_RUN_TICK)
             if returncode is not None:
                 rc = returncode
                 break
