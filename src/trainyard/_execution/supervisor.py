@@ -147,7 +147,6 @@ class Supervisor:
         sdir = slot_dir(self.ws.path, target.name)
         last_reap = 0.0
         while True:
-            self.beat()
             self.check_cancel()
             if self._is_head(target.name):
                 slot = try_acquire(sdir, target.max_concurrent_runs)
@@ -209,7 +208,7 @@ class Supervisor:
         from trainyard._execution.prepare import prepare_environment
 
         with open(self.paths.build_log, "a", buffering=1) as blog:
-            prepared = prepare_environment(env_def, self.settings, blog.write, heartbeat=self.beat)
+            prepared = prepare_environment(env_def, self.settings, blog.write)
         if seconds is None:
             seconds = time.monotonic() - started
         self.store.update_run(
@@ -268,7 +267,6 @@ class Supervisor:
             if returncode is not None:
                 rc = returncode
                 break
-            self.beat()
             if time.monotonic() >= next_sync:
                 syncer.sync()
                 next_sync = time.monotonic() + 2.0
@@ -312,7 +310,6 @@ class Supervisor:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            self.beat()
             time.sleep(_TICK)
         if proc.poll() is None:
             self.log(
