@@ -367,7 +367,7 @@ class TrainyardSide:
         )
         if info.status != "Completed":
             raise _common.BenchmarkError(f"sweep {hd.id} ({label}) ended {info.status}")
-        store = self.ws._store
+        store = self.ws.context.store
         for run in hd.get_children():
             cinfo = run._refresh()
             events = store.status_history(run.id)

@@ -230,10 +230,10 @@ class TrainyardSide:
         t0 = time.time()
         run: Any = self.exp.submit(config)
         t_submit = time.time()
-        backend = run._backend()
+        backend = run
 
         def seen() -> float | None:
-            return first_line_time(backend.read_log(run.id, STD_LOG).decode("utf-8", "replace"))
+            return first_line_time(backend.read_log(STD_LOG).decode("utf-8", "replace"))
 
         script_t = _wait_until(
             f"the first line of run {run.id}",
@@ -269,7 +269,7 @@ class TrainyardSide:
         config = self.config("burn.py", built=False, arguments=[iterations])
         t0 = time.perf_counter()
         run: Any = self.exp.submit(config)
-        backend = run._backend()
+        backend = run
         supervisor: Any = None
         cpu = first_cpu = float("nan")
 
@@ -285,7 +285,7 @@ class TrainyardSide:
                     cpu = t.user + t.system
                     if first_cpu != first_cpu:  # NaN: the first sample, just after the start
                         first_cpu = cpu
-            text = backend.read_log(run.id, STD_LOG).decode("utf-8", "replace")
+            text = backend.read_log(STD_LOG).decode("utf-8", "replace")
             return True if work_time(text) is not None else None
 
         _wait_until(
@@ -299,7 +299,7 @@ class TrainyardSide:
         wall = time.perf_counter() - t0
         if status != "Completed":
             raise _common.BenchmarkError(f"burn run {run.id} ended {status}: {self._why(run)}")
-        text = backend.read_log(run.id, STD_LOG).decode("utf-8", "replace")
+        text = backend.read_log(STD_LOG).decode("utf-8", "replace")
         work, script_cpu = work_time(text), work_time(text, 2)
         if work is None or script_cpu is None:
             raise _common.BenchmarkError(f"burn run {run.id} printed no WORK line")
@@ -316,7 +316,7 @@ class TrainyardSide:
         return result
 
     def _stages(self, run_id: str, t0: float, script_t: float, t_done: float) -> dict[str, float]:
-        at = {e.status: e.at for e in self.ws._store.status_history(run_id)}
+        at = {e.status: e.at for e in self.ws.context.store.status_history(run_id)}
         out: dict[str, float] = {}
         chain = [("submit", t0), *((s, at.get(s)) for s in ("Queued", "Preparing", "Running"))]
         chain.append(("first line", script_t))
@@ -330,10 +330,10 @@ class TrainyardSide:
     def _why(self, run: Any) -> str:
         from trainyard._execution.runfiles import STD_LOG, SUPERVISOR_LOG
 
-        backend = run._backend()
+        backend = run
         parts = [f"status {run.get_status()}"]
         for name in (SUPERVISOR_LOG, STD_LOG):
-            text = backend.read_log(run.id, name).decode("utf-8", "replace")[-2000:]
+            text = backend.read_log(name).decode("utf-8", "replace")[-2000:]
             parts.append(f"{name}:\n{text}")
         return "\n".join(parts)
 

@@ -2,6 +2,8 @@
 
 * ``TRAINYARD_HOME`` points at a temporary folder for the whole session (each xdist worker has its
   own), so no test ever reads or writes ``~/.trainyard``; subprocesses inherit it.
+* A warm fork server that the runs start (``trainyard._execution.forkserver``) exits one minute
+  after the last test that used it, instead of ten.
 * The shared fixtures (``sqlite_url``, ``postgres_url``, ``store_url``, ``workspace`` …) come from
   :mod:`trainyard.testing.fixtures`.
 """
@@ -26,6 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
     home = tempfile.mkdtemp(prefix="trainyard-home-")
     config.stash[_HOME_KEY] = (home, os.environ.get("TRAINYARD_HOME"))
     os.environ["TRAINYARD_HOME"] = home
+    os.environ.setdefault("TRAINYARD_FORKSERVER_IDLE_SECONDS", "60")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -9,18 +9,59 @@ import sys
 import pytest
 
 V1_PATHS = [
-    ("trainyard.core", ["Workspace", "Experiment", "Environment", "ScriptRunConfig", "Run", "Model", "Dataset", "Datastore", "ComputeTarget", "RunConfiguration", "VERSION"]),
+    (
+        "trainyard.core",
+        [
+            "Workspace",
+            "Experiment",
+            "Environment",
+            "ScriptRunConfig",
+            "Run",
+            "Model",
+            "Dataset",
+            "Datastore",
+            "ComputeTarget",
+            "RunConfiguration",
+            "VERSION",
+        ],
+    ),
     ("trainyard.core.compute", ["ComputeTarget", "AmlCompute", "LocalCompute"]),
     ("trainyard.core.compute_target", ["ComputeTargetException"]),
-    ("trainyard.core.runconfig", ["RunConfiguration", "DockerConfiguration", "MpiConfiguration", "PyTorchConfiguration", "TensorflowConfiguration"]),
+    (
+        "trainyard.core.runconfig",
+        [
+            "RunConfiguration",
+            "DockerConfiguration",
+            "MpiConfiguration",
+            "PyTorchConfiguration",
+            "TensorflowConfiguration",
+        ],
+    ),
     ("trainyard.core.conda_dependencies", ["CondaDependencies"]),
     ("trainyard.core.model", ["Model"]),
     ("trainyard.core.run", ["Run"]),
     ("trainyard.train.estimator", ["Estimator"]),
-    ("trainyard.train.dnn", ["Chainer", "PyTorch", "TensorFlow", "Mpi", "Nccl", "Gloo", "ParameterServer"]),
+    (
+        "trainyard.train.dnn",
+        ["Chainer", "PyTorch", "TensorFlow", "Mpi", "Nccl", "Gloo", "ParameterServer"],
+    ),
     ("trainyard.widgets", ["RunDetails"]),
     ("trainyard.telemetry", ["set_diagnostics_collection"]),
-    ("trainyard.exceptions", ["UserErrorException", "ComputeTargetException", "ActivityFailedException", "RunEnvironmentException", "ExperimentExecutionException", "ModelNotFoundException", "ModelPathNotFoundException", "WebserviceException", "SnapshotException", "HyperDriveConfigException"]),
+    (
+        "trainyard.exceptions",
+        [
+            "UserErrorException",
+            "ComputeTargetException",
+            "ActivityFailedException",
+            "RunEnvironmentException",
+            "ExperimentExecutionException",
+            "ModelNotFoundException",
+            "ModelPathNotFoundException",
+            "WebserviceException",
+            "SnapshotException",
+            "HyperDriveConfigException",
+        ],
+    ),
 ]
 
 
@@ -47,7 +88,9 @@ def test_exceptions_share_one_root() -> None:
 
 def test_import_trainyard_is_light() -> None:
     code = "import sys, trainyard, trainyard.core; print(sorted(m for m in ('sqlalchemy','optuna','fastapi','ray','torch') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 

@@ -25,7 +25,9 @@ server answers with. The Azure ML SDK v1 names that user code catches are kept::
     │   ├── RunNotFound                    RUN_NOT_FOUND
     │   ├── ArtifactNotFound               ARTIFACT_NOT_FOUND
     │   ├── EnvironmentNotFound            ENVIRONMENT_NOT_FOUND
-    │   └── ModelNotFoundException         MODEL_NOT_FOUND
+    │   ├── ModelNotFoundException         MODEL_NOT_FOUND
+    │   ├── ComputeTargetNotFound          COMPUTE_TARGET_NOT_FOUND  (also a ComputeTargetException)
+    │   └── WebserviceNotFound             WEBSERVICE_NOT_FOUND      (also a WebserviceException)
     ├── InvalidStatusTransition            BAD_TRANSITION    409
     ├── ComputeTargetException             COMPUTE_TARGET    400
     ├── ExperimentExecutionException       EXECUTION         500
@@ -240,6 +242,20 @@ class WebserviceException(TrainyardError):
     http_status = 400
 
 
+class ComputeTargetNotFound(NotFoundError, ComputeTargetException):
+    """No compute target by that name; v1 code catching ``ComputeTargetException`` still does."""
+
+    code = "COMPUTE_TARGET_NOT_FOUND"
+    http_status = 404
+
+
+class WebserviceNotFound(NotFoundError, WebserviceException):
+    """No web service by that name; v1 code catching ``WebserviceException`` still does."""
+
+    code = "WEBSERVICE_NOT_FOUND"
+    http_status = 404
+
+
 class StoreError(TrainyardError):
     """The metadata store failed in a way a retry may fix (database down, locked for too long)."""
 
@@ -258,8 +274,8 @@ def _all_subclasses(cls: type[TrainyardError]) -> list[type[TrainyardError]]:
     out: list[type[TrainyardError]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
-        out.extend(_all_subclasses(sub))
-    return out
+        out.extend(c for c in _all_subclasses(sub) if c not in out)
+    return list(dict.fromkeys(out))
 
 
 _ALL: list[type[TrainyardError]] = [TrainyardError, *_all_subclasses(TrainyardError)]

@@ -39,7 +39,9 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     except ValueError:
         from trainyard.exceptions import ConfigError
 
-        raise ConfigError(f"{name}={raw!r} is not an integer; unset it or give a whole number.") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not an integer; unset it or give a whole number."
+        ) from None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -90,6 +92,10 @@ class Settings:
     polling_interval_max: float = 2.0
     #: ``TRAINYARD_CANCEL_GRACE_SECONDS``: SIGTERM → SIGKILL grace period.
     cancel_grace_seconds: float = 10.0
+    #: ``TRAINYARD_FORKSERVER``: start detached processes from a warm fork server (default on).
+    forkserver: bool = True
+    #: ``TRAINYARD_FORKSERVER_IDLE_SECONDS``: a fork server with no request for this long exits.
+    forkserver_idle_seconds: float = 600.0
 
     @property
     def env_cache_dir(self) -> Path:
@@ -99,7 +105,11 @@ class Settings:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read :class:`Settings` from ``env`` (default: ``os.environ``)."""
     e = os.environ if env is None else env
-    home = Path(e["TRAINYARD_HOME"]).expanduser() if e.get("TRAINYARD_HOME") else Path.home() / ".trainyard"
+    home = (
+        Path(e["TRAINYARD_HOME"]).expanduser()
+        if e.get("TRAINYARD_HOME")
+        else Path.home() / ".trainyard"
+    )
     cache = Path(e["TRAINYARD_ENV_CACHE"]).expanduser() if e.get("TRAINYARD_ENV_CACHE") else None
     return Settings(
         home=home,
@@ -120,6 +130,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             e, "TRAINYARD_POLLING_INTERVAL_MAX", _float(e, "AZUREML_RUN_POLLING_INTERVAL_MAX", 2.0)
         ),
         cancel_grace_seconds=_float(e, "TRAINYARD_CANCEL_GRACE_SECONDS", 10.0),
+        forkserver=_bool(e, "TRAINYARD_FORKSERVER", True),
+        forkserver_idle_seconds=max(1.0, _float(e, "TRAINYARD_FORKSERVER_IDLE_SECONDS", 600.0)),
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
 
 
 def _in_notebook() -> bool:
@@ -70,7 +70,12 @@ class RunDetails:
             for child in children[:50]:
                 hp = child.get_properties().get(props_key, "")
                 metrics = child.get_metrics()
-                kids.add_row(child.id, child.get_status(), hp, "; ".join(f"{k}: {_fmt(v)}" for k, v in metrics.items()))
+                kids.add_row(
+                    child.id,
+                    child.get_status(),
+                    hp,
+                    "; ".join(f"{k}: {_fmt(v)}" for k, v in metrics.items()),
+                )
             tables.append(kids)
         metrics = self.run.get_metrics() if getattr(self.run, "type", "") != "hyperdrive" else {}
         if metrics or not children:

@@ -112,18 +112,12 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def supervisor_pid(run_id: str) -> int:
-    """The pid of the supervisor process of ``run_id`` (found in ``/proc``)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"trainyard._execution.supervisor" in argv and run_id.encode() in argv:
-            return int(entry.name)
-    raise AssertionError(f"no supervisor process for {run_id}")
+def supervisor_pid(run: Run) -> int:
+    """The pid of the run's supervisor process (it records itself in the run's runtime)."""
+    ident = run.get_info().runtime.get("supervisor") or {}
+    if not isinstance(ident.get("pid"), int):
+        raise AssertionError(f"no supervisor process recorded for {run.id}")
+    return int(ident["pid"])
 
 
 def history(run: Run) -> list[dict[str, Any]]:
@@ -155,7 +149,9 @@ def test_cancel_kills_the_script_and_its_children(ws: Workspace, tmp_path: Path)
     assert run.cancel() is True
     assert run.get_status() in ("CancelRequested", "Canceled")
     assert wait_terminal(run, 30) == "Canceled"
-    wait_until(lambda: not alive(pids["script"]) and not alive(pids["child"]), 10, "processes to end")
+    wait_until(
+        lambda: not alive(pids["script"]) and not alive(pids["child"]), 10, "processes to end"
+    )
 
     statuses = [e["status"] for e in history(run)]
     assert statuses[-3:] == ["Running", "CancelRequested", "Canceled"]
@@ -251,7 +247,7 @@ def test_killed_supervisor_fails_the_run(live_ws: Workspace, tmp_path: Path) -> 
     run = submit(Experiment(live_ws, "orphan"), ScriptRunConfig(src, "train.py"))
     script = read_pids(pids_file, run)["script"]
     assert run.get_status() == "Running"
-    os.kill(supervisor_pid(run.id), signal.SIGKILL)
+    os.kill(supervisor_pid(run), signal.SIGKILL)
 
     assert wait_terminal(run, 20) == "Failed"
     error = run.get_details()["error"]
@@ -274,14 +270,14 @@ def test_startup_gets_a_longer_grace_than_a_running_supervisor(ws: Workspace) ->
     starting = Run._create(exp, run_type="azureml.scriptrun")
     beating = Run._create(exp, run_type="azureml.scriptrun")
     for r in (starting, beating):
-        ws._store.update_run_status(r.id, "Queued")
-    ws._store.heartbeat(beating.id)
+        ws.context.store.update_run_status(r.id, "Queued")
+    ws.context.store.heartbeat(beating.id)
     time.sleep(timeout + 0.3)
-    assert reap_stale_runs(ws._store, ws._id, timeout) == [beating.id]
+    assert reap_stale_runs(ws.context, timeout) == [beating.id]
     assert "stopped responding" in beating.get_details()["error"]["message"]
     assert starting.get_status() == "Queued"
     time.sleep(timeout * STARTUP_TIMEOUTS - timeout)
-    assert reap_stale_runs(ws._store, ws._id, timeout) == [starting.id]
+    assert reap_stale_runs(ws.context, timeout) == [starting.id]
     error = starting.get_details()["error"]
     assert error["code"] == "SupervisorLost" and "never reported" in error["message"]
 

@@ -89,7 +89,7 @@ def test_run_in_default_environment_records_it_after_starting(tmp_path: Path) ->
     assert runtime["prepare_seconds"] >= 0
     assert runtime["environment_hash"]
     assert "trainyard" in details["resolvedPackages"]
-    log = run._backend().read_log(run.id, "user_logs/std_log.txt").decode()
+    log = run.read_log("user_logs/std_log.txt").decode()
     assert f"python {sys.executable} var set" in log
-    build_log = run._backend().read_log(run.id, "system_logs/environment_build.txt").decode()
+    build_log = run.read_log("system_logs/environment_build.txt").decode()
     assert "User-managed environment" in build_log

@@ -79,7 +79,7 @@ def test_capacity_one_runs_in_submission_order(ws: Workspace, tmp_path: Path) ->
     order = [r.id for r in runs]
     samples = 0
     while True:
-        infos, _ = ws._store.list_runs(workspace_id=ws._id, limit=100)
+        infos, _ = ws.context.store.list_runs(workspace_id=ws.context.workspace_id, limit=100)
         status = {i.run_id: i.status for i in infos}
         busy = [rid for rid in order if status[rid] in BUSY]
         assert len(busy) <= 1, status

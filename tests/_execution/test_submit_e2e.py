@@ -37,7 +37,9 @@ def submit(experiment: Experiment, config: ScriptRunConfig) -> ScriptRun:
 
 
 @pytest.fixture(params=BACKENDS)
-def ws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Workspace:
+def ws(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Workspace:
     """A workspace whose supervisors heartbeat and poll quickly (settings set before it opens)."""
     monkeypatch.setenv("TRAINYARD_HEARTBEAT_SECONDS", "0.3")
     monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MIN", "0.1")

@@ -80,8 +80,8 @@ def test_service_logs(ty: CliRun) -> None:
 
 
 def test_service_errors(ty: CliRun, clean_error: Callable[..., None]) -> None:
-    clean_error(ty("service", "show", "nope-svc"), "WEBSERVICE")
-    clean_error(ty("service", "logs", "nope-svc"), "WEBSERVICE")
+    clean_error(ty("service", "show", "nope-svc"), "WEBSERVICE_NOT_FOUND")
+    clean_error(ty("service", "logs", "nope-svc"), "WEBSERVICE_NOT_FOUND")
 
 
 def test_service_delete(ty: CliRun, deployed: Workspace, clean_error: Callable[..., None]) -> None:
@@ -93,5 +93,5 @@ def test_service_delete(ty: CliRun, deployed: Workspace, clean_error: Callable[.
     assert deployed.webservices == {}
     with pytest.raises(httpx.ConnectError):
         httpx.post(uri, content="{}")
-    clean_error(ty("service", "delete", "cli-svc", "--yes"), "WEBSERVICE")
+    clean_error(ty("service", "delete", "cli-svc", "--yes"), "WEBSERVICE_NOT_FOUND")
     assert "No web services" in ty("service", "list").stdout

@@ -362,7 +362,7 @@ def test_submit_errors_leave_no_run(
     outside = write_script(tmp_path / "elsewhere", "pass\n")
     clean_error(ty("submit", str(tmp_path / "missing.py")), "USER_ERROR")
     clean_error(ty("submit", "--source-dir", str(script.parent), str(outside)), "USER_ERROR")
-    clean_error(ty("submit", "-c", "no-such-target", str(script)), "COMPUTE_TARGET")
+    clean_error(ty("submit", "-c", "no-such-target", str(script)), "COMPUTE_TARGET_NOT_FOUND")
     clean_error(ty("submit", "-e", "bad name!", str(script)), "INVALID_NAME")
     clean_error(ty("submit", "--env", str(tmp_path / "nope.txt"), str(script)), "BAD_CONFIG")
     clean_error(ty("submit", "--pip", "not a requirement ===", str(script)), "INVALID_VALUE")

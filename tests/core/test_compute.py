@@ -60,7 +60,9 @@ def test_aml_compute_defaults_follow_v1() -> None:
     assert cfg.min_nodes == 0 and cfg.max_nodes == 4
     assert cfg.idle_seconds_before_scaledown == 1800
     # network and identity arguments are accepted and ignored
-    AmlCompute.provisioning_configuration(vnet_name="v", subnet_name="s", identity_type="SystemAssigned")
+    AmlCompute.provisioning_configuration(
+        vnet_name="v", subnet_name="s", identity_type="SystemAssigned"
+    )
 
 
 def test_local_compute_with_capacity(ws: Workspace) -> None:
@@ -119,7 +121,12 @@ def test_create_refuses_a_non_configuration(ws: Workspace) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_nodes": 0}, {"min_nodes": 3, "max_nodes": 2}, {"min_nodes": -1}, {"vm_priority": "spot"}],
+    [
+        {"max_nodes": 0},
+        {"min_nodes": 3, "max_nodes": 2},
+        {"min_nodes": -1},
+        {"vm_priority": "spot"},
+    ],
 )
 def test_create_validates_the_configuration(ws: Workspace, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
@@ -129,7 +136,9 @@ def test_create_validates_the_configuration(ws: Workspace, kwargs: dict[str, obj
 
 def test_local_capacity_must_be_positive(ws: Workspace) -> None:
     with pytest.raises(ValidationError):
-        ComputeTarget.create(ws, "c", LocalCompute.provisioning_configuration(max_concurrent_runs=0))
+        ComputeTarget.create(
+            ws, "c", LocalCompute.provisioning_configuration(max_concurrent_runs=0)
+        )
 
 
 def test_resolve_target_rejects_other_types(ws: Workspace) -> None:

@@ -319,7 +319,7 @@ def test_a_script_cannot_change_the_datastore_through_a_mount(
     run = Experiment(ws, "mount-write").submit(config)
     assert isinstance(run, ScriptRun)
     run.wait_for_completion(show_output=False, wait_post_processing=True)
-    log = ws._artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
+    log = ws.context.artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
     assert ("WROTE" in log) == (hasattr(os, "geteuid") and os.geteuid() == 0), log
     out = tmp_path / "check"
     Dataset.File.from_files((ds, "d")).download(out)
@@ -345,7 +345,7 @@ def test_dataset_in_estimator_script_params_is_a_placeholder(ws: Workspace, tmp_
     run = Experiment(ws, "est-ds").submit(est)
     assert isinstance(run, ScriptRun)
     run.wait_for_completion(show_output=False, wait_post_processing=True)
-    log = ws._artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
+    log = ws.context.artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
     assert "['x.gz']" in log
 
 

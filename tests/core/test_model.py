@@ -52,7 +52,7 @@ def _registry(ws: Workspace) -> list[str]:
 
 
 def _staged_model_files(ws: Workspace) -> list[str]:
-    return ws._artifacts.list("models")
+    return ws.context.artifacts.list("models")
 
 
 @pytest.fixture

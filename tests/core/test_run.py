@@ -51,7 +51,7 @@ def run(exp: Experiment) -> Run:
 
 def _stored_chunks(run: Run) -> list[Any]:
     """What the store holds right now, without flushing the run's buffer."""
-    return run.experiment.workspace._store.get_metric_chunks(run.id)
+    return run.experiment.workspace.context.store.get_metric_chunks(run.id)
 
 
 # -- identity and lookup --------------------------------------------------------------------------

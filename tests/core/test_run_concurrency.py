@@ -91,7 +91,7 @@ def _expected(me: int) -> list[int]:
 
 
 def _points(run: Run, name: str) -> list[int]:
-    chunks = run.experiment.workspace._store.get_metric_chunks(run.id, [name])
+    chunks = run.experiment.workspace.context.store.get_metric_chunks(run.id, [name])
     return [p.value for p in decode(chunks).get(name, ("", []))[1]]
 
 

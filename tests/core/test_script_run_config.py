@@ -52,7 +52,9 @@ def src(tmp_path: Path) -> Path:
 
 
 def _state(ws: Workspace) -> tuple[int, list[str], bool]:
-    runs, _ = ws._store.list_runs(workspace_id=ws._id, include_children=True, limit=1000)
+    runs, _ = ws.context.store.list_runs(
+        workspace_id=ws.context.workspace_id, include_children=True, limit=1000
+    )
     manifests = ws.path / "snapshots" / "manifests"
     names = sorted(p.name for p in manifests.iterdir()) if manifests.is_dir() else []
     return len(runs), names, (ws.path / "runs").is_dir() and any((ws.path / "runs").iterdir())

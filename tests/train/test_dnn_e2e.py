@@ -95,7 +95,7 @@ def submit(ws: Workspace, ex: Example, **extra_params: Any) -> ScriptRun:
     assert isinstance(run, ScriptRun)
     run.wait_for_completion(show_output=False, wait_post_processing=True, raise_on_error=False)
     if run.get_status() != "Completed":
-        log = ws._artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode(
+        log = ws.context.artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode(
             errors="replace"
         )
         pytest.fail(
@@ -167,7 +167,7 @@ def test_train_register_download_and_score(ws: Workspace, ex: Example, tmp_path:
     info = details["runDefinition"]["frameworkInfo"]
     assert info["name"] == ex.estimator.__name__ and info["version"] == ex.framework_version
     assert f"outputs/{ex.model_file}" in run.get_file_names()
-    log = ws._artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
+    log = ws.context.artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
     assert [f"epoch:{e:02d}" in log for e in range(1, EPOCHS + 1)] == [True] * EPOCHS
 
     model = run.register_model(

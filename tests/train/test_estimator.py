@@ -60,7 +60,7 @@ def this_python() -> Environment:
 
 def nothing_stored(ws: Workspace, exp: Experiment) -> None:
     assert list(exp.get_runs()) == []
-    assert ws._artifacts.list("runs") == []
+    assert ws.context.artifacts.list("runs") == []
     snapshots = ws.path / "snapshots"
     assert not snapshots.exists() or not any(p.is_file() for p in snapshots.rglob("*"))
 
@@ -192,7 +192,7 @@ def test_v1_versions_map_to_installable_releases(
 ) -> None:
     est = cls(str(src), entry_script="train.py", framework_version=requested)
     assert est.framework_version == resolved
-    info = est.run_config._framework
+    info = est.run_config.framework_info
     assert info is not None
     assert info["name"] == cls.__name__ and info["version"] == resolved
     assert info["requested_version"] == requested
@@ -297,7 +297,7 @@ def test_submit_records_arguments_and_the_framework_mapping(ws: Workspace, src: 
     assert info["requested_version"] == "5.1.0" and info["version"] == "7.8.1"
     assert info["use_gpu"] is False
     assert "outputs/argv.json" in run.get_file_names()
-    log = ws._artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
+    log = ws.context.artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
     assert (
         'ARGV ["--epochs", "10", "--batchsize", "128", "--output_dir", "./outputs", "--verbose"]'
         in log

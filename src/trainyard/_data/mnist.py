@@ -184,7 +184,8 @@ def read_idx(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
     np_ = _numpy()
     array = np_.frombuffer(data, dtype=np_.dtype(">" + dtype_name), offset=header_len)
     # A native-endian, writable copy that owns its memory (frombuffer over bytes is read-only).
-    return array.astype(np_.dtype(dtype_name).newbyteorder("="), copy=True).reshape(dims)
+    out: npt.NDArray[Any] = array.astype(np_.dtype(dtype_name).newbyteorder("="), copy=True)
+    return out.reshape(dims)
 
 
 # -------------------------------------------------------------------------------------- checksums

@@ -17,11 +17,11 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from trainyard._execution.lifecycle import TERMINAL, RunStatus
+from trainyard._lifecycle import TERMINAL, RunStatus
 from trainyard.exceptions import InvalidStatusTransition
 
 if TYPE_CHECKING:
-    from trainyard._store.base import TrackingStore
+    from trainyard._context import WorkspaceContext
 
 #: Run types owned by a heartbeating process (interactive runs belong to the user's process).
 SUPERVISED_TYPES = ("azureml.scriptrun", "hyperdrive")
@@ -31,8 +31,13 @@ _WATCHED = [s.value for s in RunStatus if s not in TERMINAL and s != RunStatus.N
 STARTUP_TIMEOUTS = 3.0
 
 
-def reap_stale_runs(store: TrackingStore, workspace_id: str, timeout: float) -> list[str]:
-    """Mark stale supervised runs Failed; returns their ids."""
+def reap_stale_runs(ctx: WorkspaceContext, timeout: float | None = None) -> list[str]:
+    """Mark the workspace's stale supervised runs Failed; returns their ids.
+
+    ``timeout`` defaults to the settings' ``heartbeat_timeout``.
+    """
+    store, workspace_id = ctx.store, ctx.workspace_id
+    timeout = ctx.settings.heartbeat_timeout if timeout is None else timeout
     now = time.time()
     reaped: list[str] = []
     cursor: str | None = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from trainyard.settings import RUN_ENV_VARS
 
 if TYPE_CHECKING:
+    from trainyard._context import WorkspaceContext
     from trainyard._store.artifacts import ArtifactStore
     from trainyard._store.entities import RunInfo
-    from trainyard.core.workspace import Workspace
 
 STD_LOG = "user_logs/std_log.txt"
 SUPERVISOR_LOG = "system_logs/supervisor.txt"
@@ -80,36 +79,12 @@ class RunPaths:
         return self.live / name
 
 
-def materialize_datasets(definition: dict[str, Any], workdir: Path) -> dict[str, str]:
-    """Put each dataset argument's files in the working folder; token → local folder path."""
-    from trainyard.core.dataset import materialize
-
-    out: dict[str, str] = {}
-    for token, spec in (definition.get("datasets") or {}).items():
-        rel = spec.get("path_on_compute") or f"datasets/{token.lstrip('$')[-16:]}"
-        folder = workdir / rel
-        materialize(spec["files"], folder, spec.get("mode", "mount"))
-        out[token] = str(folder)
-    return out
-
-
-def build_argv(python: str, definition: dict[str, Any], workdir: Path) -> list[str]:
-    """The script's argv: ``python script args…`` or the configured command; dataset tokens are
-    replaced by the folders their files were materialised in."""
-    paths = materialize_datasets(definition, workdir)
-    command = definition.get("command")
-    if command:
-        if isinstance(command, str):
-            for token, path in paths.items():
-                command = command.replace(token, path)
-            return ["/bin/sh", "-c", command]
-        return [paths.get(str(c), str(c)) for c in command]
-    args = [paths.get(str(a), str(a)) for a in definition.get("arguments", [])]
-    return [python, "-u", str(definition["script"]), *args]
-
-
 def script_env(
-    ws: Workspace, info: RunInfo, definition: dict[str, Any], python: str, extra: dict[str, str]
+    ctx: WorkspaceContext,
+    info: RunInfo,
+    definition: dict[str, Any],
+    python: str,
+    extra: dict[str, str],
 ) -> dict[str, str]:
     """The script's environment: inherited minus interpreter overrides, plus run variables."""
     env = {
@@ -127,18 +102,18 @@ def script_env(
     values = {
         "TRAINYARD_RUN_ID": info.run_id,
         "TRAINYARD_EXPERIMENT_NAME": info.experiment_name,
-        "TRAINYARD_WORKSPACE_NAME": ws.name,
-        "TRAINYARD_WORKSPACE_PATH": str(ws.path),
-        "TRAINYARD_TRACKING_URI": ws.tracking_uri,
-        "TRAINYARD_SUBSCRIPTION_ID": ws.subscription_id,
-        "TRAINYARD_RESOURCE_GROUP": ws.resource_group,
+        "TRAINYARD_WORKSPACE_NAME": ctx.name,
+        "TRAINYARD_WORKSPACE_PATH": str(ctx.home),
+        "TRAINYARD_TRACKING_URI": ctx.store_url,
+        "TRAINYARD_SUBSCRIPTION_ID": str(ctx.meta.get("subscription_id", "local")),
+        "TRAINYARD_RESOURCE_GROUP": str(ctx.meta.get("resource_group", "local")),
     }
     for key, value in values.items():
         env[key] = value
         for alias in RUN_ENV_VARS.get(key, ()):
             env[alias] = value
     env["AZUREML_EXPERIMENT_ID"] = str(info.experiment_id)
-    env["AZUREML_WORKSPACE_ID"] = ws._id
+    env["AZUREML_WORKSPACE_ID"] = ctx.workspace_id
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     env.update({str(k): str(v) for k, v in (definition.get("environmentVariables") or {}).items()})
@@ -245,16 +220,3 @@ def failure_details(rc: int, std_log: Path, max_lines: int = 40) -> dict[str, An
     if tb_text:
         details["traceback"] = tb_text
     return details
-
-
-def supervisor_command(workspace_home: Path, run_id: str) -> list[str]:
-    """How to start a supervisor with this interpreter."""
-    return [
-        sys.executable,
-        "-m",
-        "trainyard._execution.supervisor",
-        "--workspace",
-        str(workspace_home),
-        "--run-id",
-        run_id,
-    ]

@@ -1,6 +1,7 @@
 """The per-run supervisor: a detached process that owns one run from Queued to its terminal status.
 
-``python -m trainyard._execution.supervisor --workspace HOME --run-id ID``
+``python -m trainyard._execution.supervisor --workspace HOME --run-id ID`` (started by
+:func:`trainyard._execution.daemon.spawn` through the local backend)
 
 Queued (waits for a slot, FIFO) → Preparing (environment built or reused; its log is
 ``system_logs/environment_build.txt``) → Running (the script in a fresh working copy of the snapshot,
@@ -21,16 +22,20 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import traceback
-from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from trainyard._execution import runfiles
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._execution.daemon import Heartbeat, run_daemon, terminate_group
+from trainyard._execution.inputs import build_argv
+from trainyard._execution.processes import ProcessId
 from trainyard._execution.slots import slot_dir, try_acquire
+from trainyard._lifecycle import RunStatus
 from trainyard.exceptions import InvalidStatusTransition, TrainyardError
+
+if TYPE_CHECKING:
+    from trainyard._context import WorkspaceContext
 
 _TICK = 0.1
 #: The supervisor's loop while the script runs: its exit wakes the wait at once (pidfd), so this
@@ -81,21 +86,22 @@ class _Canceled(Exception):
 class Supervisor:
     """Owns one run. Construct in the supervisor process only."""
 
-    def __init__(self, workspace_home: Path, run_id: str) -> None:
-        from trainyard.core.workspace import Workspace
-
-        self.ws = Workspace._from_home(workspace_home)
-        self.store = self.ws._store
-        self.settings = self.ws._settings
+    def __init__(self, ctx: WorkspaceContext, run_id: str) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.settings = ctx.settings
         self.run_id = run_id
         self.info = self.store.get_run(run_id)
         self.definition: dict[str, Any] = self.info.definition
-        self.paths = runfiles.RunPaths(self.ws.path, run_id)
+        self.paths = runfiles.RunPaths(ctx.home, run_id)
         self.paths.live.mkdir(parents=True, exist_ok=True)
         self.syslog: IO[str] = open(self.paths.supervisor_log, "a", buffering=1)  # noqa: SIM115
-        self._last_beat = 0.0
         self._cancel_signal = False
-        self._stop_beating = threading.Event()
+        self._heartbeat = Heartbeat(
+            lambda: self.store.heartbeat(self.run_id),
+            self.settings.heartbeat_seconds,
+            on_error=lambda err: self.log(f"heartbeat failed: {type(err).__name__}: {err}"),
+        )
         #: Seconds Preparing took when recording the environment waits until the script started
         #: (see :meth:`prepare`); ``None`` otherwise.
         self._deferred_prepare: float | None = None
@@ -103,21 +109,6 @@ class Supervisor:
     # -- small helpers ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
         self.syslog.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
-
-    def beat(self, force: bool = False) -> None:
-        now = time.time()
-        if force or now - self._last_beat >= self.settings.heartbeat_seconds:
-            self.store.heartbeat(self.run_id)
-            self._last_beat = now
-
-    def _beat_forever(self) -> None:
-        """Heartbeat from a thread: a stage can be silent for long (a download, waiting for another
-        run's build of the same environment, a large upload) and the process is still alive."""
-        while not self._stop_beating.wait(self.settings.heartbeat_seconds):
-            try:
-                self.beat(force=True)
-            except Exception as err:  # a busy database: try again next period
-                self.log(f"heartbeat failed: {type(err).__name__}: {err}")
 
     def status(self) -> str:
         return self.store.get_run(self.run_id).status
@@ -133,37 +124,44 @@ class Supervisor:
             raise
         self.log(f"status -> {status.value}")
 
-    def check_cancel(self) -> None:
-        if self._cancel_signal or self.status() == RunStatus.CANCEL_REQUESTED.value:
+    def check_cancel(self, read_store: bool = True) -> None:
+        """Raise :class:`_Canceled` after SIGTERM or (``read_store``) a recorded cancel request."""
+        if self._cancel_signal or (
+            read_store and self.status() == RunStatus.CANCEL_REQUESTED.value
+        ):
             raise _Canceled("Canceled by user request.")
 
     # -- stages -------------------------------------------------------------------------------
     def wait_for_slot(self) -> Any:
         """Queued: FIFO among this target's queued runs, then a free slot."""
         from trainyard._execution.reaper import reap_stale_runs
-        from trainyard.core.compute.target import ComputeTarget
+        from trainyard._execution.targets import capacity, resolve_target_record
 
-        target = ComputeTarget(self.ws, self.info.target or "local")
-        sdir = slot_dir(self.ws.path, target.name)
+        target = resolve_target_record(self.ctx, self.info.target)
+        sdir = slot_dir(self.ctx.home, target.name)
         last_reap = 0.0
+        first = True
         while True:
-            self.check_cancel()
+            # A run that starts at once needs no read here: moving it to Preparing fails on a
+            # cancel recorded meanwhile (CancelRequested → Preparing is not a transition).
+            self.check_cancel(read_store=not first)
+            first = False
             if self._is_head(target.name):
-                slot = try_acquire(sdir, target.max_concurrent_runs)
+                slot = try_acquire(sdir, capacity(target.config))
                 if slot is not None:
                     self.log(f"acquired slot {slot.index} of {target.name}")
                     return slot
             # Waiting: a dead run ahead in the queue would block it forever, so reap (at once, then
             # every half timeout). A run that starts straight away skips this query.
             if time.time() - last_reap > self.settings.heartbeat_timeout / 2:
-                reap_stale_runs(self.store, self.ws._id, self.settings.heartbeat_timeout)
+                reap_stale_runs(self.ctx)
                 last_reap = time.time()
                 continue
             time.sleep(_TICK)
 
     def _is_head(self, target: str) -> bool:
         queued, _ = self.store.list_runs(
-            workspace_id=self.ws._id,
+            workspace_id=self.ctx.workspace_id,
             statuses=[RunStatus.QUEUED.value],
             include_children=True,
             limit=1000,
@@ -233,11 +231,11 @@ class Supervisor:
 
         if wd.exists():
             shutil.rmtree(wd)
-        SnapshotStore(self.ws.path / "snapshots").restore(str(self.info.snapshot_id), wd)
+        SnapshotStore(self.ctx.snapshots_dir).restore(str(self.info.snapshot_id), wd)
         (wd / "outputs").mkdir(exist_ok=True)
         (wd / "logs").mkdir(exist_ok=True)
-        argv = runfiles.build_argv(python, self.definition, wd)
-        env = runfiles.script_env(self.ws, self.info, self.definition, python, env_extra)
+        argv = build_argv(self.ctx.artifacts, python, self.definition, wd)
+        env = runfiles.script_env(self.ctx, self.info, self.definition, python, env_extra)
         limit = self.definition.get("maxRunDurationSeconds")
         self.log(f"starting: {argv}")
         self.move(RunStatus.RUNNING)
@@ -253,11 +251,16 @@ class Supervisor:
             )
         self.store.update_run(
             self.run_id,
-            runtime={"script_pid": proc.pid, "script_pgid": proc.pid, "host": socket.gethostname()},
+            runtime={
+                "script_pid": proc.pid,
+                "script_pgid": proc.pid,
+                "script": ProcessId.of(proc.pid).to_dict(),
+                "host": socket.gethostname(),
+            },
         )
         started = time.monotonic()
         self.record_deferred_environment()
-        syncer = runfiles.LogSyncer(self.ws._artifacts, self.run_id, self.paths, wd)
+        syncer = runfiles.LogSyncer(self.ctx.artifacts, self.run_id, self.paths, wd)
         next_sync = 0.0
         next_cancel_check = 0.0
         cancel_file = self.paths.cancel_file
@@ -303,49 +306,43 @@ class Supervisor:
         self.log(f"SIGKILL to process group {pgid}: processes left behind by the script")
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
-        self.log(f"SIGTERM to process group {proc.pid}")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.cancel_grace_seconds
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            time.sleep(_TICK)
-        if proc.poll() is None:
-            self.log(
-                f"SIGKILL to process group {proc.pid}: still running "
-                f"{self.settings.cancel_grace_seconds:g} s after SIGTERM"
-            )
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group too
+        terminate_group(
+            proc.pid,
+            self.settings.cancel_grace_seconds,
+            exited=lambda: proc.poll() is not None,
+            log=self.log,
+        )
         proc.wait()
 
     def finalize(self, upload_outputs: bool) -> None:
         """Upload outputs (if asked) and the final logs."""
         wd = self.paths.workdir
         if upload_outputs and (wd / "outputs").is_dir():
-            runfiles.upload_tree(self.ws._artifacts, self.run_id, wd / "outputs", "outputs")
+            runfiles.upload_tree(self.ctx.artifacts, self.run_id, wd / "outputs", "outputs")
         if (wd / "logs").is_dir():
-            runfiles.upload_tree(self.ws._artifacts, self.run_id, wd / "logs", "logs")
+            runfiles.upload_tree(self.ctx.artifacts, self.run_id, wd / "logs", "logs")
         if upload_outputs:
             # v1's "The activity completed successfully. Finalizing run...": from here on the run's
             # files are in place, so wait_for_completion (without wait_post_processing) may return.
             self.store.update_run(self.run_id, runtime={"outputs_uploaded": True})
-        runfiles.upload_live_logs(self.ws._artifacts, self.run_id, self.paths)
+        runfiles.upload_live_logs(self.ctx.artifacts, self.run_id, self.paths)
 
     # -- main ---------------------------------------------------------------------------------
     def main(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.beat(force=True)
-        threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
+        self._heartbeat.start()
         slot = None
         stage = "Queued"
         try:
             slot = self.wait_for_slot()
             stage = "Preparing"
             self.move(RunStatus.PREPARING)
+            self.store.update_run(
+                self.run_id, runtime={"supervisor": ProcessId.of(os.getpid()).to_dict()}
+            )
             python, env_extra = self.prepare()
-            self.check_cancel()
+            # Moving to Running fails on a cancel recorded meanwhile; SIGTERM is checked here.
+            self.check_cancel(read_store=False)
             stage = "Running"
             rc = self.run_script(python, env_extra)
             stage = "Finalizing"
@@ -394,7 +391,7 @@ class Supervisor:
                 )
             return 1
         finally:
-            self._stop_beating.set()
+            self._heartbeat.stop()
             if slot is not None:
                 slot.release()
             with contextlib.suppress(Exception):
@@ -405,12 +402,27 @@ class Supervisor:
         self._cancel_signal = True
 
 
+def _record_crash(ctx: WorkspaceContext, args: argparse.Namespace, err: BaseException) -> None:
+    """The supervisor could not even start owning the run: end it Failed with the reason."""
+    message = err.message if isinstance(err, TrainyardError) else f"{type(err).__name__}: {err}"
+    with contextlib.suppress(TrainyardError):
+        ctx.store.update_run_status(
+            str(args.run_id),
+            RunStatus.FAILED.value,
+            error={"code": "SupervisorCrashed", "message": message, "stage": "Queued"},
+            reason="the supervisor crashed",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trainyard-supervisor")
-    parser.add_argument("--workspace", required=True)
-    parser.add_argument("--run-id", required=True)
-    args = parser.parse_args(argv)
-    return Supervisor(Path(args.workspace), args.run_id).main()
+    """Entry point: ``python -m trainyard._execution.supervisor --workspace HOME --run-id ID``."""
+    return run_daemon(
+        "trainyard-supervisor",
+        lambda ctx, args: Supervisor(ctx, str(args.run_id)).main(),
+        arguments=(("--run-id", True),),
+        on_crash=_record_crash,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,12 @@ conformance suite in :mod:`trainyard.testing.store`):
   change once written. Properties are add-only (changing a key raises ``ImmutablePropertyError``);
   tags are mutable. Terminal statuses are final (``InvalidStatusTransition``).
 * **Errors.** Lookups of missing things raise the specific ``NotFoundError`` subclass
-  (``WorkspaceNotFound``, ``ExperimentNotFound``, ``RunNotFound``, ``EnvironmentNotFound``); a database
-  that stays unavailable raises ``StoreError``. Nothing else escapes.
+  (``WorkspaceNotFound``, ``ExperimentNotFound``, ``RunNotFound``, ``EnvironmentNotFound``,
+  ``ModelNotFoundException``, ``ComputeTargetNotFound``, ``WebserviceNotFound`` — the last two are
+  also v1's ``ComputeTargetException`` / ``WebserviceException``); bad arguments raise
+  ``ValidationError``; a database that stays unavailable raises ``StoreError``. Nothing else escapes.
+* **Entities.** Every aggregate comes back as a frozen dataclass from
+  :mod:`trainyard._store.entities`; mutable dict fields are copies the caller may keep.
 * **Ordering.** ``list_runs`` is newest first (by creation, then number) and paginated with an opaque
   cursor. Metric chunks come back in write order.
 """
@@ -23,12 +27,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trainyard._store.entities import (
+    ComputeTargetRecord,
+    EnvironmentRecord,
     ExperimentInfo,
     MetricChunk,
     ModelInfo,
     NewRun,
     RunInfo,
     StatusEvent,
+    WebserviceRecord,
     WorkspaceInfo,
 )
 
@@ -116,9 +123,20 @@ class TrackingStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def update_run(self, run_id: str, **fields: Any) -> RunInfo:
-        """Update mutable columns: ``display_name``, ``description``, ``definition``, ``runtime``
-        (merged), ``target``, ``snapshot_id``; anything else raises ``ValidationError``."""
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        display_name: str | None = None,
+        description: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        runtime: Mapping[str, Any] | None = None,
+        target: str | None = None,
+        snapshot_id: str | None = None,
+    ) -> RunInfo:
+        """Update the mutable fields given (``None`` leaves a field alone): ``display_name``,
+        ``description``, ``definition`` (replaced), ``runtime`` (merged key by key), ``target``,
+        ``snapshot_id``. Raises ``RunNotFound``."""
 
     @abc.abstractmethod
     def heartbeat(self, run_id: str) -> None:
@@ -157,37 +175,37 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def register_environment(
         self, workspace_id: str, name: str, spec: Mapping[str, Any], spec_hash: str
-    ) -> int:
-        """New version when the spec changed, else the latest version. Returns the version."""
+    ) -> EnvironmentRecord:
+        """A new version when ``spec_hash`` differs from the latest version's, else the latest."""
 
     @abc.abstractmethod
     def get_environment(
         self, workspace_id: str, name: str, version: int | None = None
-    ) -> tuple[int, dict[str, Any]]:
-        """(version, spec); latest by default; raises ``EnvironmentNotFound``."""
+    ) -> EnvironmentRecord:
+        """Latest version by default; raises ``EnvironmentNotFound``."""
 
     @abc.abstractmethod
-    def list_environments(self, workspace_id: str) -> dict[str, tuple[int, dict[str, Any]]]:
-        """Latest version per name."""
+    def list_environments(self, workspace_id: str) -> list[EnvironmentRecord]:
+        """The latest version of every name, by name."""
 
     # -- compute targets ----------------------------------------------------------------------
     @abc.abstractmethod
     def put_compute_target(
         self, workspace_id: str, name: str, target_type: str, config: Mapping[str, Any]
-    ) -> None:
+    ) -> ComputeTargetRecord:
         """Create or replace a compute target record."""
 
     @abc.abstractmethod
-    def get_compute_target(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
-        """(type, config); raises ``ComputeTargetException`` (v1's error for a missing target)."""
+    def get_compute_target(self, workspace_id: str, name: str) -> ComputeTargetRecord:
+        """Raises ``ComputeTargetNotFound`` (a v1 ``ComputeTargetException``)."""
 
     @abc.abstractmethod
-    def list_compute_targets(self, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
-        """name → (type, config)."""
+    def list_compute_targets(self, workspace_id: str) -> list[ComputeTargetRecord]:
+        """Every target of the workspace, by name."""
 
     @abc.abstractmethod
     def delete_compute_target(self, workspace_id: str, name: str) -> None:
-        """Remove a target; missing raises ``ComputeTargetException``."""
+        """Remove a target; raises ``ComputeTargetNotFound``."""
 
     # -- model registry -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -200,7 +218,11 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def list_models(
-        self, workspace_id: str, name: str | None = None, run_id: str | None = None, latest: bool = False
+        self,
+        workspace_id: str,
+        name: str | None = None,
+        run_id: str | None = None,
+        latest: bool = False,
     ) -> list[ModelInfo]:
         """By name, newest version first; ``latest`` keeps one per name."""
 
@@ -223,27 +245,36 @@ class TrackingStore(abc.ABC):
 
     # -- web services -------------------------------------------------------------------------
     @abc.abstractmethod
-    def create_webservice(self, workspace_id: str, name: str, state: str, data: Mapping[str, Any]) -> None:
+    def create_webservice(
+        self, workspace_id: str, name: str, state: str, data: Mapping[str, Any]
+    ) -> WebserviceRecord:
         """Insert a service record; ``AlreadyExistsError`` if the name is taken."""
 
     @abc.abstractmethod
-    def get_webservice(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
-        """(state, data); ``WebserviceException`` if missing."""
+    def get_webservice(self, workspace_id: str, name: str) -> WebserviceRecord:
+        """Raises ``WebserviceNotFound`` (a v1 ``WebserviceException``)."""
 
     @abc.abstractmethod
-    def list_webservices(self, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
-        """name → (state, data)."""
+    def list_webservices(self, workspace_id: str) -> list[WebserviceRecord]:
+        """Every service of the workspace, by name."""
 
     @abc.abstractmethod
     def update_webservice(
-        self, workspace_id: str, name: str, *, state: str | None = None,
-        data: Mapping[str, Any] | None = None, only_from: tuple[str, ...] | None = None,
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        state: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        only_from: Sequence[str] | None = None,
     ) -> bool:
-        """Merge data / set state (compare-and-set with ``only_from``); whether it changed."""
+        """Merge ``data`` into the record and/or set ``state``; with ``only_from``, only when the
+        current state is one of those (compare-and-set). Returns whether it changed; raises
+        ``WebserviceNotFound``."""
 
     @abc.abstractmethod
     def delete_webservice(self, workspace_id: str, name: str) -> None:
-        """Remove the record; ``WebserviceException`` if missing."""
+        """Remove the record; raises ``WebserviceNotFound``."""
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook

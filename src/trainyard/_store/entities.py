@@ -150,3 +150,38 @@ class ModelInfo:
     storage_prefix: str
     model_root: str
     files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """A registered environment version: the spec is the environment's dict form."""
+
+    workspace_id: str
+    name: str
+    version: int
+    spec: dict[str, Any]
+    spec_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ComputeTargetRecord:
+    """A compute target: ``target_type`` picks the backend (``local``, ``amlcompute`` …)."""
+
+    workspace_id: str
+    name: str
+    target_type: str
+    config: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class WebserviceRecord:
+    """A deployed web service: its state (``Healthy``, ``Transitioning`` …) and its data."""
+
+    workspace_id: str
+    name: str
+    state: str
+    data: dict[str, Any]
+    created_at: float
+    updated_at: float

@@ -39,7 +39,7 @@ def target_summary(target: ComputeTarget) -> dict[str, Any]:
 
         target_summary(ComputeTarget(ws, "local"))["max_concurrent_runs"]   # e.g. 2
     """
-    cfg = target._config
+    cfg = target.config
     return {
         "name": target.name,
         "type": target.type,

@@ -214,7 +214,7 @@ def active_environment_hashes(ctx: typer.Context, workspace: str | None) -> list
 
         active_environment_hashes(ctx, None)   # ['3f2a9c…'] while a run uses that environment
     """
-    from trainyard._execution.lifecycle import TERMINAL, RunStatus
+    from trainyard._lifecycle import TERMINAL, RunStatus
     from trainyard.exceptions import WorkspaceNotFound
 
     explicit = workspace or ctx.meta.get(META_WORKSPACE) or os.environ.get(WORKSPACE_ENV)
@@ -228,8 +228,12 @@ def active_environment_hashes(ctx: typer.Context, workspace: str | None) -> list
     hashes: list[str] = []
     cursor: str | None = None
     while True:
-        infos, cursor = ws._store.list_runs(
-            workspace_id=ws._id, statuses=statuses, include_children=True, limit=200, cursor=cursor
+        infos, cursor = ws.context.store.list_runs(
+            workspace_id=ws.context.workspace_id,
+            statuses=statuses,
+            include_children=True,
+            limit=200,
+            cursor=cursor,
         )
         for info in infos:
             digest = (info.runtime or {}).get("environment_hash")

@@ -155,7 +155,7 @@ def list_models(
             m.model_framework or "-",
             m.run_id or "-",
             fmt_time(m.created_time),
-            str(len(m._info.files)),
+            str(len(m.get_info().files)),
             ", ".join(f"{k}={v}" for k, v in sorted(m.tags.items())) or "-",
         )
     out.print(table)
@@ -250,7 +250,7 @@ def download(
             f"{err.details.get('path')} already exists; pass --exist-ok to overwrite it.",
             **err.details,
         ) from None
-    files = [str((output / f).resolve()) for f in m._info.files]
+    files = [str((output / f).resolve()) for f in m.get_info().files]
     if as_json:
         print_json({"id": m.id, "path": str(path), "files": files})
         return

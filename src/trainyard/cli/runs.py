@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
 from trainyard.cli._common import (
     JsonOpt,
     WorkspaceOpt,
@@ -81,7 +81,9 @@ def run_summary(run: Run) -> dict[str, Any]:
 
         run_summary(Run.get(ws, "mnist_1714000000_1a2b3c4d"))["status"]   # 'Completed'
     """
-    info = run._info  # the row the run was loaded with: no extra query per listed run
+    info = run.get_info(
+        refresh=False
+    )  # the row the run was loaded with: no extra query per listed run
     return {
         "runId": info.run_id,
         "number": info.number,
@@ -166,8 +168,8 @@ def list_runs(
     wanted = {s.value for s in status or ()}
     streams = [Run.list(e, include_children=include_children) for e in experiments]
     # Each stream is newest first, so a lazy merge reads only as many pages as the limit needs.
-    merged = heapq.merge(*streams, key=lambda r: r._info.created_at, reverse=True)
-    selected = (r for r in merged if not wanted or r._info.status in wanted)
+    merged = heapq.merge(*streams, key=lambda r: r.get_info(refresh=False).created_at, reverse=True)
+    selected = (r for r in merged if not wanted or r.get_info(refresh=False).status in wanted)
     rows = [run_summary(r) for r in islice(selected, limit or None)]
     if as_json:
         print_json(rows)
@@ -269,7 +271,7 @@ def _print_details(run: Run, details: dict[str, Any], files: list[str]) -> None:
     from rich.json import JSON
 
     out = console()
-    info = run._info
+    info = run.get_info(refresh=False)
     head: dict[str, Any] = {"Run ID": details["runId"]}
     if details.get("displayName") and details["displayName"] != details["runId"]:
         head["Display name"] = details["displayName"]
@@ -568,38 +570,31 @@ def logs(
     Example: [bold]trainyard runs logs mnist_1714000000_1a2b3c4d -f[/bold]
     """
     import sys
-    import time
 
-    from trainyard._execution.backends.local import backend_for
     from trainyard._execution.runfiles import STD_LOG
     from trainyard._store.artifacts import safe_relpath
 
     ws = open_workspace(ctx, workspace)
     run = _get_run(ws, run_id)
     name = safe_relpath(log) if log else STD_LOG
-    backend = backend_for(ws)
     out = sys.stdout.buffer
     status = RunStatus.parse(run.get_status())
+    offset = 0
     if not follow:
-        offset = _copy_log(backend, run_id, name, 0, out, whole_lines=False)
-        if offset == 0:
+        chunk = run.read_log_lines(name, 0, final=True)
+        out.write(chunk)
+        out.flush()
+        if not chunk:
             _no_log_yet(run, name, status)
         return
-    interval = max(0.05, ws._settings.polling_interval_min)
-    offset = 0
-    waiting_said = False
+    interval = max(0.05, ws.context.settings.polling_interval_min)
     try:
-        while True:
-            status = RunStatus.parse(run.get_status())
-            offset = _copy_log(backend, run_id, name, offset, out, whole_lines=True)
-            if status.is_terminal():
-                break
-            if offset == 0 and not waiting_said:
-                typer.echo(f"Waiting for {name} (run {run_id} is {status.value})…", err=True)
-                waiting_said = True
-            time.sleep(interval)
-        # Terminal: everything is written and uploaded; print the rest, a last partial line too.
-        offset = _copy_log(backend, run_id, name, offset, out, whole_lines=False)
+        if not run.read_log(name, 0, 1) and not status.is_terminal():
+            typer.echo(f"Waiting for {name} (run {run_id} is {status.value})…", err=True)
+        for chunk in run.follow_log(name, interval=interval):
+            out.write(chunk)
+            out.flush()
+            offset += len(chunk)
     except KeyboardInterrupt:
         out.flush()
         typer.echo(
@@ -610,28 +605,6 @@ def logs(
         raise typer.Exit(130) from None
     if offset == 0:
         _no_log_yet(run, name, status)
-
-
-def _copy_log(
-    backend: Any, run_id: str, name: str, offset: int, out: Any, whole_lines: bool
-) -> int:
-    """Write the log's bytes from ``offset`` to ``out``; returns the new offset. With
-    ``whole_lines`` a line still being written waits for the next call (it is printed once)."""
-    while True:
-        chunk: bytes = backend.read_log(run_id, name, offset)
-        if not chunk:
-            break
-        if whole_lines:
-            cut = chunk.rfind(b"\n") + 1
-            if cut == 0:
-                if len(chunk) < (1 << 20):
-                    break
-                cut = len(chunk)
-            chunk = chunk[:cut]
-        out.write(chunk)
-        out.flush()
-        offset += len(chunk)
-    return offset
 
 
 def _no_log_yet(run: Run, name: str, status: RunStatus) -> None:

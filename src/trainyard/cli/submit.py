@@ -299,12 +299,8 @@ def submit(
 
 def _wait(run: ScriptRun, log_to_stderr: bool) -> dict[str, Any]:
     """Stream the log as ``wait_for_completion(show_output=True)`` does, until the run is final."""
-    from trainyard._execution.watch import wait_for_completion
-
     try:
-        return wait_for_completion(
-            run,
-            run._backend(),
+        return run.wait_for_completion(
             show_output=True,
             wait_post_processing=True,  # the exit status needs the final status
             raise_on_error=False,

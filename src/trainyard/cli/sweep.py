@@ -83,7 +83,7 @@ def get_sweep(ws: Workspace, run_id: str) -> HyperDriveRun:
     run = Run.get(ws, run_id)
     if isinstance(run, HyperDriveRun):
         return run
-    parent = run._info.parent_run_id
+    parent = run.get_info(refresh=False).parent_run_id
     hint = f" It is a child run of {parent}." if parent else ""
     raise ValidationError(
         f"Run {run_id!r} is a {run.type} run, not a HyperDrive sweep.{hint} "
@@ -119,7 +119,7 @@ def sweep_config(run: HyperDriveRun) -> dict[str, Any]:
 
         sweep_config(run)["primaryMetric"]   # {'name': 'Accuracy', 'goal': 'maximize'}
     """
-    info = run._info
+    info = run.get_info(refresh=False)
     tags = info.tags
     definition = info.definition or {}
     duration = _loads(tags.get("max_duration_minutes"))
@@ -149,7 +149,7 @@ def sweep_summary(run: HyperDriveRun, rows: list[dict[str, Any]] | None = None) 
 
         sweep_summary(run)["bestMetric"]   # 0.881
     """
-    info = run._info
+    info = run.get_info(refresh=False)
     if rows is None:
         rows = [_child_row(r) for r in run.get_children_sorted_by_primary_metric()]
     primary = _loads(info.tags.get("primary_metric_config"), {})
@@ -233,7 +233,7 @@ def list_sweeps(
     else:
         experiments = Experiment.list(ws)
     streams = [Run.list(e, type=HYPERDRIVE_RUN_TYPE) for e in experiments]
-    merged = heapq.merge(*streams, key=lambda r: r._info.created_at, reverse=True)
+    merged = heapq.merge(*streams, key=lambda r: r.get_info(refresh=False).created_at, reverse=True)
     sweeps = [r for r in islice(merged, limit or None) if isinstance(r, HyperDriveRun)]
     rows = [sweep_summary(r) for r in sweeps]
     if as_json:
@@ -443,7 +443,7 @@ def best(
 
     ws = open_workspace(ctx, workspace)
     run = get_sweep(ws, run_id)
-    metric, goal = goal_of(run._info.tags.get("primary_metric_config"))
+    metric, goal = goal_of(run.get_info(refresh=False).tags.get("primary_metric_config"))
     found = run.get_best_run_by_primary_metric(
         include_failed=not completed_only, include_canceled=not completed_only
     )
@@ -493,7 +493,7 @@ def resume(
     ws = open_workspace(ctx, workspace)
     run = get_sweep(ws, run_id)
     new = run.resume()
-    info = new._info
+    info = new.get_info(refresh=False)
     result = {
         "runId": run_id,
         "resumedRunId": new.id,

@@ -32,7 +32,10 @@ def validate_experiment_name(name: object) -> str:
 
 def validate_workspace_name(name: object) -> str:
     return _check(
-        "workspace", _WORKSPACE, name, "use 1–255 letters, digits, '_' or '-', starting with a letter or digit."
+        "workspace",
+        _WORKSPACE,
+        name,
+        "use 1–255 letters, digits, '_' or '-', starting with a letter or digit.",
     )
 
 
@@ -58,7 +61,10 @@ def validate_service_name(name: object) -> str:
 
 def validate_environment_name(name: object) -> str:
     return _check(
-        "environment", _ENVIRONMENT, name, "use letters, digits, '_', '-' or '.', starting with a letter or digit."
+        "environment",
+        _ENVIRONMENT,
+        name,
+        "use letters, digits, '_', '-' or '.', starting with a letter or digit.",
     )
 
 
@@ -66,7 +72,8 @@ def validate_metric_name(name: object) -> str:
     """Metric names: non-empty strings of at most 255 characters without control characters."""
     if not isinstance(name, str):
         raise MetricValueError(
-            f"Metric name must be a string, not {type(name).__name__} ({name!r}).", metric=repr(name)
+            f"Metric name must be a string, not {type(name).__name__} ({name!r}).",
+            metric=repr(name),
         )
     if not name or not name.strip():
         raise MetricValueError("Metric name must not be empty.", metric=name)

@@ -30,7 +30,10 @@ class RunFilesMixin:
         return f"runs/{self._run_id}/{safe_relpath(name)}"
 
     def upload_file(
-        self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes], datastore_name: str | None = None
+        self,
+        name: str,
+        path_or_stream: str | os.PathLike[str] | IO[bytes],
+        datastore_name: str | None = None,
     ) -> dict[str, Any]:
         """Upload a local file or a binary stream as run file ``name`` (a relative POSIX path)."""
         key = self._key(name)
@@ -67,7 +70,9 @@ class RunFilesMixin:
         """Upload every file under local folder ``path`` as ``name/<relative path>``."""
         root = Path(path)
         if not root.is_dir():
-            raise UserErrorException(f"upload_folder({name!r}): no folder at {root}.", path=str(root))
+            raise UserErrorException(
+                f"upload_folder({name!r}): no folder at {root}.", path=str(root)
+            )
         prefix = safe_relpath(name)
         uploaded: list[str] = []
         for dirpath, dirnames, filenames in os.walk(root):
@@ -87,7 +92,10 @@ class RunFilesMixin:
         return [p[len(prefix) :] for p in self._artifact_store.list(prefix.rstrip("/"))]
 
     def download_file(
-        self, name: str, output_file_path: str | os.PathLike[str] | None = None, _validate_checksum: bool = False
+        self,
+        name: str,
+        output_file_path: str | os.PathLike[str] | None = None,
+        _validate_checksum: bool = False,
     ) -> Path:
         """Download run file ``name`` to ``output_file_path`` (a file or a folder; default cwd)."""
         key = self._key(name)

@@ -106,9 +106,12 @@ class RunMetricsMixin:
                 step = int(step_item())
             else:
                 raise MetricValueError(
-                    f"Metric {name!r}: step must be an integer, not {type(step).__name__}.", metric=name
+                    f"Metric {name!r}: step must be an integer, not {type(step).__name__}.",
+                    metric=name,
                 )
-        if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0):
+        if isinstance(value, (list, tuple)) or (
+            hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0
+        ):
             self.log_list(name, value, description)
             return
         plain = _to_plain(name, value)
@@ -145,21 +148,29 @@ class RunMetricsMixin:
         table = {str(k): _to_list(name, v) for k, v in value.items()}
         self._buffer().log_json(name, "table", table, None, description or None)
 
-    def _log_artifact_metric(self, name: str, kind: str, payload: dict[str, Any], description: str) -> None:
+    def _log_artifact_metric(
+        self, name: str, kind: str, payload: dict[str, Any], description: str
+    ) -> None:
         self._check_open()
         validate_metric_name(name)
         path = f"metrics/{kind}/{name}_{int(time.time() * 1000)}.json"
         self.upload_file(path, io.BytesIO(json.dumps(payload).encode()))  # type: ignore[attr-defined]
-        self._buffer().log_json(name, kind, {"artifact": path, **payload}, None, description or None)
+        self._buffer().log_json(
+            name, kind, {"artifact": path, **payload}, None, description or None
+        )
 
     def log_confusion_matrix(self, name: str, value: Any, description: str = "") -> None:
         """Log a confusion matrix: ``{"schema_type": "confusion_matrix", "data": {"class_labels",
         "matrix"}}`` or just the ``data`` part."""
-        self._log_artifact_metric(name, "confusion_matrix", _schema(name, "confusion_matrix", value), description)
+        self._log_artifact_metric(
+            name, "confusion_matrix", _schema(name, "confusion_matrix", value), description
+        )
 
     def log_accuracy_table(self, name: str, value: Any, description: str = "") -> None:
         """Log an accuracy table (v1 artifact-backed JSON)."""
-        self._log_artifact_metric(name, "accuracy_table", _schema(name, "accuracy_table", value), description)
+        self._log_artifact_metric(
+            name, "accuracy_table", _schema(name, "accuracy_table", value), description
+        )
 
     def log_residuals(self, name: str, value: Any, description: str = "") -> None:
         """Log residuals (v1 artifact-backed JSON)."""
@@ -167,14 +178,24 @@ class RunMetricsMixin:
 
     def log_predictions(self, name: str, value: Any, description: str = "") -> None:
         """Log predictions (v1 artifact-backed JSON)."""
-        self._log_artifact_metric(name, "predictions", _schema(name, "predictions", value), description)
+        self._log_artifact_metric(
+            name, "predictions", _schema(name, "predictions", value), description
+        )
 
-    def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = "") -> None:
+    def log_image(
+        self,
+        name: str,
+        path: str | os.PathLike[str] | None = None,
+        plot: Any = None,
+        description: str = "",
+    ) -> None:
         """Log a PNG file (``path``) or a matplotlib figure (``plot``); stored as a run file."""
         self._check_open()
         validate_metric_name(name)
         if (path is None) == (plot is None):
-            raise MetricValueError(f"log_image({name!r}): give exactly one of path= or plot=.", metric=name)
+            raise MetricValueError(
+                f"log_image({name!r}): give exactly one of path= or plot=.", metric=name
+            )
         if plot is not None:
             buf = io.BytesIO()
             savefig = getattr(plot, "savefig", None)
@@ -202,7 +223,11 @@ class RunMetricsMixin:
             self._buffer_obj.flush()
 
     def get_metrics(
-        self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False
+        self,
+        name: str | None = None,
+        recursive: bool = False,
+        run_type: str | None = None,
+        populate: bool = False,
     ) -> dict[str, Any]:
         """Metrics with v1's shape rules: a value logged once is bare, logged N times a list.
 
@@ -229,10 +254,13 @@ def _schema(name: str, schema_type: str, value: Any) -> dict[str, Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise MetricValueError(f"Metric {name!r}: value is not valid JSON.", metric=name) from None
+            raise MetricValueError(
+                f"Metric {name!r}: value is not valid JSON.", metric=name
+            ) from None
     if not isinstance(value, dict):
         raise MetricValueError(
-            f"Metric {name!r}: expected a dict for {schema_type}, got {type(value).__name__}.", metric=name
+            f"Metric {name!r}: expected a dict for {schema_type}, got {type(value).__name__}.",
+            metric=name,
         )
     if "schema_type" in value:
         return value

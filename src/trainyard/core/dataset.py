@@ -18,15 +18,18 @@ import fnmatch
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainyard._store.artifacts import safe_join, safe_relpath
+from trainyard._execution.inputs import materialize_files
+from trainyard._store.artifacts import safe_relpath
 from trainyard.core.datastore import DataReference, Datastore
-from trainyard.exceptions import AlreadyExistsError, UserErrorException
+from trainyard.exceptions import UserErrorException
+
+if TYPE_CHECKING:
+    from trainyard._store.artifacts import ArtifactStore
 
 TOKEN_PREFIX = "TRAINYARD_DATASET_"
 
@@ -40,7 +43,11 @@ class _Placeholder:
         self.path_on_compute = safe_relpath(path_on_compute) if path_on_compute else None
 
     def spec(self) -> dict[str, Any]:
-        return {"mode": self.mode, "files": self.dataset._files, "path_on_compute": self.path_on_compute}
+        return {
+            "mode": self.mode,
+            "files": self.dataset.files(),
+            "path_on_compute": self.path_on_compute,
+        }
 
     def token(self) -> str:
         digest = hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:16]
@@ -55,10 +62,16 @@ class _Placeholder:
 class FileDataset:
     """A set of files from datastores (or local paths)."""
 
-    def __init__(self, paths: Sequence[tuple[Datastore, str]] | None = None, *, _files: list[dict[str, str]] | None = None) -> None:
-        self._files: list[dict[str, str]] = list(_files or [])
+    def __init__(self, paths: Sequence[tuple[Datastore, str]] | None = None) -> None:
+        self._files: list[dict[str, str]] = []
+        self._artifacts: ArtifactStore | None = None
         for datastore, pattern in paths or []:
+            self._artifacts = datastore.workspace.context.artifacts
             self._files.extend(_resolve(datastore, pattern))
+
+    def files(self) -> list[dict[str, str]]:
+        """The files: ``{"key": <path in the artifact store>, "rel": <path in the dataset>}``."""
+        return [dict(f) for f in self._files]
 
     def to_path(self) -> list[str]:
         """The files' relative paths (v1: paths as seen by a mount)."""
@@ -70,10 +83,24 @@ class FileDataset:
     def as_download(self, path_on_compute: str | None = None) -> _Placeholder:
         return _Placeholder(self, "download", path_on_compute)
 
-    def download(self, target_path: str | os.PathLike[str] | None = None, overwrite: bool = False, ignore_not_found: bool = False) -> list[str]:
+    def download(
+        self,
+        target_path: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+        ignore_not_found: bool = False,
+    ) -> list[str]:
         """Copy the files into ``target_path`` (default: a new temp folder); returns their paths."""
-        target = Path(target_path) if target_path is not None else Path(tempfile.mkdtemp(prefix="dataset-"))
-        return [str(p) for p in materialize(self._files, target, "download", overwrite=overwrite)]
+        target = (
+            Path(target_path)
+            if target_path is not None
+            else Path(tempfile.mkdtemp(prefix="dataset-"))
+        )
+        if self._artifacts is None:
+            return []
+        found = materialize_files(
+            self._artifacts, self._files, target, "download", overwrite=overwrite
+        )
+        return [str(p) for p in found]
 
     def __len__(self) -> int:
         return len(self._files)
@@ -83,55 +110,26 @@ class FileDataset:
 
 
 def _resolve(datastore: Datastore, pattern: str) -> list[dict[str, str]]:
-    store = datastore.workspace._artifacts
+    store = datastore.workspace.context.artifacts
     base = f"datastores/{datastore.name}/"
     pat = pattern.strip("/")
     has_glob = any(ch in pat for ch in "*?[")
     prefix = pat.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0] if has_glob else pat
     keys = store.list(base + prefix if prefix else base.rstrip("/"))
     out = []
-    strip = prefix.rsplit("/", 1)[0] + "/" if has_glob and "/" in prefix else (pat + "/" if not has_glob else "")
+    strip = (
+        prefix.rsplit("/", 1)[0] + "/"
+        if has_glob and "/" in prefix
+        else (pat + "/" if not has_glob else "")
+    )
     for key in keys:
-        rel = key[len(base):]
+        rel = key[len(base) :]
         if has_glob and not fnmatch.fnmatch(rel, pat) and not fnmatch.fnmatch(rel, pat + "/*"):
             continue
         if not has_glob and not (rel == pat or rel.startswith(pat + "/")):
             continue
-        local_rel = rel[len(strip):] if strip and rel.startswith(strip) else rel.rsplit("/", 1)[-1]
-        out.append({"key": key, "rel": local_rel, "root": str(store.root) if hasattr(store, "root") else ""})
-    return out
-
-
-def _ignores_file_modes() -> bool:
-    """Whether this process may write files whose mode forbids it (root)."""
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def materialize(files: list[dict[str, str]], target: Path, mode: str, overwrite: bool = True) -> list[Path]:
-    """Put the dataset's files under ``target`` (copies, or hard links for a mount)."""
-    target.mkdir(parents=True, exist_ok=True)
-    out: list[Path] = []
-    for f in files:
-        src = safe_join(Path(f["root"]), f["key"])
-        dest = safe_join(target, f["rel"])
-        if dest.exists():
-            if not overwrite:
-                raise AlreadyExistsError(f"{dest} already exists; pass overwrite=True.")
-            dest.unlink()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "mount":
-            # A hard link shares the stored bytes; the 0o444 mode is what keeps a script from
-            # writing through it into the datastore. Root ignores file modes, so root gets copies.
-            try:
-                if _ignores_file_modes():
-                    raise OSError("copy instead")
-                os.link(src, dest)
-            except OSError:
-                shutil.copyfile(src, dest)
-            os.chmod(dest, 0o444)
-        else:
-            shutil.copyfile(src, dest)
-        out.append(dest)
+        local_rel = rel[len(strip) :] if strip and rel.startswith(strip) else rel.rsplit("/", 1)[-1]
+        out.append({"key": key, "rel": local_rel})
     return out
 
 
@@ -139,7 +137,9 @@ class _FileFactory:
     """``Dataset.File``."""
 
     @staticmethod
-    def from_files(path: Any, validate: bool = True, partition_format: str | None = None, is_file: bool = False) -> FileDataset:
+    def from_files(
+        path: Any, validate: bool = True, partition_format: str | None = None, is_file: bool = False
+    ) -> FileDataset:
         """Files from ``(datastore, 'relative/glob')`` tuples, ``DataReference``s or a list of them."""
         items = path if isinstance(path, list) else [path]
         pairs: list[tuple[Datastore, str]] = []

@@ -28,7 +28,9 @@ DEFAULT_DATASTORE = "workspaceblobstore"
 class DataReference:
     """A path on a datastore (``datastore.path("mnist")``)."""
 
-    def __init__(self, datastore: Datastore, path_on_datastore: str | None = None, mode: str = "mount") -> None:
+    def __init__(
+        self, datastore: Datastore, path_on_datastore: str | None = None, mode: str = "mount"
+    ) -> None:
         self.datastore = datastore
         self.path_on_datastore = safe_relpath(path_on_datastore) if path_on_datastore else ""
         self.mode = mode
@@ -36,7 +38,9 @@ class DataReference:
     def as_mount(self) -> DataReference:
         return DataReference(self.datastore, self.path_on_datastore, "mount")
 
-    def as_download(self, path_on_compute: str | None = None, overwrite: bool = False) -> DataReference:
+    def as_download(
+        self, path_on_compute: str | None = None, overwrite: bool = False
+    ) -> DataReference:
         return DataReference(self.datastore, self.path_on_datastore, "download")
 
     def _to_run_argument(self, context: Any = None) -> str:
@@ -60,7 +64,9 @@ class Datastore:
         self.workspace = workspace
         self.name = name or DEFAULT_DATASTORE
         if not self.name.replace("_", "").replace("-", "").isalnum():
-            raise UserErrorException(f"Invalid datastore name {self.name!r}: use letters, digits, '_' or '-'.")
+            raise UserErrorException(
+                f"Invalid datastore name {self.name!r}: use letters, digits, '_' or '-'."
+            )
         self.datastore_type = "LocalFolder"
 
     @staticmethod
@@ -75,7 +81,10 @@ class Datastore:
         return f"datastores/{self.name}/{safe_relpath(path)}" if path else f"datastores/{self.name}"
 
     def upload(
-        self, src_dir: str | os.PathLike[str], target_path: str | None = None, overwrite: bool = False,
+        self,
+        src_dir: str | os.PathLike[str],
+        target_path: str | None = None,
+        overwrite: bool = False,
         show_progress: bool = True,
     ) -> DataReference:
         """Upload every file under ``src_dir`` to ``target_path`` (an existing file raises unless
@@ -84,13 +93,25 @@ class Datastore:
         if not root.is_dir():
             raise UserErrorException(f"src_dir {str(root)!r} is not a folder.")
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-        pairs = [(p, f"{target_path.rstrip('/')}/{p.relative_to(root).as_posix()}" if target_path else p.relative_to(root).as_posix()) for p in files]
+        pairs = [
+            (
+                p,
+                f"{target_path.rstrip('/')}/{p.relative_to(root).as_posix()}"
+                if target_path
+                else p.relative_to(root).as_posix(),
+            )
+            for p in files
+        ]
         self._upload_pairs(pairs, overwrite, show_progress)
         return DataReference(self, target_path or "")
 
     def upload_files(
-        self, files: Sequence[str | os.PathLike[str]], relative_root: str | None = None,
-        target_path: str | None = None, overwrite: bool = False, show_progress: bool = True,
+        self,
+        files: Sequence[str | os.PathLike[str]],
+        relative_root: str | None = None,
+        target_path: str | None = None,
+        overwrite: bool = False,
+        show_progress: bool = True,
     ) -> DataReference:
         """Upload individual files, keeping their paths relative to ``relative_root``."""
         pairs = []
@@ -99,14 +120,18 @@ class Datastore:
             if not p.is_file():
                 raise UserErrorException(f"No file at {str(p)!r}.")
             if relative_root and not p.is_relative_to(relative_root):
-                raise UserErrorException(f"{str(p)!r} is not under relative_root {str(relative_root)!r}.")
+                raise UserErrorException(
+                    f"{str(p)!r} is not under relative_root {str(relative_root)!r}."
+                )
             rel = p.relative_to(relative_root).as_posix() if relative_root else p.name
             pairs.append((p, f"{target_path.rstrip('/')}/{rel}" if target_path else rel))
         self._upload_pairs(pairs, overwrite, show_progress)
         return DataReference(self, target_path or "")
 
-    def _upload_pairs(self, pairs: list[tuple[Path, str]], overwrite: bool, show_progress: bool) -> None:
-        store = self.workspace._artifacts
+    def _upload_pairs(
+        self, pairs: list[tuple[Path, str]], overwrite: bool, show_progress: bool
+    ) -> None:
+        store = self.workspace.context.artifacts
         keys = [(p, self._key(rel)) for p, rel in pairs]
         if not overwrite:
             clashes = [k for _, k in keys if store.exists(k)]
@@ -119,7 +144,9 @@ class Datastore:
             from rich.progress import Progress
 
             with Progress(transient=True) as progress:
-                task = progress.add_task(f"Uploading to {self.name}", total=sum(p.stat().st_size for p, _ in keys))
+                task = progress.add_task(
+                    f"Uploading to {self.name}", total=sum(p.stat().st_size for p, _ in keys)
+                )
                 for p, k in keys:
                     store.write_file(k, p)
                     progress.advance(task, p.stat().st_size)
@@ -128,14 +155,19 @@ class Datastore:
             for p, k in keys:
                 store.write_file(k, p)
 
-    def path(self, path: str | None = None, data_reference_name: str | None = None) -> DataReference:
+    def path(
+        self, path: str | None = None, data_reference_name: str | None = None
+    ) -> DataReference:
         """A reference to ``path`` on this datastore."""
         return DataReference(self, path)
 
     def list_files(self, prefix: str = "") -> list[str]:
         """Relative paths of the files under ``prefix``."""
         base = f"datastores/{self.name}/"
-        return [k[len(base):] for k in self.workspace._artifacts.list(self._key(prefix).rstrip("/"))]
+        return [
+            k[len(base) :]
+            for k in self.workspace.context.artifacts.list(self._key(prefix).rstrip("/"))
+        ]
 
     def __repr__(self) -> str:
         return f"Datastore(name={self.name!r}, type=LocalFolder)"

@@ -426,10 +426,10 @@ class Environment:
         self.validate()
         spec = self.to_dict()
         spec["version"] = None
-        version = workspace._store.register_environment(
-            workspace._id, self.name, spec, self.get_spec_hash()
+        record = workspace.context.store.register_environment(
+            workspace.context.workspace_id, self.name, spec, self.get_spec_hash()
         )
-        self.version = str(version)
+        self.version = str(record.version)
         return self
 
     @staticmethod
@@ -458,10 +458,12 @@ class Environment:
                 name=name,
             )
         number = _version_number(version)
-        found_version, spec = workspace._store.get_environment(workspace._id, name, number)
-        env = Environment.from_dict(spec)
+        record = workspace.context.store.get_environment(
+            workspace.context.workspace_id, name, number
+        )
+        env = Environment.from_dict(record.spec)
         env.name = name
-        env.version = str(found_version)
+        env.version = str(record.version)
         return env
 
     @staticmethod
@@ -472,13 +474,11 @@ class Environment:
         out: dict[str, Environment] = {
             n: curated.get_curated_environment(n) for n in curated.curated_names()
         }
-        for name, (version, spec) in sorted(
-            workspace._store.list_environments(workspace._id).items()
-        ):
-            env = Environment.from_dict(spec)
-            env.name = name
-            env.version = str(version)
-            out[name] = env
+        for record in workspace.context.store.list_environments(workspace.context.workspace_id):
+            env = Environment.from_dict(record.spec)
+            env.name = record.name
+            env.version = str(record.version)
+            out[record.name] = env
         return out
 
     # ------------------------------------------------------------------ local build

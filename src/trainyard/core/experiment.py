@@ -50,7 +50,9 @@ class Experiment:
     ) -> None:
         if not _skip_name_validation:
             validate_experiment_name(name)
-        info = workspace._store.get_or_create_experiment(workspace._id, name)
+        info = workspace.context.store.get_or_create_experiment(
+            workspace.context.workspace_id, name
+        )
         self._set(workspace, info)
 
     @classmethod
@@ -58,6 +60,10 @@ class Experiment:
         exp = cls.__new__(cls)
         exp._set(workspace, info)
         return exp
+
+    def get_info(self) -> ExperimentInfo:
+        """The experiment's record (id, name, archived, creation time)."""
+        return self._info
 
     def _set(self, workspace: Workspace, info: ExperimentInfo) -> None:
         self._workspace = workspace
@@ -119,9 +125,9 @@ class Experiment:
     ) -> Run:
         """Start an interactive run in this process (status Running); use it as a context manager
         or end it with ``run.complete()``."""
-        from trainyard.core.run import Run
+        from trainyard.core.run import start_interactive_run
 
-        return Run._start_interactive(self, display_name=display_name, outputs=outputs)
+        return start_interactive_run(self, display_name=display_name, outputs=outputs)
 
     def get_runs(
         self,
@@ -131,11 +137,11 @@ class Experiment:
         include_children: bool = False,
     ) -> Iterator[Run]:
         """Runs newest first, fetched a page at a time."""
-        from trainyard.core.run import Run
+        from trainyard.core.run import run_from_info
 
         cursor: str | None = None
         while True:
-            infos, cursor = self._workspace._store.list_runs(
+            infos, cursor = self._workspace.context.store.list_runs(
                 self._info.id,
                 run_type=type,
                 tags=_as_filter(tags),
@@ -145,19 +151,19 @@ class Experiment:
                 cursor=cursor,
             )
             for info in infos:
-                yield Run._from_info(self, info)
+                yield run_from_info(self, info)
             if cursor is None:
                 return
 
     def archive(self) -> None:
         """Hide the experiment from ``Experiment.list`` and refuse new submissions."""
-        self._info = self._workspace._store.set_experiment_archived(self._info.id, True)
+        self._info = self._workspace.context.store.set_experiment_archived(self._info.id, True)
 
     def reactivate(self, new_name: str | None = None) -> None:
         """Undo :meth:`archive`."""
         if new_name is not None and new_name != self.name:
             raise UserErrorException("Renaming on reactivate is not supported; keep the name.")
-        self._info = self._workspace._store.set_experiment_archived(self._info.id, False)
+        self._info = self._workspace.context.store.set_experiment_archived(self._info.id, False)
 
     @staticmethod
     def list(
@@ -167,9 +173,16 @@ class Experiment:
         tags: Any = None,
     ) -> list[Experiment]:
         """Experiments of the workspace (``view_type`` ``ActiveOnly``, ``ArchivedOnly`` or ``All``)."""
-        infos = workspace._store.list_experiments(workspace._id, include_archived=view_type != "ActiveOnly")
+        infos = workspace.context.store.list_experiments(
+            workspace.context.workspace_id, include_archived=view_type != "ActiveOnly"
+        )
         if view_type == "ArchivedOnly":
             infos = [i for i in infos if i.archived]
         if experiment_name is not None:
             infos = [i for i in infos if i.name == experiment_name]
         return [Experiment._from_info(workspace, i) for i in infos]
+
+
+def experiment_from_info(workspace: Workspace, info: ExperimentInfo) -> Experiment:
+    """The experiment object for a record already read (no store access)."""
+    return Experiment._from_info(workspace, info)

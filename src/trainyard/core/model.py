@@ -95,8 +95,16 @@ class Model:
             version = int(v) if v else version
         if name is None:
             if run_id is None and not tags and not properties:
-                raise UserErrorException("Model(ws, ...) needs a name, an id ('name:version') or filters.")
-            found = Model.list(workspace, tags=tags, properties=properties, run_id=run_id, model_framework=model_framework)
+                raise UserErrorException(
+                    "Model(ws, ...) needs a name, an id ('name:version') or filters."
+                )
+            found = Model.list(
+                workspace,
+                tags=tags,
+                properties=properties,
+                run_id=run_id,
+                model_framework=model_framework,
+            )
             if not found:
                 raise ModelNotFoundException("No registered model matches those filters.")
             self._set(workspace, max(found, key=lambda m: m.created_time)._info)
@@ -105,8 +113,10 @@ class Model:
             try:
                 version = int(version)
             except (TypeError, ValueError):
-                raise ValidationError(f"Model version must be an integer, not {version!r}.") from None
-        info = workspace._store.get_model(workspace._id, name, version)
+                raise ValidationError(
+                    f"Model version must be an integer, not {version!r}."
+                ) from None
+        info = workspace.context.store.get_model(workspace.context.workspace_id, name, version)
         self._set(workspace, info)
 
     def _set(self, workspace: Workspace, info: ModelInfo) -> None:
@@ -129,13 +139,20 @@ class Model:
     description = property(lambda self: self._info.description)
     run_id = property(lambda self: self._info.run_id)
     experiment_name = property(lambda self: self._info.experiment_name)
+
+    def get_info(self) -> ModelInfo:
+        """The model version's record as a typed, frozen value (its files included)."""
+        return self._info
+
     model_framework = property(lambda self: self._info.framework)
     model_framework_version = property(lambda self: self._info.framework_version)
     created_time = property(lambda self: self._info.created_at)
 
     @property
     def url(self) -> str:
-        return self._workspace._artifacts.uri(f"{self._info.storage_prefix}/{self._info.model_root}")
+        return self._workspace.context.artifacts.uri(
+            f"{self._info.storage_prefix}/{self._info.model_root}"
+        )
 
     @property
     def run(self) -> Run | None:
@@ -150,7 +167,9 @@ class Model:
         return f"Model(workspace={self._workspace.name!r}, name={self.name!r}, id={self.id!r}, version={self.version})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Model) and other.id == self.id and other._workspace == self._workspace
+        return (
+            isinstance(other, Model) and other.id == self.id and other._workspace == self._workspace
+        )
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -173,25 +192,39 @@ class Model:
         model_framework_version: str | None,
     ) -> Model:
         try:
-            info = workspace._store.create_model(
+            info = workspace.context.store.create_model(
                 ModelInfo(
-                    workspace_id=workspace._id, name=name, version=0, description=description,
-                    tags=_str_dict(tags, "tags"), properties=_str_dict(properties, "properties"),
-                    run_id=run_id, experiment_name=experiment_name, framework=model_framework,
-                    framework_version=model_framework_version, created_at=time.time(),
-                    storage_prefix=staged_prefix, model_root=model_root, files=tuple(files),
+                    workspace_id=workspace.context.workspace_id,
+                    name=name,
+                    version=0,
+                    description=description,
+                    tags=_str_dict(tags, "tags"),
+                    properties=_str_dict(properties, "properties"),
+                    run_id=run_id,
+                    experiment_name=experiment_name,
+                    framework=model_framework,
+                    framework_version=model_framework_version,
+                    created_at=time.time(),
+                    storage_prefix=staged_prefix,
+                    model_root=model_root,
+                    files=tuple(files),
                 )
             )
         except Exception:
-            workspace._artifacts.delete_prefix(staged_prefix)
+            workspace.context.artifacts.delete_prefix(staged_prefix)
             raise
         return Model._wrap(workspace, info)
 
     @staticmethod
     def _register_from_run(
-        run: Run, model_name: str, model_path: str | None, tags: Mapping[str, Any] | None,
-        properties: Mapping[str, Any] | None, model_framework: str | None,
-        model_framework_version: str | None, description: str | None,
+        run: Run,
+        model_name: str,
+        model_path: str | None,
+        tags: Mapping[str, Any] | None,
+        properties: Mapping[str, Any] | None,
+        model_framework: str | None,
+        model_framework_version: str | None,
+        description: str | None,
     ) -> Model:
         validate_model_name(model_name)
         tags, properties = _str_dict(tags, "tags"), _str_dict(properties, "properties")
@@ -210,13 +243,23 @@ class Model:
         staged = f"models/{model_name}/{uuid.uuid4().hex}"
         files: list[str] = []
         for n in matched:
-            dst = f"{root}{n[len(rel):]}"
-            ws._artifacts.link(f"runs/{run.id}/{n}", f"{staged}/{dst}")  # same bytes, no copy
+            dst = f"{root}{n[len(rel) :]}"
+            ws.context.artifacts.link(
+                f"runs/{run.id}/{n}", f"{staged}/{dst}"
+            )  # same bytes, no copy
             files.append(dst)
         return Model._store_new(
-            ws, model_name, staged_prefix=staged, model_root=root, files=files, tags=tags,
-            properties=properties, description=description, run_id=run.id,
-            experiment_name=run.experiment.name, model_framework=model_framework,
+            ws,
+            model_name,
+            staged_prefix=staged,
+            model_root=root,
+            files=files,
+            tags=tags,
+            properties=properties,
+            description=description,
+            run_id=run.id,
+            experiment_name=run.experiment.name,
+            model_framework=model_framework,
             model_framework_version=model_framework_version,
         )
 
@@ -241,7 +284,9 @@ class Model:
         tags, properties = _str_dict(tags, "tags"), _str_dict(properties, "properties")
         src = Path(model_path)
         if not src.exists():
-            raise ModelPathNotFoundException(f"No file or folder at model_path {str(src)!r}.", model_path=str(src))
+            raise ModelPathNotFoundException(
+                f"No file or folder at model_path {str(src)!r}.", model_path=str(src)
+            )
         root = src.resolve().name
         pairs: list[tuple[Path, str]] = []
         if src.is_file():
@@ -262,17 +307,29 @@ class Model:
                 missing = wanted - {p[1][len(root) + 1 :] for p in pairs}
                 if missing:
                     raise ModelPathNotFoundException(
-                        f"child_paths not found under {str(src)!r}: {sorted(missing)}", model_path=str(src)
+                        f"child_paths not found under {str(src)!r}: {sorted(missing)}",
+                        model_path=str(src),
                     )
             if not pairs:
-                raise ModelPathNotFoundException(f"The folder {str(src)!r} holds no files.", model_path=str(src))
+                raise ModelPathNotFoundException(
+                    f"The folder {str(src)!r} holds no files.", model_path=str(src)
+                )
         staged = f"models/{model_name}/{uuid.uuid4().hex}"
         for local, dst in pairs:
-            workspace._artifacts.write_file(f"{staged}/{dst}", local)
+            workspace.context.artifacts.write_file(f"{staged}/{dst}", local)
         return Model._store_new(
-            workspace, model_name, staged_prefix=staged, model_root=root, files=[p[1] for p in pairs],
-            tags=tags, properties=properties, description=description, run_id=None, experiment_name=None,
-            model_framework=model_framework, model_framework_version=model_framework_version,
+            workspace,
+            model_name,
+            staged_prefix=staged,
+            model_root=root,
+            files=[p[1] for p in pairs],
+            tags=tags,
+            properties=properties,
+            description=description,
+            run_id=None,
+            experiment_name=None,
+            model_framework=model_framework,
+            model_framework_version=model_framework_version,
         )
 
     # -- queries ------------------------------------------------------------------------------
@@ -290,10 +347,14 @@ class Model:
         model_framework: str | None = None,
     ) -> list[Model]:
         """Registered models; filters are ANDed (tag/property items: ``'key'`` or ``['key', 'value']``)."""
-        infos = workspace._store.list_models(workspace._id, name=name, run_id=run_id, latest=False)
+        infos = workspace.context.store.list_models(
+            workspace.context.workspace_id, name=name, run_id=run_id, latest=False
+        )
         infos = [
-            i for i in infos
-            if _matches(i.tags, tags) and _matches(i.properties, properties)
+            i
+            for i in infos
+            if _matches(i.tags, tags)
+            and _matches(i.properties, properties)
             and (model_framework is None or i.framework == model_framework)
         ]
         if latest:
@@ -301,12 +362,13 @@ class Model:
             infos = [i for i in infos if not (i.name in seen or seen.add(i.name))]  # type: ignore[func-returns-value]
         return [Model._wrap(workspace, i) for i in infos]
 
-    @staticmethod
-    def _latest_by_name(workspace: Workspace) -> dict[str, Model]:
-        return {m.name: m for m in Model.list(workspace, latest=True)}
-
     # -- files --------------------------------------------------------------------------------
-    def download(self, target_dir: str | os.PathLike[str] = ".", exist_ok: bool = False, exists_ok: bool | None = None) -> str:
+    def download(
+        self,
+        target_dir: str | os.PathLike[str] = ".",
+        exist_ok: bool = False,
+        exists_ok: bool | None = None,
+    ) -> str:
         """Download into ``target_dir`` keeping the layout below the model root; returns the root's
         local path. An existing file raises unless ``exist_ok``."""
         if exists_ok is not None:
@@ -323,26 +385,37 @@ class Model:
         for f in self._info.files:
             dest = target / safe_relpath(f)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            self._workspace._artifacts.download(f"{self._info.storage_prefix}/{f}", dest)
+            self._workspace.context.artifacts.download(f"{self._info.storage_prefix}/{f}", dest)
         return str(target / self._info.model_root)
 
     def get_sas_urls(self) -> dict[str, str]:
         """file → URL (``file://`` URLs in embedded mode)."""
-        return {f: self._workspace._artifacts.uri(f"{self._info.storage_prefix}/{f}") for f in self._info.files}
+        return {
+            f: self._workspace.context.artifacts.uri(f"{self._info.storage_prefix}/{f}")
+            for f in self._info.files
+        }
 
     @staticmethod
-    def get_model_path(model_name: str, version: int | None = None, _workspace: Workspace | None = None) -> str:
+    def get_model_path(
+        model_name: str, version: int | None = None, _workspace: Workspace | None = None
+    ) -> str:
         """Where a model's files are: ``trainyard-models/<name>/<version>/`` (then v1's
         ``azureml-models/``) under the model directory or the cwd, then ``./<name>``, then a download
         from ``_workspace`` into ``trainyard-models/``."""
-        bases = [Path(os.environ[v]) for v in ("TRAINYARD_MODEL_DIR", "AZUREML_MODEL_DIR") if os.environ.get(v)]
+        bases = [
+            Path(os.environ[v])
+            for v in ("TRAINYARD_MODEL_DIR", "AZUREML_MODEL_DIR")
+            if os.environ.get(v)
+        ]
         bases.append(Path.cwd())
         for base in bases:
             for dirname in (*MODEL_DIR_NAMES, ""):  # the caches before ./<name>, as v1
                 folder = base / dirname / model_name if dirname else base / model_name
                 if not folder.is_dir():
                     continue
-                versions = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True)
+                versions = sorted(
+                    (int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True
+                )
                 chosen = version if version is not None else (versions[0] if versions else None)
                 if chosen is not None and (folder / str(chosen)).is_dir():
                     entries = list((folder / str(chosen)).iterdir())
@@ -351,7 +424,9 @@ class Model:
                     return str(folder)
         if _workspace is not None:
             m = Model(_workspace, model_name, version=version)
-            return m.download(Path.cwd() / MODEL_DIR_NAMES[0] / model_name / str(m.version), exist_ok=True)
+            return m.download(
+                Path.cwd() / MODEL_DIR_NAMES[0] / model_name / str(m.version), exist_ok=True
+            )
         raise ModelNotFoundException(
             f"Model {model_name!r} (version {version or 'latest'}) is not in trainyard-models/, azureml-models/ "
             "or the current folder; pass _workspace= to download it.",
@@ -361,34 +436,53 @@ class Model:
     # -- updates ------------------------------------------------------------------------------
     def add_tags(self, tags: Mapping[str, Any]) -> None:
         merged = {**self._info.tags, **_str_dict(tags, "tags")}
-        self._info = self._workspace._store.update_model(self._workspace._id, self.name, self.version, tags=merged)
+        self._info = self._workspace.context.store.update_model(
+            self._workspace.context.workspace_id, self.name, self.version, tags=merged
+        )
 
     def remove_tags(self, tags: Sequence[str]) -> None:
         kept = {k: v for k, v in self._info.tags.items() if k not in set(tags)}
-        self._info = self._workspace._store.update_model(self._workspace._id, self.name, self.version, tags=kept)
-
-    def add_properties(self, properties: Mapping[str, Any]) -> None:
-        self._info = self._workspace._store.update_model(
-            self._workspace._id, self.name, self.version, add_properties=_str_dict(properties, "properties")
+        self._info = self._workspace.context.store.update_model(
+            self._workspace.context.workspace_id, self.name, self.version, tags=kept
         )
 
-    def update(self, tags: Mapping[str, Any] | None = None, description: str | None = None, **kwargs: Any) -> None:
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        self._info = self._workspace.context.store.update_model(
+            self._workspace.context.workspace_id,
+            self.name,
+            self.version,
+            add_properties=_str_dict(properties, "properties"),
+        )
+
+    def update(
+        self, tags: Mapping[str, Any] | None = None, description: str | None = None, **kwargs: Any
+    ) -> None:
         """``tags=`` replaces all tags; ``description=`` replaces the description."""
-        self._info = self._workspace._store.update_model(
-            self._workspace._id, self.name, self.version,
-            tags=None if tags is None else _str_dict(tags, "tags"), description=description,
+        self._info = self._workspace.context.store.update_model(
+            self._workspace.context.workspace_id,
+            self.name,
+            self.version,
+            tags=None if tags is None else _str_dict(tags, "tags"),
+            description=description,
         )
 
     def delete(self) -> None:
         """Delete this version (its number is never reused). Shared bytes stay for other references."""
-        self._workspace._store.delete_model(self._workspace._id, self.name, self.version)
-        self._workspace._artifacts.delete_prefix(self._info.storage_prefix)
+        self._workspace.context.store.delete_model(
+            self._workspace.context.workspace_id, self.name, self.version
+        )
+        self._workspace.context.artifacts.delete_prefix(self._info.storage_prefix)
 
     # -- deployment (implemented in trainyard.core.webservice) ---------------------------------
     @staticmethod
     def deploy(
-        workspace: Workspace, name: str, models: Sequence[Model] | None, inference_config: Any = None,
-        deployment_config: Any = None, deployment_target: Any = None, overwrite: bool = False,
+        workspace: Workspace,
+        name: str,
+        models: Sequence[Model] | None,
+        inference_config: Any = None,
+        deployment_config: Any = None,
+        deployment_target: Any = None,
+        overwrite: bool = False,
         show_output: bool = False,
     ) -> Any:
         """Deploy ``models`` as web service ``name``; returns it while ``Transitioning``
@@ -400,23 +494,65 @@ class Model:
 
     @staticmethod
     def package(
-        workspace: Workspace, models: Sequence[Model] | None, inference_config: Any = None,
-        generate_dockerfile: bool = False, image_name: str | None = None, image_label: str | None = None,
+        workspace: Workspace,
+        models: Sequence[Model] | None,
+        inference_config: Any = None,
+        generate_dockerfile: bool = False,
+        image_name: str | None = None,
+        image_label: str | None = None,
     ) -> Any:
         """Write a self-contained service folder (see :mod:`trainyard.core.webservice._package`)."""
         from trainyard.core.webservice._package import package
 
-        return package(workspace, models, inference_config, generate_dockerfile, image_name, image_label)
+        return package(
+            workspace, models, inference_config, generate_dockerfile, image_name, image_label
+        )
 
     def serialize(self) -> dict[str, Any]:
         i = self._info
         return {
-            "id": self.id, "name": i.name, "version": i.version, "description": i.description,
-            "tags": dict(i.tags), "properties": dict(i.properties), "runId": i.run_id,
-            "experimentName": i.experiment_name, "modelFramework": i.framework,
-            "modelFrameworkVersion": i.framework_version, "createdTime": i.created_at, "url": self.url,
+            "id": self.id,
+            "name": i.name,
+            "version": i.version,
+            "description": i.description,
+            "tags": dict(i.tags),
+            "properties": dict(i.properties),
+            "runId": i.run_id,
+            "experimentName": i.experiment_name,
+            "modelFramework": i.framework,
+            "modelFrameworkVersion": i.framework_version,
+            "createdTime": i.created_at,
+            "url": self.url,
             "files": list(i.files),
         }
 
 
 from trainyard.core.inference_config import InferenceConfig  # noqa: E402, F401 - v1 import path
+
+
+def latest_models_by_name(workspace: Workspace) -> dict[str, Model]:
+    """name → the latest version of every registered model (what ``ws.models`` returns)."""
+    return {m.name: m for m in Model.list(workspace, latest=True)}
+
+
+def register_model_from_run(
+    run: Run,
+    model_name: str,
+    model_path: str | None,
+    tags: Mapping[str, Any] | None,
+    properties: Mapping[str, Any] | None,
+    model_framework: str | None,
+    model_framework_version: str | None,
+    description: str | None,
+) -> Model:
+    """``run.register_model(...)``: register the run's file or folder ``model_path``."""
+    return Model._register_from_run(
+        run,
+        model_name,
+        model_path,
+        tags,
+        properties,
+        model_framework,
+        model_framework_version,
+        description,
+    )

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
 from trainyard._store.entities import NewRun, RunInfo
 from trainyard._tracking.buffer import MetricBuffer, install_sigterm_flush
 from trainyard.core._run_files import RunFilesMixin
@@ -35,6 +35,7 @@ from trainyard.exceptions import (
 from trainyard.settings import Settings
 
 if TYPE_CHECKING:
+    from trainyard._context import WorkspaceContext
     from trainyard._store.artifacts import ArtifactStore
     from trainyard._store.base import TrackingStore
     from trainyard.core.experiment import Experiment
@@ -59,18 +60,20 @@ class Run(RunMetricsMixin, RunFilesMixin):
     """A run of an experiment. ``Run(experiment, run_id)`` loads an existing one."""
 
     _context_run: ClassVar[Run | None] = None
-    _type_registry: ClassVar[dict[str, type[Run]]] = {}
 
-    def __init__(self, experiment: Experiment, run_id: str, outputs: Any = None, **kwargs: Any) -> None:
-        info = experiment.workspace._store.get_run(run_id)
+    def __init__(
+        self, experiment: Experiment, run_id: str, outputs: Any = None, **kwargs: Any
+    ) -> None:
+        info = experiment.workspace.context.store.get_run(run_id)
         self._init(experiment, info)
 
     # -- construction -------------------------------------------------------------------------
     def _init(self, experiment: Experiment, info: RunInfo, *, in_job: bool = False) -> None:
         self._experiment = experiment
         self._workspace: Workspace = experiment.workspace
-        self._store: TrackingStore = experiment.workspace._store
-        self._settings: Settings = experiment.workspace._settings
+        self._ctx: WorkspaceContext = experiment.workspace.context
+        self._store: TrackingStore = self._ctx.store
+        self._settings: Settings = self._ctx.settings
         self._info = info
         self._run_id = info.run_id
         self._in_job = in_job
@@ -81,12 +84,12 @@ class Run(RunMetricsMixin, RunFilesMixin):
         self._outputs: str | None = None
 
     @classmethod
-    def _from_info(cls, experiment: Experiment, info: RunInfo, **kw: Any) -> Run:
-        if info.run_type not in Run._type_registry:
+    def _from_info(cls, experiment: Experiment, info: RunInfo, *, in_job: bool = False) -> Run:
+        if info.run_type not in _RUN_TYPES:
             _load_run_types()
-        klass = Run._type_registry.get(info.run_type, cls)
+        klass = _RUN_TYPES.get(info.run_type, cls)
         run = klass.__new__(klass)
-        run._init(experiment, info, **kw)
+        run._init(experiment, info, in_job=in_job)
         return run
 
     @classmethod
@@ -104,7 +107,7 @@ class Run(RunMetricsMixin, RunFilesMixin):
         tags: Mapping[str, str] | None = None,
         properties: Mapping[str, str] | None = None,
     ) -> Run:
-        info = experiment.workspace._store.create_run(
+        info = experiment.workspace.context.store.create_run(
             NewRun(
                 run_id=run_id or new_run_id(experiment.name),
                 experiment_id=experiment.id,
@@ -116,15 +119,20 @@ class Run(RunMetricsMixin, RunFilesMixin):
                 definition=dict(definition or {}),
                 tags={k: str(v) for k, v in (tags or {}).items()},
                 properties={k: str(v) for k, v in (properties or {}).items()},
-                submitted_by=_user(),
+                submitted_by=current_user(),
             )
         )
         return cls._from_info(experiment, info)
 
     @classmethod
     def _start_interactive(
-        cls, experiment: Experiment, *, display_name: str | None = None, outputs: str | None = None,
-        parent_run_id: str | None = None, run_id: str | None = None,
+        cls,
+        experiment: Experiment,
+        *,
+        display_name: str | None = None,
+        outputs: str | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> Run:
         run = cls._create(
             experiment,
@@ -140,7 +148,9 @@ class Run(RunMetricsMixin, RunFilesMixin):
         return run
 
     @classmethod
-    def get_context(cls, allow_offline: bool = True, used_for_context_manager: bool = False, **kwargs: Any) -> Run:
+    def get_context(
+        cls, allow_offline: bool = True, used_for_context_manager: bool = False, **kwargs: Any
+    ) -> Run:
         """The current submitted run, found from environment variables; else an offline run.
 
         Offline runs print ``Attempted to log scalar metric <name>:\\n<value>`` and the like instead
@@ -158,18 +168,16 @@ class Run(RunMetricsMixin, RunFilesMixin):
                     "TRAINYARD_RUN_ID / TRAINYARD_WORKSPACE_PATH in the environment. Submit the "
                     "script with experiment.submit(...) or `trainyard submit`."
                 )
-            from trainyard._tracking.offline import OfflineRun
+            from trainyard.core._offline import OfflineRun
 
             return OfflineRun()
         from pathlib import Path
 
-        from trainyard.core.experiment import Experiment
+        from trainyard._context import open_context
         from trainyard.core.workspace import Workspace
 
-        ws = Workspace._from_home(Path(ws_path))
-        info = ws._store.get_run(run_id)
-        exp = Experiment._from_info(ws, ws._store.get_experiment_by_id(info.experiment_id))
-        run = Run._from_info(exp, info, in_job=True)
+        ws = Workspace.from_context(open_context(Path(ws_path)))
+        run = run_from_id(ws, run_id, in_job=True)
         install_sigterm_flush()
         Run._context_run = run
         return run
@@ -182,11 +190,7 @@ class Run(RunMetricsMixin, RunFilesMixin):
     @staticmethod
     def get(workspace: Workspace, run_id: str) -> Run:
         """Load a run of any experiment of ``workspace`` by id."""
-        from trainyard.core.experiment import Experiment
-
-        info = workspace._store.get_run(run_id)
-        exp = Experiment._from_info(workspace, workspace._store.get_experiment_by_id(info.experiment_id))
-        return Run._from_info(exp, info)
+        return run_from_id(workspace, run_id)
 
     @staticmethod
     def list(
@@ -199,7 +203,9 @@ class Run(RunMetricsMixin, RunFilesMixin):
         _rehydrate_runs: bool = True,
     ) -> Iterator[Run]:
         """Runs of ``experiment`` newest first, optionally filtered."""
-        for run in experiment.get_runs(type=type, tags=tags, properties=properties, include_children=include_children):
+        for run in experiment.get_runs(
+            type=type, tags=tags, properties=properties, include_children=include_children
+        ):
             if status is None or run._info.status == status:
                 yield run
 
@@ -259,7 +265,74 @@ class Run(RunMetricsMixin, RunFilesMixin):
 
     @property
     def _artifact_store(self) -> ArtifactStore:
-        return self._workspace._artifacts
+        return self._ctx.artifacts
+
+    def get_info(self, refresh: bool = True) -> RunInfo:
+        """The run's record as a typed, frozen :class:`~trainyard.core.RunInfo` (ids, status,
+        times, target, definition, runtime details, error, tags, properties); read afresh unless
+        ``refresh=False`` (then the last one read)."""
+        return self._refresh() if refresh else self._info
+
+    def get_portal_url(self) -> str:
+        """Where to look at the run (v1: the studio URL): its folder in the workspace."""
+        return f"file://{self._ctx.home}/runs/{self._run_id}"
+
+    def get_log_names(self) -> builtins.list[str]:
+        """Names of the run's log files so far (``user_logs/std_log.txt``, ``system_logs/…``)."""
+        return [
+            n
+            for n in self.get_file_names()
+            if n.startswith(("user_logs/", "system_logs/", "azureml-logs/"))
+        ]
+
+    def read_log_lines(self, name: str, offset: int = 0, final: bool = False) -> bytes:
+        """Every *complete* line of log ``name`` from ``offset`` (a line still being written
+        waits for the next call, so it is shown once, whole); ``final`` (the log is complete)
+        includes a last line without a newline. The next offset is ``offset + len(result)``."""
+        out = bytearray()
+        while True:
+            chunk = self.read_log(name, offset + len(out))
+            if not chunk:
+                return bytes(out)
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                if not final and len(chunk) < (1 << 20):
+                    return bytes(out)
+                cut = len(chunk)
+            out += chunk[:cut]
+
+    def follow_log(
+        self, name: str, offset: int = 0, interval: float | None = None
+    ) -> Iterator[bytes]:
+        """Yield the log's new complete lines as it grows until the run has ended, then the rest.
+
+        Example::
+
+            for chunk in run.follow_log("user_logs/std_log.txt"):
+                sys.stdout.buffer.write(chunk)
+        """
+        pause = interval if interval is not None else max(0.05, self._settings.polling_interval_min)
+        while True:
+            done = RunStatus.parse(self.get_status()).is_terminal()
+            chunk = self.read_log_lines(name, offset, final=done)
+            if chunk:
+                offset += len(chunk)
+                yield chunk
+            if done:
+                return
+            time.sleep(pause)
+
+    def read_log(self, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        """Up to ``limit`` bytes of log ``name`` from byte ``offset`` (empty when there are none
+        yet): follow a log by calling again with the offset advanced by what was read."""
+        from trainyard.exceptions import ArtifactNotFound
+
+        try:
+            with self._ctx.artifacts.open(self._key(name)) as fh:
+                fh.seek(offset)
+                return fh.read(limit)
+        except ArtifactNotFound:
+            return b""
 
     def _refresh(self) -> RunInfo:
         self._info = self._store.get_run(self._run_id)
@@ -300,20 +373,28 @@ class Run(RunMetricsMixin, RunFilesMixin):
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         """Add properties; existing keys are immutable (``ImmutablePropertyError``)."""
         if not isinstance(properties, Mapping):
-            raise ValidationError(f"add_properties expects a dict, got {type(properties).__name__}.")
+            raise ValidationError(
+                f"add_properties expects a dict, got {type(properties).__name__}."
+            )
         self._store.add_properties(self._run_id, {str(k): str(v) for k, v in properties.items()})
 
     def get_properties(self) -> dict[str, str]:
         return dict(self._refresh().properties)
 
     # -- children -----------------------------------------------------------------------------
-    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> Run:
+    def child_run(
+        self, name: str | None = None, run_id: str | None = None, outputs: str | None = None
+    ) -> Run:
         """Create and start a child run (usable as a context manager)."""
         for _ in range(5):
             cid = run_id or f"{self._run_id}_{secrets.token_hex(4)}"
             try:
                 return Run._start_interactive(
-                    self._experiment, display_name=name, outputs=outputs, parent_run_id=self._run_id, run_id=cid
+                    self._experiment,
+                    display_name=name,
+                    outputs=outputs,
+                    parent_run_id=self._run_id,
+                    run_id=cid,
                 )
             except AlreadyExistsError:
                 if run_id is not None:
@@ -321,7 +402,10 @@ class Run(RunMetricsMixin, RunFilesMixin):
         raise AlreadyExistsError("Could not allocate a child run id.")  # pragma: no cover
 
     def create_children(
-        self, count: int | None = None, tag_key: str | None = None, tag_values: Sequence[str] | None = None
+        self,
+        count: int | None = None,
+        tag_key: str | None = None,
+        tag_values: Sequence[str] | None = None,
     ) -> builtins.list[Run]:
         """Create ``count`` children, or one per value in ``tag_values`` tagged ``tag_key``."""
         if tag_values is not None:
@@ -367,7 +451,9 @@ class Run(RunMetricsMixin, RunFilesMixin):
                 child = Run._from_info(self._experiment, info)
                 yield child
                 if recursive:
-                    yield from child.get_children(recursive=True, tags=tags, properties=properties, type=type, status=status)
+                    yield from child.get_children(
+                        recursive=True, tags=tags, properties=properties, type=type, status=status
+                    )
             if cursor is None:
                 return
 
@@ -392,11 +478,18 @@ class Run(RunMetricsMixin, RunFilesMixin):
         The files are referenced, not copied. A path that matches nothing raises
         ``ModelPathNotFoundException`` listing the run's files.
         """
-        from trainyard.core.model import Model
+        from trainyard.core.model import register_model_from_run
 
         self.flush()
-        return Model._register_from_run(
-            self, model_name, model_path, tags, properties, model_framework, model_framework_version, description
+        return register_model_from_run(
+            self,
+            model_name,
+            model_path,
+            tags,
+            properties,
+            model_framework,
+            model_framework_version,
+            description,
         )
 
     # -- status -------------------------------------------------------------------------------
@@ -431,7 +524,11 @@ class Run(RunMetricsMixin, RunFilesMixin):
             },
             "submittedBy": info.submitted_by,
             "statusHistory": [
-                {"status": e.status, "timeUtc": _iso(e.at), **({"reason": e.reason} if e.reason else {})}
+                {
+                    "status": e.status,
+                    "timeUtc": _iso(e.at),
+                    **({"reason": e.reason} if e.reason else {}),
+                }
                 for e in self._store.status_history(self._run_id)
             ],
         }
@@ -466,9 +563,13 @@ class Run(RunMetricsMixin, RunFilesMixin):
         """Flush and mark the run Completed (inside a submitted run: flush only)."""
         self._end(RunStatus.COMPLETED)
 
-    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
+    def fail(
+        self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True
+    ) -> None:
         """Flush and mark the run Failed with ``error_details`` (inside a submitted run: flush only)."""
-        err: dict[str, Any] = {"message": str(error_details) if error_details is not None else "Failed"}
+        err: dict[str, Any] = {
+            "message": str(error_details) if error_details is not None else "Failed"
+        }
         if error_code:
             err["code"] = error_code
         self._end(RunStatus.FAILED, err)
@@ -497,6 +598,37 @@ class Run(RunMetricsMixin, RunFilesMixin):
             self.fail(error_details=f"{exc_type.__name__}: {exc}")
 
 
+_RUN_TYPES: dict[str, type[Run]] = {}
+
+
+def register_run_type(run_type: str, cls: type[Run]) -> None:
+    """Make ``cls`` the class of loaded runs whose type is ``run_type`` (``ScriptRun``,
+    ``HyperDriveRun`` register themselves)."""
+    _RUN_TYPES[run_type] = cls
+
+
+def start_interactive_run(
+    experiment: Experiment, *, display_name: str | None = None, outputs: str | None = None
+) -> Run:
+    """A new interactive run of ``experiment``, Running in this process (``start_logging``)."""
+    return Run._start_interactive(experiment, display_name=display_name, outputs=outputs)
+
+
+def run_from_info(experiment: Experiment, info: RunInfo, *, in_job: bool = False) -> Run:
+    """The run object (of its registered class) for a record already read."""
+    return Run._from_info(experiment, info, in_job=in_job)
+
+
+def run_from_id(workspace: Workspace, run_id: str, *, in_job: bool = False) -> Run:
+    """Load a run of any experiment of ``workspace`` by id."""
+    from trainyard.core.experiment import experiment_from_info
+
+    store = workspace.context.store
+    info = store.get_run(run_id)
+    exp = experiment_from_info(workspace, store.get_experiment_by_id(info.experiment_id))
+    return Run._from_info(exp, info, in_job=in_job)
+
+
 def _load_run_types() -> None:
     import contextlib
     import importlib
@@ -506,7 +638,8 @@ def _load_run_types() -> None:
             importlib.import_module(mod)
 
 
-def _user() -> str:
+def current_user() -> str:
+    """The OS user submitting (v1's ``submittedBy``); ``unknown`` when it cannot be told."""
     try:
         return getpass.getuser()
     except Exception:

@@ -32,7 +32,11 @@ class MpiConfiguration:
     node_count: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "mpi", "process_count_per_node": self.process_count_per_node, "node_count": self.node_count}
+        return {
+            "type": "mpi",
+            "process_count_per_node": self.process_count_per_node,
+            "node_count": self.node_count,
+        }
 
     @property
     def ranks(self) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-from trainyard.core.run import SCRIPT_RUN_TYPE, Run
+from trainyard.core.run import SCRIPT_RUN_TYPE, Run, register_run_type
+
+if TYPE_CHECKING:
+    from trainyard._execution.backends import ComputeBackend
 
 
 class ScriptRun(Run):
@@ -15,40 +18,52 @@ class ScriptRun(Run):
 
     _last_reap = 0.0
 
-    def _backend(self) -> Any:
-        from trainyard._execution.backends.local import backend_for
+    def _backend(self) -> ComputeBackend:
+        from trainyard._execution.backends import backend_for
 
-        return backend_for(self._workspace)
+        return backend_for(self._ctx, self._info.target)
 
-    def _poll_status(self) -> str:
-        """Status, after reaping runs whose supervisor died (at most every few seconds)."""
+    def get_status(self) -> str:
+        """The v1 status string, after ending runs whose supervisor died (the reaper runs at most
+        every few seconds from here)."""
         now = time.monotonic()
         if now - ScriptRun._last_reap > 2.0:
             from trainyard._execution.reaper import reap_stale_runs
 
-            reap_stale_runs(self._store, self._workspace._id, self._settings.heartbeat_timeout)
+            reap_stale_runs(self._ctx)
             ScriptRun._last_reap = now
         return self._refresh().status
 
-    def get_status(self) -> str:
-        return self._poll_status()
+    def get_log_names(self) -> list[str]:
+        """The run's logs so far, live while it executes (from its backend)."""
+        return self._backend().log_names(self.id)
 
-    def _web_view(self) -> str:
-        return f"file://{self._workspace.path}/runs/{self.id}"
+    def read_log(self, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        """Bytes of log ``name`` from ``offset``, live while the run executes (from its backend)."""
+        return self._backend().read_log(self.id, name, offset, limit)
 
     def wait_for_completion(
-        self, show_output: bool = False, wait_post_processing: bool = False, raise_on_error: bool = True
+        self,
+        show_output: bool = False,
+        wait_post_processing: bool = False,
+        raise_on_error: bool = True,
+        *,
+        out: IO[str] | None = None,
     ) -> dict[str, Any]:
         """Block until the run ends; with ``show_output`` stream its log as it grows.
 
         Returns the details dict; raises ``ActivityFailedException`` if the run Failed (unless
-        ``raise_on_error=False``). Ctrl-C stops the streaming, not the run.
+        ``raise_on_error=False``). Ctrl-C stops the streaming, not the run. ``out`` (a trainyard
+        extension) is where the log goes (default: stdout).
         """
-        from trainyard._execution.watch import wait_for_completion
+        from trainyard.core._watch import wait_for_completion
 
         return wait_for_completion(
-            self, self._backend(), show_output=show_output,
-            wait_post_processing=wait_post_processing, raise_on_error=raise_on_error,
+            self,
+            show_output=show_output,
+            wait_post_processing=wait_post_processing,
+            raise_on_error=raise_on_error,
+            out=out,
         )
 
     def cancel(self) -> bool:
@@ -61,14 +76,18 @@ class ScriptRun(Run):
         """A submitted run's terminal status comes from its exit code: this only flushes (v1)."""
         self.flush()
 
-    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
+    def fail(
+        self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True
+    ) -> None:
         """Inside a job this only flushes (v1); the exit code decides the status."""
         self.flush()
 
     def get_snapshot_id(self) -> str | None:
         return self._refresh().snapshot_id
 
-    def restore_snapshot(self, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None) -> str:
+    def restore_snapshot(
+        self, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None
+    ) -> str:
         """Write the run's source snapshot as a zip file; returns its path (v1)."""
         from trainyard._execution.snapshot import SnapshotStore
 
@@ -77,7 +96,7 @@ class ScriptRun(Run):
         if dest.is_dir() or not dest.suffix:
             dest.mkdir(parents=True, exist_ok=True)
             dest = dest / f"{sid}.zip"
-        return str(SnapshotStore(self._workspace.path / "snapshots").restore_zip(str(sid), dest))
+        return str(SnapshotStore(self._ctx.snapshots_dir).restore_zip(str(sid), dest))
 
     def get_environment(self) -> Any:
         """The run's :class:`~trainyard.core.environment.Environment`."""
@@ -87,4 +106,4 @@ class ScriptRun(Run):
         return Environment.from_dict(env) if env else None
 
 
-Run._type_registry[SCRIPT_RUN_TYPE] = ScriptRun
+register_run_type(SCRIPT_RUN_TYPE, ScriptRun)

@@ -67,10 +67,11 @@ class ScriptRunConfig:
         self.distributed_job_config = distributed_job_config
         self.resume_from = resume_from
         self.max_run_duration_seconds = max_run_duration_seconds
-        #: Set by estimators: framework name/version mapping recorded in the run definition.
-        self._framework: Mapping[str, Any] | None = None
-        #: Set by estimators: GPUs the job needs (checked against the target at submit).
-        self._needs_gpu = False
+        #: Set by estimators: the framework (name, requested and installed versions, packages),
+        #: recorded in the run definition as ``frameworkInfo``.
+        self.framework_info: Mapping[str, Any] | None = None
+        #: Set by estimators (``use_gpu=True``): checked against the target's GPUs at submit.
+        self.requires_gpu = False
 
     @property
     def compute_target(self) -> Any:
@@ -116,7 +117,7 @@ class ScriptRunConfig:
     def _submit_to_experiment(
         self, experiment: Experiment, tags: dict[str, str], **kwargs: Any
     ) -> ScriptRun:
-        from trainyard._execution.submit import submit_script_run
+        from trainyard.core._submit import submit_script_run
 
         return submit_script_run(experiment, self, tags, **kwargs)
 

@@ -19,65 +19,33 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainyard._store.base import TrackingStore
+from trainyard._context import (
+    META_FILE,
+    WorkspaceContext,
+    atomic_write_json,
+    normalize_store_url,
+    open_context,
+    read_json,
+)
 from trainyard.exceptions import (
     AlreadyExistsError,
     ConfigError,
     UserErrorException,
     WorkspaceException,
-    WorkspaceNotFound,
 )
 from trainyard.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from trainyard._store.artifacts import ArtifactStore
     from trainyard.core.experiment import Experiment
 
-_META = "workspace.json"
 _CONFIG_DIRS = (".trainyard", ".azureml", "aml_config", "")
 _CONFIG_FILES = ("config.json", "project.json")
-
-
-def normalize_store_url(url: str) -> str:
-    """Accept ``postgresql://`` and ``postgres://`` and use the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"Cannot read {path}: {err.strerror}.", file=str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}). "
-            "Fix or delete the file, or write it again with ws.write_config().",
-            file=str(path),
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}.", file=str(path))
-    return data
 
 
 @contextlib.contextmanager
@@ -116,52 +84,43 @@ class Workspace:
         self._settings = _settings or load_settings()
         if workspace_name is None and path is None:
             raise UserErrorException("Workspace needs a workspace_name or a path.")
-        home = Path(path) if path is not None else self._settings.home / "workspaces" / str(workspace_name)
+        home = (
+            Path(path)
+            if path is not None
+            else self._settings.home / "workspaces" / str(workspace_name)
+        )
         self._open(home.expanduser().resolve(), expected_name=workspace_name)
 
     # -- construction -------------------------------------------------------------------------
-    def _open(self, home: Path, expected_name: str | None = None) -> None:
-        if home.exists() and not home.is_dir():
-            raise WorkspaceException(
-                f"Workspace path {home} is a file, not a folder. Choose another path.", path=str(home)
-            )
-        meta_path = home / _META
-        if not meta_path.exists():
-            raise WorkspaceNotFound(
-                f"No trainyard workspace at {home}. Create one with "
-                f"Workspace.create(name, path={str(home)!r}) or `trainyard workspace create`.",
-                path=str(home),
-            )
-        meta = _read_json(meta_path)
-        name = meta.get("name")
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{meta_path} has no workspace name.", file=str(meta_path))
-        if expected_name is not None and expected_name != name:
-            raise WorkspaceException(
-                f"The workspace at {home} is named {name!r}, not {expected_name!r}.", path=str(home)
-            )
-        self._home = home
-        self._meta = meta
-        self.name: str = name
+    def _open(self, home: Path, expected_name: str | None = None, creating: bool = False) -> None:
+        self._attach(
+            open_context(home, self._settings, expected_name=expected_name, creating=creating)
+        )
+
+    def _attach(self, ctx: WorkspaceContext) -> None:
+        self._ctx = ctx
+        self._settings = ctx.settings
+        meta = ctx.meta
+        self.name: str = ctx.name
         self.location: str = str(meta.get("location", "local"))
         self.subscription_id: str = str(meta.get("subscription_id", "local"))
         self.resource_group: str = str(meta.get("resource_group", "local"))
-        self._store_url = normalize_store_url(
-            str(meta.get("tracking_uri") or f"sqlite:///{home / 'trainyard.db'}")
-        )
-        from trainyard._store.sql.store import SqlTrackingStore
-
-        self._store: TrackingStore = SqlTrackingStore(
-            self._store_url, busy_timeout_ms=self._settings.sqlite_busy_timeout_ms
-        )
-        self._id: str = self._store.ensure_workspace(name).id
-        self._artifacts_cache: ArtifactStore | None = None
 
     @classmethod
-    def _from_home(cls, home: Path, settings: Settings | None = None) -> Workspace:
+    def _from_home(
+        cls, home: Path, settings: Settings | None = None, creating: bool = False
+    ) -> Workspace:
         ws = cls.__new__(cls)
         ws._settings = settings or load_settings()
-        ws._open(home.expanduser().resolve())
+        ws._open(home.expanduser().resolve(), creating=creating)
+        return ws
+
+    @classmethod
+    def from_context(cls, context: WorkspaceContext) -> Workspace:
+        """The public workspace over an open :class:`~trainyard._context.WorkspaceContext` (used
+        by trainyard's own detached processes, which open the context once)."""
+        ws = cls.__new__(cls)
+        ws._attach(context)
         return ws
 
     @classmethod
@@ -192,15 +151,18 @@ class Workspace:
 
         validate_workspace_name(name)
         settings = load_settings()
-        home = (Path(path) if path is not None else settings.home / "workspaces" / name).expanduser()
+        home = (
+            Path(path) if path is not None else settings.home / "workspaces" / name
+        ).expanduser()
         if home.exists() and not home.is_dir():
             raise WorkspaceException(
-                f"Workspace path {home} is a file, not a folder. Choose another path.", path=str(home)
+                f"Workspace path {home} is a file, not a folder. Choose another path.",
+                path=str(home),
             )
         home.mkdir(parents=True, exist_ok=True)
         home = home.resolve()
         with _folder_lock(home):
-            meta_path = home / _META
+            meta_path = home / META_FILE
             if meta_path.exists():
                 if not exist_ok:
                     raise AlreadyExistsError(
@@ -211,7 +173,8 @@ class Workspace:
                 ws = cls._from_home(home, settings)
                 if ws.name != name:
                     raise WorkspaceException(
-                        f"The workspace at {home} is named {ws.name!r}, not {name!r}.", path=str(home)
+                        f"The workspace at {home} is named {ws.name!r}, not {name!r}.",
+                        path=str(home),
                     )
                 return ws
             meta: dict[str, Any] = {
@@ -225,9 +188,9 @@ class Workspace:
             if tracking_uri:
                 meta["tracking_uri"] = normalize_store_url(tracking_uri)
             (home / "artifacts").mkdir(exist_ok=True)
-            _atomic_write_json(meta_path, meta)
+            atomic_write_json(meta_path, meta)
             try:
-                return cls._from_home(home, settings)
+                return cls._from_home(home, settings, creating=True)
             except Exception:
                 meta_path.unlink(missing_ok=True)  # a store we cannot open leaves no half workspace
                 raise
@@ -263,7 +226,7 @@ class Workspace:
         walking up to the filesystem root.
         """
         found = find_config(path, _file_name)
-        data = _read_json(found)
+        data = read_json(found)
         home = data.get("workspace_path")
         name = data.get("workspace_name")
         if home:
@@ -279,19 +242,21 @@ class Workspace:
             )
         return cls(workspace_name=str(name))
 
-    def write_config(self, path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Path:
+    def write_config(
+        self, path: str | os.PathLike[str] | None = None, file_name: str | None = None
+    ) -> Path:
         """Write ``<path or cwd>/.trainyard/<file_name or config.json>``; returns the file path."""
         folder = Path(path) if path is not None else Path.cwd()
         target_dir = folder / ".trainyard"
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / (file_name or "config.json")
-        _atomic_write_json(
+        atomic_write_json(
             target,
             {
                 "subscription_id": self.subscription_id,
                 "resource_group": self.resource_group,
                 "workspace_name": self.name,
-                "workspace_path": str(self._home),
+                "workspace_path": str(self._ctx.home),
             },
         )
         return target
@@ -300,46 +265,47 @@ class Workspace:
     @property
     def path(self) -> Path:
         """The workspace folder."""
-        return self._home
+        return self._ctx.home
 
     @property
     def tracking_uri(self) -> str:
         """The metadata store URL (password hidden in ``repr``)."""
-        return self._store_url
+        return self._ctx.store_url
 
     @property
-    def _artifacts(self) -> ArtifactStore:
-        if self._artifacts_cache is None:
-            from trainyard._store.artifacts import LocalArtifactStore
-
-            self._artifacts_cache = LocalArtifactStore(self._home / "artifacts")
-        return self._artifacts_cache
+    def context(self) -> WorkspaceContext:
+        """The internals' view of this workspace (store, artifacts, settings): what trainyard's
+        own layers below the public API are handed. Not a v1 API."""
+        return self._ctx
 
     def get_details(self) -> dict[str, Any]:
         """v1-shaped details dict."""
         return {
-            "id": self._id,
+            "id": self._ctx.workspace_id,
             "name": self.name,
             "location": self.location,
             "subscriptionId": self.subscription_id,
             "resourceGroup": self.resource_group,
-            "path": str(self._home),
-            "trackingUri": _redact(self._store_url),
+            "path": str(self._ctx.home),
+            "trackingUri": self._ctx.redacted_store_url,
         }
 
     @property
     def experiments(self) -> dict[str, Experiment]:
         """name → :class:`Experiment` for every active experiment."""
-        from trainyard.core.experiment import Experiment
+        from trainyard.core.experiment import experiment_from_info
 
-        return {e.name: Experiment._from_info(self, e) for e in self._store.list_experiments(self._id)}
+        return {
+            e.name: experiment_from_info(self, e)
+            for e in self._ctx.store.list_experiments(self._ctx.workspace_id)
+        }
 
     @property
     def compute_targets(self) -> dict[str, Any]:
         """name → compute target (the default ``local`` target included)."""
-        from trainyard.core.compute.target import ComputeTarget
+        from trainyard.core.compute.target import targets_by_name
 
-        return ComputeTarget._all(self)
+        return targets_by_name(self)
 
     @property
     def environments(self) -> dict[str, Any]:
@@ -360,44 +326,37 @@ class Workspace:
         from trainyard.core.datastore import DEFAULT_DATASTORE, Datastore
 
         names = {DEFAULT_DATASTORE}
-        names.update(k.split("/")[1] for k in self._artifacts.list("datastores") if k.count("/") >= 2)
+        names.update(
+            k.split("/")[1] for k in self._ctx.artifacts.list("datastores") if k.count("/") >= 2
+        )
         return {n: Datastore(self, n) for n in sorted(names)}
 
     @property
     def models(self) -> dict[str, Any]:
         """name → latest registered model (empty until models are registered)."""
-        try:
-            from trainyard.core.model import Model
-        except ImportError:
-            return {}
-        return Model._latest_by_name(self)
+        from trainyard.core.model import latest_models_by_name
+
+        return latest_models_by_name(self)
 
     @property
     def webservices(self) -> dict[str, Any]:
         """name → deployed web service (empty until services are deployed)."""
-        try:
-            from trainyard.core.webservice import Webservice
-        except ImportError:
-            return {}
-        return Webservice._all(self)
+        from trainyard.core.webservice.webservice import services_by_name
+
+        return services_by_name(self)
 
     def __repr__(self) -> str:
-        return f"Workspace.create(name={self.name!r}, path={str(self._home)!r})"
+        return f"Workspace.create(name={self.name!r}, path={str(self._ctx.home)!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Workspace) and other._id == self._id and other._home == self._home
+        return (
+            isinstance(other, Workspace)
+            and other._ctx.workspace_id == self._ctx.workspace_id
+            and other._ctx.home == self._ctx.home
+        )
 
     def __hash__(self) -> int:
-        return hash((self._id, str(self._home)))
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+        return hash((self._ctx.workspace_id, str(self._ctx.home)))
 
 
 def find_config(path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Path:

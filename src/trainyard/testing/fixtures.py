@@ -81,7 +81,7 @@ def postgres_base_url(env: Mapping[str, str] | None = None) -> str | None:
 
         url = postgres_base_url()   # 'postgresql+psycopg://postgres@127.0.0.1:5432/test'
     """
-    from trainyard.core.workspace import normalize_store_url
+    from trainyard._context import normalize_store_url
 
     raw = (os.environ if env is None else env).get(POSTGRES_URL_ENV, "").strip()
     return normalize_store_url(raw) if raw else None

@@ -251,8 +251,8 @@ class Estimator:
             docker_runtime_config=DockerConfiguration(use_docker=False),
         )
         config.environment_variables = dict(self.environment_variables)
-        config._needs_gpu = self.use_gpu
-        config._framework = {
+        config.requires_gpu = self.use_gpu
+        config.framework_info = {
             "name": self._framework_name,
             "version": self.framework_version,
             "requested_version": self.requested_framework_version,

@@ -124,7 +124,7 @@ name, path, uri = sys.argv[3], sys.argv[4], sys.argv[5] or None
 ws = Workspace.create(name, path=path, exist_ok=True, tracking_uri=uri)
 with Experiment(ws, "race").start_logging() as run:
     run.log("me", int(me))
-print("WS", ws._id)
+print("WS", ws.context.workspace_id)
 """
 )
 

@@ -16,7 +16,7 @@ import pytest
 from trainyard.core import Workspace
 from trainyard.core.model import InferenceConfig, Model
 from trainyard.core.webservice import AciWebservice, LocalWebservice, Webservice
-from trainyard.core.webservice._process import ProcessId
+from trainyard._execution.processes import ProcessId
 from trainyard.exceptions import WebserviceException
 
 from .conftest import FAILING_PY, current_interpreter, register_k, write_app

@@ -14,6 +14,7 @@ import pytest
 
 import trainyard.train.hyperdrive as hyperdrive
 from trainyard.core import Experiment, ScriptRunConfig, Workspace
+from trainyard.core.run import _RUN_TYPES
 from trainyard.core.runconfig import RunConfiguration
 from trainyard.exceptions import HyperDriveConfigException, UserErrorException
 from trainyard.testing.fixtures import unique_name
@@ -76,7 +77,7 @@ def test_notebook_config_defaults_and_wire_form(src: ScriptRunConfig) -> None:
     assert (config.max_total_runs, config.max_concurrent_runs) == (8, 4)
     assert config.max_duration_minutes == MAX_DURATION_MINUTES == 10080
     assert config.policy is policy and config.run_config is src and config.estimator is None
-    tags = config._tags({"k": "v"})
+    tags = config.parent_tags({"k": "v"})
     assert json.loads(tags["generator_config"])["name"] == "RANDOM"
     assert json.loads(tags["primary_metric_config"]) == {"name": "Accuracy", "goal": "maximize"}
     assert json.loads(tags["policy_config"])["name"] == "Bandit"
@@ -212,7 +213,7 @@ def test_estimator_duplicates_are_dropped_with_a_warning(tmp_path: Path) -> None
             max_total_runs=8,
         )
     assert "batchsize" in str(caught[0].message) and "--epochs" in str(caught[0].message)
-    assert config._template().arguments == ["--output_dir", "./outputs"]
+    assert config.run_template().arguments == ["--output_dir", "./outputs"]
     assert est.script_params == {"--epochs": 10, "batchsize": 128, "--output_dir": "./outputs"}
 
 
@@ -220,7 +221,7 @@ def test_script_run_config_template_keeps_its_arguments(src: ScriptRunConfig) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         config = make(src)
-    assert config._template() is src
+    assert config.run_template() is src
     assert src.arguments == ["--batchsize", 128, "--lr", 0.1]
 
 
@@ -297,6 +298,5 @@ def test_package_exports_are_sorted_and_importable() -> None:
     from trainyard.train.hyperdrive.run import PrimaryMetricGoal as FromRun
 
     assert FromRun is PrimaryMetricGoal
-    from trainyard.core.run import Run
 
-    assert Run._type_registry["hyperdrive"] is HyperDriveRun
+    assert _RUN_TYPES["hyperdrive"] is HyperDriveRun

@@ -318,7 +318,9 @@ def test_killed_controller_is_reaped_and_resume_finishes_the_sweep(
         sweep(script(src), space, max_total_runs=4, max_concurrent_runs=1)
     )
     wait_until(lambda: len(list(hd.get_children())) >= 1, what="a first child")
-    pid = wait_until(lambda: ws._store.get_run(hd.id).runtime.get("controller_pid"), what="pid")
+    pid = wait_until(
+        lambda: ws.context.store.get_run(hd.id).runtime.get("controller_pid"), what="pid"
+    )
     os.kill(pid, signal.SIGKILL)
 
     assert wait_terminal(hd, timeout=30) == "Failed"

@@ -1,19 +1,45 @@
-"""The execution seam: :class:`ComputeBackend`.
+"""The execution seam: :class:`ComputeBackend`, the only way the public API starts work.
 
-Contract: ``submit`` hands a stored, Queued run to the backend and returns at once; from then on the
-backend's own process (a supervisor) owns the run's status. ``cancel`` asks for cancellation (the
-run passes through CancelRequested to Canceled; a queued run never starts). ``read_log`` returns the
-bytes of a run log from ``offset`` on, so watchers stream by offset instead of re-reading files.
-Implementations: local processes now; a Ray cluster later.
+A backend runs *entrypoints* — a run's supervisor, a sweep's controller, a service's deployer (see
+:class:`~trainyard._execution.daemon.Entrypoint`) — somewhere: processes on this machine today, a
+Ray cluster later. Runs, sweeps and services all go through it, so a new backend gets all three.
+
+Contract (checked for every backend by :mod:`trainyard.testing.backend`):
+
+* ``submit(run_id)`` hands a stored, Queued run to the backend and returns at once; from then on the
+  backend's supervisor owns the run's status, runs wait FIFO for one of the target's slots, and a run
+  whose owner dies is ended Failed with a reason by the reaper.
+* ``launch(entrypoint)`` starts any other detached entrypoint the same way and returns at once.
+* ``cancel(run_id)`` asks for cancellation (the run passes through CancelRequested to Canceled; a
+  queued run never starts); ``False`` when the run had already finished.
+* ``status(run_id)`` is the run's current status; ``read_log(run_id, name, offset)`` the bytes of one
+  log from ``offset`` on, so watchers stream by offset; ``log_names(run_id)`` the logs so far.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
+
+from trainyard._lifecycle import RunStatus
+
+if TYPE_CHECKING:
+    from trainyard._context import WorkspaceContext
+    from trainyard._execution.daemon import Entrypoint
+    from trainyard._store.entities import ComputeTargetRecord
 
 
 class ComputeBackend(abc.ABC):
-    """Runs stored runs somewhere."""
+    """Runs a workspace's work on one compute target."""
+
+    def __init__(self, ctx: WorkspaceContext, target: ComputeTargetRecord) -> None:
+        self.ctx = ctx
+        self.target = target
+
+    @abc.abstractmethod
+    def launch(self, entrypoint: Entrypoint) -> int | None:
+        """Start ``entrypoint`` detached (it outlives the caller); returns at once, with its pid
+        when it runs on this machine (else ``None``)."""
 
     @abc.abstractmethod
     def submit(self, run_id: str) -> None:
@@ -21,7 +47,11 @@ class ComputeBackend(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, run_id: str) -> bool:
-        """Request cancellation; False when the run had already finished."""
+        """Request cancellation; ``False`` when the run had already finished."""
+
+    def status(self, run_id: str) -> RunStatus:
+        """The run's current status."""
+        return RunStatus.parse(self.ctx.store.get_run(run_id).status)
 
     @abc.abstractmethod
     def read_log(self, run_id: str, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:

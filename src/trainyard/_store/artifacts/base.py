@@ -186,6 +186,16 @@ class ArtifactStore(Protocol):
         """
         ...
 
+    def local_file(self, path: str) -> Path | None:
+        """The file's path on this machine when the store keeps its bytes here (so a reader may
+        hard-link it instead of copying), else ``None``. Raises ``ArtifactNotFound``.
+
+        Example::
+
+            store.local_file("datastores/main/mnist/t10k-images.gz")   # Path(...) or None
+        """
+        ...
+
     def uri(self, path: str) -> str:
         """A URI for the file (it need not exist yet), e.g. ``file:///data/artifacts/a/b``.
 

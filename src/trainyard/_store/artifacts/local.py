@@ -539,6 +539,9 @@ class LocalArtifactStore:
         if self._fsync:
             _fsync_dir(target.parent)
 
+    def local_file(self, path: str) -> Path | None:
+        return self._regular_file(path)
+
     def uri(self, path: str) -> str:
         """``file://`` URI of the file (it need not exist).
 

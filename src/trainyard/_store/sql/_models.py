@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from trainyard._store.entities import ModelInfo
 from trainyard._store.sql import schema as s
+from trainyard._store.sql._util import SqlBase
 from trainyard.exceptions import ImmutablePropertyError, ModelNotFoundException, StoreError
 
 _m = s.models
@@ -46,11 +47,8 @@ def _not_found(name: str, version: int | None) -> ModelNotFoundException:
     )
 
 
-class SqlModelsMixin:
-    """create/get/list/update/delete model versions; needs ``_tx``."""
-
-    def _tx(self, fn: Any, write: bool = True) -> Any:  # provided by the store
-        raise NotImplementedError
+class SqlModelsMixin(SqlBase):
+    """create/get/list/update/delete model versions; on the shared engine."""
 
     def create_model(self, model: ModelInfo) -> ModelInfo:
         """Insert ``model`` as the next version of its name (``model.version`` is ignored).
@@ -91,22 +89,34 @@ class SqlModelsMixin:
         )
 
     def get_model(self, workspace_id: str, name: str, version: int | None = None) -> ModelInfo:
-        q = select(_m).where(_m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.deleted.is_(False))
-        q = q.where(_m.c.version == version) if version is not None else q.order_by(_m.c.version.desc())
+        q = select(_m).where(
+            _m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.deleted.is_(False)
+        )
+        q = (
+            q.where(_m.c.version == version)
+            if version is not None
+            else q.order_by(_m.c.version.desc())
+        )
         row = self._tx(lambda c: c.execute(q.limit(1)).first(), write=False)
         if row is None:
             raise _not_found(name, version)
         return _row_to_model(row)
 
     def list_models(
-        self, workspace_id: str, name: str | None = None, run_id: str | None = None, latest: bool = False
+        self,
+        workspace_id: str,
+        name: str | None = None,
+        run_id: str | None = None,
+        latest: bool = False,
     ) -> list[ModelInfo]:
         q = select(_m).where(_m.c.workspace_id == workspace_id, _m.c.deleted.is_(False))
         if name is not None:
             q = q.where(_m.c.name == name)
         if run_id is not None:
             q = q.where(_m.c.run_id == run_id)
-        rows = self._tx(lambda c: c.execute(q.order_by(_m.c.name, _m.c.version.desc())).all(), write=False)
+        rows = self._tx(
+            lambda c: c.execute(q.order_by(_m.c.name, _m.c.version.desc())).all(), write=False
+        )
         models = [_row_to_model(r) for r in rows]
         if latest:
             seen: set[str] = set()
@@ -125,8 +135,11 @@ class SqlModelsMixin:
     ) -> ModelInfo:
         def tx(conn: Connection) -> None:
             row = conn.execute(
-                select(_m).where(
-                    _m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.version == version,
+                select(_m)
+                .where(
+                    _m.c.workspace_id == workspace_id,
+                    _m.c.name == name,
+                    _m.c.version == version,
                     _m.c.deleted.is_(False),
                 )
                 .with_for_update()  # PostgreSQL: concurrent property adds must not lose each other
@@ -152,7 +165,11 @@ class SqlModelsMixin:
             if values:
                 conn.execute(
                     update(_m)
-                    .where(_m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.version == version)
+                    .where(
+                        _m.c.workspace_id == workspace_id,
+                        _m.c.name == name,
+                        _m.c.version == version,
+                    )
                     .values(**values)
                 )
 
@@ -165,7 +182,9 @@ class SqlModelsMixin:
         self._tx(
             lambda c: c.execute(
                 update(_m)
-                .where(_m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.version == version)
+                .where(
+                    _m.c.workspace_id == workspace_id, _m.c.name == name, _m.c.version == version
+                )
                 .values(deleted=True)
             )
         )

@@ -10,21 +10,40 @@ from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from trainyard._store.entities import ComputeTargetRecord, EnvironmentRecord
 from trainyard._store.sql import schema as s
-from trainyard._store.sql._util import _dumps, _loads
-from trainyard.exceptions import ComputeTargetException, EnvironmentNotFound
+from trainyard._store.sql._util import SqlBase, _dumps, _loads
+from trainyard.exceptions import ComputeTargetNotFound, EnvironmentNotFound
 
 
-class SqlRegistryMixin:
-    """Registered environments and compute targets; needs ``_tx``."""
+def _env(workspace_id: str, row: Any) -> EnvironmentRecord:
+    return EnvironmentRecord(
+        workspace_id=workspace_id,
+        name=row.name,
+        version=int(row.version),
+        spec=_loads(row.spec, {}),
+        spec_hash=row.spec_hash,
+        created_at=float(row.created_at),
+    )
 
-    def _tx(self, fn: Any, write: bool = True) -> Any:  # provided by the store
-        raise NotImplementedError
+
+def _target(row: Any) -> ComputeTargetRecord:
+    return ComputeTargetRecord(
+        workspace_id=row.workspace_id,
+        name=row.name,
+        target_type=row.target_type,
+        config=_loads(row.config, {}),
+        created_at=float(row.created_at),
+    )
+
+
+class SqlRegistryMixin(SqlBase):
+    """Registered environments and compute targets; on the shared engine."""
 
     # -- environments -------------------------------------------------------------------------
     def register_environment(
         self, workspace_id: str, name: str, spec: Mapping[str, Any], spec_hash: str
-    ) -> int:
+    ) -> EnvironmentRecord:
         e = s.environments
 
         def tx(conn: Connection) -> int:
@@ -49,19 +68,27 @@ class SqlRegistryMixin:
             )
             return version
 
+        version = None
         for _ in range(20):
             try:
-                return int(self._tx(tx))
+                version = int(self._tx(tx))
+                break
             except IntegrityError:
                 continue  # a concurrent registration took that version; take the next
-        return int(self._tx(tx))
+        if version is None:
+            version = int(self._tx(tx))
+        return self.get_environment(workspace_id, name, version)
 
     def get_environment(
         self, workspace_id: str, name: str, version: int | None = None
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> EnvironmentRecord:
         e = s.environments
-        q = select(e.c.version, e.c.spec).where(e.c.workspace_id == workspace_id, e.c.name == name)
-        q = q.where(e.c.version == version) if version is not None else q.order_by(e.c.version.desc())
+        q = select(e).where(e.c.workspace_id == workspace_id, e.c.name == name)
+        q = (
+            q.where(e.c.version == version)
+            if version is not None
+            else q.order_by(e.c.version.desc())
+        )
         row = self._tx(lambda c: c.execute(q.limit(1)).first(), write=False)
         if row is None:
             what = f"{name!r} version {version}" if version is not None else repr(name)
@@ -71,9 +98,9 @@ class SqlRegistryMixin:
                 name=name,
                 version=version,
             )
-        return int(row.version), _loads(row.spec, {})
+        return _env(workspace_id, row)
 
-    def list_environments(self, workspace_id: str) -> dict[str, tuple[int, dict[str, Any]]]:
+    def list_environments(self, workspace_id: str) -> list[EnvironmentRecord]:
         e = s.environments
         latest = (
             select(e.c.name, func.max(e.c.version).label("v"))
@@ -81,16 +108,18 @@ class SqlRegistryMixin:
             .group_by(e.c.name)
             .subquery()
         )
-        q = select(e.c.name, e.c.version, e.c.spec).join(
-            latest, and_(e.c.name == latest.c.name, e.c.version == latest.c.v)
-        ).where(e.c.workspace_id == workspace_id)
+        q = (
+            select(e)
+            .join(latest, and_(e.c.name == latest.c.name, e.c.version == latest.c.v))
+            .where(e.c.workspace_id == workspace_id)
+        )
         rows = self._tx(lambda c: c.execute(q.order_by(e.c.name)).all(), write=False)
-        return {r.name: (int(r.version), _loads(r.spec, {})) for r in rows}
+        return [_env(workspace_id, r) for r in rows]
 
     # -- compute targets ----------------------------------------------------------------------
     def put_compute_target(
         self, workspace_id: str, name: str, target_type: str, config: Mapping[str, Any]
-    ) -> None:
+    ) -> ComputeTargetRecord:
         t = s.compute_targets
 
         def tx(conn: Connection) -> None:
@@ -108,12 +137,14 @@ class SqlRegistryMixin:
         for _ in range(20):
             try:
                 self._tx(tx)
-                return
+                break
             except IntegrityError:
                 continue  # a concurrent put inserted the same name first (PostgreSQL); redo
-        self._tx(tx)
+        else:
+            self._tx(tx)
+        return self.get_compute_target(workspace_id, name)
 
-    def get_compute_target(self, workspace_id: str, name: str) -> tuple[str, dict[str, Any]]:
+    def get_compute_target(self, workspace_id: str, name: str) -> ComputeTargetRecord:
         t = s.compute_targets
         row = self._tx(
             lambda c: c.execute(
@@ -122,14 +153,14 @@ class SqlRegistryMixin:
             write=False,
         )
         if row is None:
-            raise ComputeTargetException(
+            raise ComputeTargetNotFound(
                 f"Compute target {name!r} does not exist in this workspace. Create it with "
                 "ComputeTarget.create(...) or use 'local'.",
                 name=name,
             )
-        return row.target_type, _loads(row.config, {})
+        return _target(row)
 
-    def list_compute_targets(self, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    def list_compute_targets(self, workspace_id: str) -> list[ComputeTargetRecord]:
         t = s.compute_targets
         rows = self._tx(
             lambda c: c.execute(
@@ -137,7 +168,7 @@ class SqlRegistryMixin:
             ).all(),
             write=False,
         )
-        return {r.name: (r.target_type, _loads(r.config, {})) for r in rows}
+        return [_target(r) for r in rows]
 
     def delete_compute_target(self, workspace_id: str, name: str) -> None:
         t = s.compute_targets
@@ -145,6 +176,6 @@ class SqlRegistryMixin:
         def tx(conn: Connection) -> None:
             res = conn.execute(delete(t).where(t.c.workspace_id == workspace_id, t.c.name == name))
             if res.rowcount == 0:
-                raise ComputeTargetException(f"Compute target {name!r} does not exist.", name=name)
+                raise ComputeTargetNotFound(f"Compute target {name!r} does not exist.", name=name)
 
         self._tx(tx)

@@ -86,7 +86,11 @@ def _make_engine(url: str, busy_timeout_ms: int) -> Engine:
 
 def _is_retryable(err: BaseException) -> bool:
     msg = str(err).lower()
-    if "database is locked" in msg or "database is busy" in msg or "database table is locked" in msg:
+    if (
+        "database is locked" in msg
+        or "database is busy" in msg
+        or "database table is locked" in msg
+    ):
         return True
     orig = getattr(err, "orig", None)
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)

@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from trainyard._execution.lifecycle import RunStatus, check_transition
+from trainyard._lifecycle import RunStatus, check_transition
 from trainyard._store.base import TrackingStore
 from trainyard._store.entities import (
     ExperimentInfo,
@@ -26,16 +26,15 @@ from trainyard._store.entities import (
 from trainyard._store.sql import schema as s
 from trainyard._store.sql._models import SqlModelsMixin
 from trainyard._store.sql._registry import SqlRegistryMixin
-from trainyard._store.sql._util import _dumps, _loads
+from trainyard._store.sql._util import SqlBase, _dumps, _loads
 from trainyard._store.sql._webservices import SqlWebservicesMixin
-from trainyard._store.sql.engine import ensure_schema, get_engine, run_in_transaction
+from trainyard._store.sql.engine import ensure_schema, get_engine
 from trainyard.exceptions import (
     AlreadyExistsError,
     ExperimentNotFound,
     ImmutablePropertyError,
     RunFinishedError,
     RunNotFound,
-    ValidationError,
     WorkspaceNotFound,
 )
 
@@ -43,7 +42,9 @@ from trainyard.exceptions import (
 LATE_FLUSH_GRACE_SECONDS = 30.0
 
 
-class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, TrackingStore):
+class SqlTrackingStore(
+    SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, SqlBase, TrackingStore
+):
     """Tracking store on any SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
 
     Example::
@@ -59,9 +60,6 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
             ensure_schema(self.engine)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _tx(self, fn: Any, write: bool = True) -> Any:
-        return run_in_transaction(self.engine, fn, write=write)
-
     @staticmethod
     def _run_pk(
         conn: Connection, run_id: str, *, lock: bool = False
@@ -250,10 +248,9 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
         return int(pk[0])
 
     def _select_runs(self) -> Any:
-        return select(s.runs, s.experiments.c.name.label("experiment_name"),
-                      s.experiments.c.workspace_id).join(
-            s.experiments, s.runs.c.experiment_id == s.experiments.c.id
-        )
+        return select(
+            s.runs, s.experiments.c.name.label("experiment_name"), s.experiments.c.workspace_id
+        ).join(s.experiments, s.runs.c.experiment_id == s.experiments.c.id)
 
     @staticmethod
     def _kv(conn: Connection, table: Any, pks: list[int]) -> dict[int, dict[str, str]]:
@@ -378,7 +375,9 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
 
         def tx(conn: Connection) -> None:
             pk, current, _ = self._run_pk(conn, run_id, lock=True)
-            if only_from is not None and current not in {RunStatus.parse(x).value for x in only_from}:
+            if only_from is not None and current not in {
+                RunStatus.parse(x).value for x in only_from
+            }:
                 return
             if current == new.value:
                 check_transition(current, new, run_id)  # raises for terminal → same
@@ -394,32 +393,43 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
                 values["error"] = _dumps(dict(error))
             conn.execute(update(s.runs).where(s.runs.c.pk == pk).values(**values))
             conn.execute(
-                insert(s.run_status_events).values(run_pk=pk, status=new.value, at=now, reason=reason)
+                insert(s.run_status_events).values(
+                    run_pk=pk, status=new.value, at=now, reason=reason
+                )
             )
 
         self._tx(tx)
         return self.get_run(run_id)
 
-    _UPDATABLE = frozenset(
-        {"display_name", "description", "definition", "runtime", "target", "snapshot_id"}
-    )
-
-    def update_run(self, run_id: str, **fields: Any) -> RunInfo:
-        unknown = set(fields) - self._UPDATABLE
-        if unknown:
-            raise ValidationError(
-                f"update_run cannot change {sorted(unknown)}; updatable: {sorted(self._UPDATABLE)}."
-            )
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        display_name: str | None = None,
+        description: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        runtime: Mapping[str, Any] | None = None,
+        target: str | None = None,
+        snapshot_id: str | None = None,
+    ) -> RunInfo:
+        values: dict[str, Any] = {}
+        if display_name is not None:
+            values["display_name"] = display_name
+        if description is not None:
+            values["description"] = description
+        if definition is not None:
+            values["definition"] = _dumps(dict(definition))
+        if target is not None:
+            values["target"] = target
+        if snapshot_id is not None:
+            values["snapshot_id"] = snapshot_id
 
         def tx(conn: Connection) -> None:
             pk, _, _ = self._run_pk(conn, run_id, lock=True)
-            values = dict(fields)
-            if "definition" in values:
-                values["definition"] = _dumps(values["definition"])
-            if "runtime" in values:
+            if runtime is not None:
                 old = conn.execute(select(s.runs.c.runtime).where(s.runs.c.pk == pk)).scalar_one()
                 merged = _loads(old, {})
-                merged.update(values["runtime"])
+                merged.update(dict(runtime))
                 values["runtime"] = _dumps(merged)
             if values:
                 conn.execute(update(s.runs).where(s.runs.c.pk == pk).values(**values))
@@ -456,7 +466,9 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
             if not tags:
                 return
             conn.execute(
-                delete(s.run_tags).where(s.run_tags.c.run_pk == pk, s.run_tags.c.key.in_(list(tags)))
+                delete(s.run_tags).where(
+                    s.run_tags.c.run_pk == pk, s.run_tags.c.key.in_(list(tags))
+                )
             )
             conn.execute(
                 insert(s.run_tags), [{"run_pk": pk, "key": k, "value": v} for k, v in tags.items()]
@@ -468,7 +480,9 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
         def tx(conn: Connection) -> None:
             pk, _, _ = self._run_pk(conn, run_id, lock=True)
             conn.execute(
-                delete(s.run_tags).where(s.run_tags.c.run_pk == pk, s.run_tags.c.key.in_(list(keys)))
+                delete(s.run_tags).where(
+                    s.run_tags.c.run_pk == pk, s.run_tags.c.key.in_(list(keys))
+                )
             )
 
         self._tx(tx)
@@ -485,7 +499,11 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
                     )
                 )
             }
-            clash = {k: (existing[k], v) for k, v in properties.items() if k in existing and existing[k] != v}
+            clash = {
+                k: (existing[k], v)
+                for k, v in properties.items()
+                if k in existing and existing[k] != v
+            }
             if clash:
                 key, (old, newv) = next(iter(clash.items()))
                 raise ImmutablePropertyError(
@@ -494,7 +512,11 @@ class SqlTrackingStore(SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, Tr
                     run_id=run_id,
                     key=key,
                 )
-            fresh = [{"run_pk": pk, "key": k, "value": v} for k, v in properties.items() if k not in existing]
+            fresh = [
+                {"run_pk": pk, "key": k, "value": v}
+                for k, v in properties.items()
+                if k not in existing
+            ]
             if fresh:
                 conn.execute(insert(s.run_properties), fresh)
 

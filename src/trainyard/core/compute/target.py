@@ -18,23 +18,30 @@ Example::
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainyard._execution.targets import LOCAL, capacity, detect_gpus, resolve_target_record
 from trainyard.exceptions import ComputeTargetException, ValidationError
 
 if TYPE_CHECKING:
+    from trainyard._store.entities import ComputeTargetRecord
     from trainyard.core.workspace import Workspace
 
-LOCAL = "local"
-
-
-def detect_gpus() -> int:
-    """Number of NVIDIA GPUs visible on this machine (0 here)."""
-    return len(glob.glob("/dev/nvidia[0-9]*"))
+__all__ = [
+    "LOCAL",
+    "AmlCompute",
+    "AmlComputeProvisioningConfiguration",
+    "ComputeStatus",
+    "ComputeTarget",
+    "ComputeTargetProvisioningConfiguration",
+    "LocalCompute",
+    "detect_gpus",
+    "resolve_target",
+    "targets_by_name",
+]
 
 
 @dataclass
@@ -76,7 +83,9 @@ class AmlComputeProvisioningConfiguration(ComputeTargetProvisioningConfiguration
     def validate(self) -> None:
         super().validate()
         if self.vm_priority not in ("dedicated", "lowpriority"):
-            raise ValidationError(f"vm_priority must be 'dedicated' or 'lowpriority', not {self.vm_priority!r}.")
+            raise ValidationError(
+                f"vm_priority must be 'dedicated' or 'lowpriority', not {self.vm_priority!r}."
+            )
         if not isinstance(self.max_nodes, int) or self.max_nodes < 1:
             raise ValidationError(f"max_nodes must be a positive integer, not {self.max_nodes!r}.")
         if not isinstance(self.min_nodes, int) or not 0 <= self.min_nodes <= self.max_nodes:
@@ -92,7 +101,7 @@ class ComputeStatus:
         self._target = target
 
     def serialize(self) -> dict[str, Any]:
-        cfg = self._target._config
+        cfg = self._target.config
         return {
             "provisioning_state": "Succeeded",
             "allocation_state": "Steady",
@@ -100,12 +109,19 @@ class ComputeStatus:
             "current_node_count": cfg.get("min_nodes", 0),
             "target_node_count": cfg.get("min_nodes", 0),
             "errors": None,
-            "node_state_counts": {"idleNodeCount": cfg.get("min_nodes", 0), "runningNodeCount": 0,
-                                  "preparingNodeCount": 0, "unusableNodeCount": 0,
-                                  "leavingNodeCount": 0, "preemptedNodeCount": 0},
-            "scale_settings": {"minimum_node_count": cfg.get("min_nodes", 0),
-                               "maximum_node_count": cfg.get("max_nodes", cfg.get("max_concurrent_runs")),
-                               "node_idle_time_before_scale_down": cfg.get("idle_seconds_before_scaledown")},
+            "node_state_counts": {
+                "idleNodeCount": cfg.get("min_nodes", 0),
+                "runningNodeCount": 0,
+                "preparingNodeCount": 0,
+                "unusableNodeCount": 0,
+                "leavingNodeCount": 0,
+                "preemptedNodeCount": 0,
+            },
+            "scale_settings": {
+                "minimum_node_count": cfg.get("min_nodes", 0),
+                "maximum_node_count": cfg.get("max_nodes", cfg.get("max_concurrent_runs")),
+                "node_idle_time_before_scale_down": cfg.get("idle_seconds_before_scaledown"),
+            },
             "vm_priority": cfg.get("vm_priority", "dedicated"),
             "max_concurrent_runs": cfg.get("max_concurrent_runs"),
             "gpus": cfg.get("gpus", 0),
@@ -125,23 +141,33 @@ class ComputeTarget:
     def __new__(cls, workspace: Workspace | None = None, name: str | None = None) -> ComputeTarget:
         if workspace is None or name is None:
             return super().__new__(cls)
-        ttype, cfg = _lookup(workspace, name)
-        obj = super().__new__(ComputeTarget._types.get(ttype, ComputeTarget))
-        obj._load(workspace, name, ttype, cfg)
+        record = resolve_target_record(workspace.context, name)
+        obj = super().__new__(ComputeTarget._types.get(record.target_type, ComputeTarget))
+        obj._load(workspace, record)
         return obj
 
     def __init__(self, workspace: Workspace | None = None, name: str | None = None) -> None:
         pass  # loaded by __new__
 
-    def _load(self, workspace: Workspace, name: str, ttype: str, cfg: dict[str, Any]) -> None:
+    def _load(self, workspace: Workspace, record: ComputeTargetRecord) -> None:
         self._workspace = workspace
-        self.name = name
-        self.type = ttype
-        self._config = cfg
+        self.name = record.name
+        self.type = record.target_type
+        self._config = dict(record.config)
+        self._record = record
 
     @property
     def workspace(self) -> Workspace:
         return self._workspace
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The target's stored configuration (a copy)."""
+        return dict(self._config)
+
+    def get_record(self) -> ComputeTargetRecord:
+        """The target's record as the store keeps it."""
+        return self._record
 
     @property
     def provisioning_state(self) -> str:
@@ -149,7 +175,7 @@ class ComputeTarget:
 
     @property
     def max_concurrent_runs(self) -> int:
-        return int(self._config.get("max_concurrent_runs") or os.cpu_count() or 1)
+        return capacity(self._config)
 
     @property
     def gpu_count(self) -> int:
@@ -157,10 +183,17 @@ class ComputeTarget:
 
     @staticmethod
     def create(
-        workspace: Workspace, name: str, provisioning_configuration: ComputeTargetProvisioningConfiguration
+        workspace: Workspace,
+        name: str,
+        provisioning_configuration: ComputeTargetProvisioningConfiguration,
     ) -> ComputeTarget:
         """Create (or replace) a target; returns it at once, already ``Succeeded`` on local compute."""
-        if not isinstance(name, str) or not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        if (
+            not isinstance(name, str)
+            or not name
+            or len(name) > 64
+            or not name.replace("-", "").replace("_", "").isalnum()
+        ):
             raise ComputeTargetException(
                 f"Invalid compute target name {name!r}: use 1–64 letters, digits, '-' or '_'."
             )
@@ -173,11 +206,16 @@ class ComputeTarget:
         cfg = provisioning_configuration.to_config()
         cfg["created"] = time.time()
         cfg["gpus"] = detect_gpus()
-        workspace._store.put_compute_target(workspace._id, name, provisioning_configuration.target_type, cfg)
+        workspace.context.store.put_compute_target(
+            workspace.context.workspace_id, name, provisioning_configuration.target_type, cfg
+        )
         return ComputeTarget(workspace, name)
 
     def wait_for_completion(
-        self, show_output: bool = False, min_node_count: int | None = None, timeout_in_minutes: int = 25,
+        self,
+        show_output: bool = False,
+        min_node_count: int | None = None,
+        timeout_in_minutes: int = 25,
         is_delete_operation: bool = False,
     ) -> None:
         """Provisioning is immediate on local compute: returns at once."""
@@ -191,7 +229,9 @@ class ComputeTarget:
         """Remove the target (``local`` cannot be removed)."""
         if self.name == LOCAL:
             raise ComputeTargetException("The default 'local' target cannot be deleted.")
-        self._workspace._store.delete_compute_target(self._workspace._id, self.name)
+        self._workspace.context.store.delete_compute_target(
+            self._workspace.context.workspace_id, self.name
+        )
 
     def serialize(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "properties": dict(self._config)}
@@ -203,10 +243,10 @@ class ComputeTarget:
     @staticmethod
     def _all(workspace: Workspace) -> dict[str, ComputeTarget]:
         out: dict[str, ComputeTarget] = {LOCAL: ComputeTarget(workspace, LOCAL)}
-        for name, (ttype, cfg) in workspace._store.list_compute_targets(workspace._id).items():
-            obj = object.__new__(ComputeTarget._types.get(ttype, ComputeTarget))
-            obj._load(workspace, name, ttype, cfg)
-            out[name] = obj
+        for record in workspace.context.store.list_compute_targets(workspace.context.workspace_id):
+            obj = object.__new__(ComputeTarget._types.get(record.target_type, ComputeTarget))
+            obj._load(workspace, record)
+            out[record.name] = obj
         return out
 
     def __repr__(self) -> str:
@@ -219,7 +259,9 @@ class LocalCompute(ComputeTarget):
     _type: ClassVar[str] = LOCAL
 
     @staticmethod
-    def provisioning_configuration(max_concurrent_runs: int | None = None) -> ComputeTargetProvisioningConfiguration:
+    def provisioning_configuration(
+        max_concurrent_runs: int | None = None,
+    ) -> ComputeTargetProvisioningConfiguration:
         return ComputeTargetProvisioningConfiguration(max_concurrent_runs=max_concurrent_runs)
 
 
@@ -230,30 +272,40 @@ class AmlCompute(ComputeTarget):
 
     @staticmethod
     def provisioning_configuration(
-        vm_size: str = "", vm_priority: str = "dedicated", min_nodes: int = 0, max_nodes: int | None = None,
-        idle_seconds_before_scaledown: int = 1800, admin_username: str | None = None,
-        admin_user_password: str | None = None, admin_user_ssh_key: str | None = None,
-        vnet_resourcegroup_name: str | None = None, vnet_name: str | None = None, subnet_name: str | None = None,
-        tags: dict[str, str] | None = None, description: str | None = None,
-        remote_login_port_public_access: str = "NotSpecified", identity_type: str | None = None,
-        identity_id: Any = None, location: str | None = None, enable_node_public_ip: bool = True,
+        vm_size: str = "",
+        vm_priority: str = "dedicated",
+        min_nodes: int = 0,
+        max_nodes: int | None = None,
+        idle_seconds_before_scaledown: int = 1800,
+        admin_username: str | None = None,
+        admin_user_password: str | None = None,
+        admin_user_ssh_key: str | None = None,
+        vnet_resourcegroup_name: str | None = None,
+        vnet_name: str | None = None,
+        subnet_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        description: str | None = None,
+        remote_login_port_public_access: str = "NotSpecified",
+        identity_type: str | None = None,
+        identity_id: Any = None,
+        location: str | None = None,
+        enable_node_public_ip: bool = True,
     ) -> AmlComputeProvisioningConfiguration:
         """v1 signature; documented effective defaults: Standard_NC6, 0–4 nodes."""
         return AmlComputeProvisioningConfiguration(
-            vm_size=vm_size or "STANDARD_NC6", vm_priority=vm_priority, min_nodes=min_nodes,
+            vm_size=vm_size or "STANDARD_NC6",
+            vm_priority=vm_priority,
+            min_nodes=min_nodes,
             max_nodes=4 if max_nodes is None else max_nodes,
-            idle_seconds_before_scaledown=idle_seconds_before_scaledown, tags=dict(tags or {}),
+            idle_seconds_before_scaledown=idle_seconds_before_scaledown,
+            tags=dict(tags or {}),
             description=description,
         )
 
 
-def _lookup(workspace: Workspace, name: str) -> tuple[str, dict[str, Any]]:
-    try:
-        return workspace._store.get_compute_target(workspace._id, name)
-    except ComputeTargetException:
-        if name == LOCAL:
-            return LOCAL, {"max_concurrent_runs": os.cpu_count() or 1, "gpus": detect_gpus()}
-        raise
+def targets_by_name(workspace: Workspace) -> dict[str, ComputeTarget]:
+    """name → compute target, the default ``local`` one included (``ws.compute_targets``)."""
+    return ComputeTarget._all(workspace)
 
 
 def resolve_target(workspace: Workspace, target: Any) -> ComputeTarget:
@@ -264,4 +316,6 @@ def resolve_target(workspace: Workspace, target: Any) -> ComputeTarget:
         return ComputeTarget(workspace, target.name)
     if isinstance(target, str):
         return ComputeTarget(workspace, target)
-    raise ComputeTargetException(f"compute_target must be a ComputeTarget or a name, not {type(target).__name__}.")
+    raise ComputeTargetException(
+        f"compute_target must be a ComputeTarget or a name, not {type(target).__name__}."
+    )

@@ -43,7 +43,7 @@ class WebserviceDeploymentConfiguration:
     """
 
     #: ``"ACI"`` or ``"Local"``: the service class a deployment with this configuration creates.
-    _webservice_type: ClassVar[str] = ""
+    webservice_type: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -87,7 +87,7 @@ class WebserviceDeploymentConfiguration:
     def to_dict(self) -> dict[str, Any]:
         """JSON form kept in the service record (camelCase keys)."""
         return {
-            "computeType": self._webservice_type,
+            "computeType": self.webservice_type,
             "workerCount": self.worker_count,
             "host": self.host,
             "maxRequestBytes": self.max_request_bytes,
@@ -112,7 +112,7 @@ class AciServiceDeploymentConfiguration(WebserviceDeploymentConfiguration):
         AciServiceDeploymentConfiguration(cpu_cores=1, memory_gb=1, auth_enabled=True)
     """
 
-    _webservice_type: ClassVar[str] = "ACI"
+    webservice_type: ClassVar[str] = "ACI"
 
     def __init__(
         self,
@@ -217,7 +217,7 @@ class LocalWebserviceDeploymentConfiguration(WebserviceDeploymentConfiguration):
         LocalWebserviceDeploymentConfiguration(port=8890)
     """
 
-    _webservice_type: ClassVar[str] = "Local"
+    webservice_type: ClassVar[str] = "Local"
 
     def __init__(
         self,

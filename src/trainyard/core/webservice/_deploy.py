@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,8 +28,13 @@ from trainyard.core.webservice._configs import (
     WebserviceDeploymentConfiguration,
 )
 from trainyard.core.webservice._environment import inference_spec
-from trainyard.core.webservice._process import ProcessId, stop_process, wait_gone
-from trainyard.exceptions import AlreadyExistsError, InvalidNameError, WebserviceException
+from trainyard._execution.processes import ProcessId, stop_process, wait_gone
+from trainyard.exceptions import (
+    AlreadyExistsError,
+    InvalidNameError,
+    WebserviceException,
+    WebserviceNotFound,
+)
 
 if TYPE_CHECKING:
     from trainyard.core.inference_config import InferenceConfig
@@ -129,24 +132,18 @@ def _next_generation(paths: m.ServicePaths) -> int:
     return int(existing[-1].root.name) + 1 if existing else 1
 
 
-def _spawn(workspace: Workspace, name: str, op: dict[str, Any]) -> ProcessId:
-    paths = m.ServicePaths(workspace.path, name)
-    gen = paths.generation(int(op["generation"]))
+def _spawn(workspace: Workspace, name: str, op: dict[str, Any]) -> ProcessId | None:
+    """Start the operation's deployer through the backend (services run on local compute)."""
+    from trainyard._execution.backends import backend_for
+
+    ctx = workspace.context
+    gen = m.ServicePaths(ctx.home, name).generation(int(op["generation"]))
     gen.root.mkdir(parents=True, exist_ok=True)
-    argv = _deployer.command(workspace.path, name, str(op["id"]), workspace._settings.env_cache_dir)
-    with open(gen.log, "ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            cwd=workspace.path,
-        )
-    # Reap it when it ends, so that it never lingers as a zombie of this process.
-    threading.Thread(target=proc.wait, name=f"trainyard-deployer-{name}", daemon=True).start()
-    ident = ProcessId.of(proc.pid)
+    entrypoint = _deployer.entrypoint(ctx, name, str(op["id"]), gen.log)
+    pid = backend_for(ctx, "local").launch(entrypoint)
+    if pid is None:
+        return None
+    ident = ProcessId.of(pid)
     r.commit(workspace, name, str(op["id"]), operation={"deployer": ident.to_dict()})
     return ident
 
@@ -176,7 +173,7 @@ def _start_operation(
                 shutil.copytree(copy_from.app, gen.app)
         elif copy_from is not None:
             _copy_app(copy_from, gen)
-        _, data = workspace._store.get_webservice(workspace._id, name)
+        data = workspace.context.store.get_webservice(workspace.context.workspace_id, name).data
         _write_keys(workspace, name, {**data, **op["target"]})
         _spawn(workspace, name, op)
     except Exception as err:
@@ -216,7 +213,7 @@ def deploy(
         svc = deploy(ws, "svc", [model], InferenceConfig(entry_script="score.py"), None)
     """
     from trainyard._serving.auth import generate_key
-    from trainyard.core.webservice.webservice import Webservice
+    from trainyard.core.webservice.webservice import service_from_record
 
     _check_name(name)
     if deployment_target is not None:
@@ -236,15 +233,15 @@ def deploy(
     cfg.validate_configuration()
     checked = _check_models(workspace, models)
     target: dict[str, Any] = {
-        "computeType": cfg._webservice_type,
+        "computeType": cfg.webservice_type,
         "models": [mo.id for mo in checked],
         **_inference_target(inference),
         "deploymentConfig": cfg.to_dict(),
         "authEnabled": bool(getattr(cfg, "auth_enabled", False)),
     }
-    store = workspace._store
+    store = workspace.context.store
     try:
-        store.get_webservice(workspace._id, name)
+        store.get_webservice(workspace.context.workspace_id, name)
         exists = True
     except WebserviceException:
         exists = False
@@ -278,7 +275,7 @@ def deploy(
         data["primaryKey"] = getattr(cfg, "primary_key", None) or generate_key()
         data["secondaryKey"] = getattr(cfg, "secondary_key", None) or generate_key()
     try:
-        store.create_webservice(workspace._id, name, r.TRANSITIONING, data)
+        store.create_webservice(workspace.context.workspace_id, name, r.TRANSITIONING, data)
     except AlreadyExistsError:
         raise WebserviceException(
             f"A service named {name!r} was created by someone else just now.", name=name
@@ -286,23 +283,24 @@ def deploy(
     paths = m.ServicePaths(workspace.path, name)
     _remove_files(paths)  # leftovers of a service of this name that was never cleaned up
     if show_output:
-        print(f"Deploying service {name!r} ({cfg._webservice_type}): models {target['models']}")
+        print(f"Deploying service {name!r} ({cfg.webservice_type}): models {target['models']}")
     _start_operation(workspace, name, op, r.TRANSITIONING, target["inferenceConfig"])
-    state, fresh = workspace._store.get_webservice(workspace._id, name)
-    return Webservice._wrap(workspace, name, state, fresh)
+    return service_from_record(
+        workspace, workspace.context.store.get_webservice(workspace.context.workspace_id, name)
+    )
 
 
 # ---------------------------------------------------------------------------------- update
 def _claim(service: Webservice, op: dict[str, Any], extra: dict[str, Any]) -> str:
     ws = service.workspace
-    state, _ = ws._store.get_webservice(ws._id, service.name)
+    state = ws.context.store.get_webservice(ws.context.workspace_id, service.name).state
     if state in (r.TRANSITIONING, r.DELETING):
         raise WebserviceException(
             f"Service {service.name!r} is {state}; wait_for_deployment() before changing it.",
             name=service.name,
         )
-    changed = ws._store.update_webservice(
-        ws._id,
+    changed = ws.context.store.update_webservice(
+        ws.context.workspace_id,
         service.name,
         state=r.TRANSITIONING,
         data={**extra, "operation": op, "updatedTime": time.time()},
@@ -329,8 +327,7 @@ def update(
     from trainyard._serving.auth import generate_key
 
     ws = service.workspace
-    service._refresh()
-    data = service._data
+    data = service.get_record().data
     meta: dict[str, Any] = {}
     if tags is not None:
         meta["tags"] = {str(k): str(v) for k, v in dict(tags).items()}
@@ -355,7 +352,7 @@ def update(
         redeploy = True
     if deployment_config is not None:
         if not isinstance(deployment_config, WebserviceDeploymentConfiguration) or (
-            deployment_config._webservice_type != service.compute_type
+            deployment_config.webservice_type != service.compute_type
         ):
             raise WebserviceException(
                 f"deployment_config must be a {service.compute_type} deployment configuration."
@@ -372,10 +369,10 @@ def update(
         redeploy = True
     if not redeploy:
         if meta:
-            ws._store.update_webservice(
-                ws._id, service.name, data={**meta, "updatedTime": time.time()}
+            ws.context.store.update_webservice(
+                ws.context.workspace_id, service.name, data={**meta, "updatedTime": time.time()}
             )
-        service._refresh()
+        service.get_record()
         return
     paths = m.ServicePaths(ws.path, service.name)
     generation = _next_generation(paths)
@@ -387,14 +384,14 @@ def update(
     op = r.new_operation(r.OP_UPDATE, generation, target)
     previous = _claim(service, op, meta)
     _start_operation(ws, service.name, op, previous, copy_from)
-    service._refresh()
+    service.get_record()
 
 
 def restart(service: Webservice, timeout_sec: float | None) -> None:
     """``Webservice.restart`` (see its docstring)."""
     ws = service.workspace
-    service._reconcile(probe=True)
-    data = service._data
+    service.reload()
+    data = service.get_record(refresh=False).data
     generation = data.get("generation") or (data.get("operation") or {}).get("generation") or 1
     target = {k: data.get(k) for k in SPEC_KEYS}
     op = r.new_operation(r.OP_RESTART, int(generation), target)
@@ -415,15 +412,15 @@ def delete(workspace: Workspace, name: str) -> None:
     from trainyard.core.webservice.webservice import fetch_record
 
     try:
-        _, data = fetch_record(workspace, name)
-    except WebserviceException:
-        raise WebserviceException(
+        data = fetch_record(workspace, name).data
+    except WebserviceNotFound:
+        raise WebserviceNotFound(
             f"Webservice {name!r} does not exist in workspace {workspace.name!r}; it may already "
             "have been deleted.",
             name=name,
         ) from None
-    store = workspace._store
-    store.update_webservice(workspace._id, name, state=r.DELETING)
+    store = workspace.context.store
+    store.update_webservice(workspace.context.workspace_id, name, state=r.DELETING)
     op = data.get("operation") or {}
     deployer = ProcessId.from_dict(op.get("deployer"))
     if deployer is not None and deployer.alive():
@@ -440,7 +437,7 @@ def delete(workspace: Workspace, name: str) -> None:
             stop_process(ident, _deployer.STOP_GRACE_S)
     _remove_files(m.ServicePaths(workspace.path, name))
     with contextlib.suppress(WebserviceException):
-        store.delete_webservice(workspace._id, name)
+        store.delete_webservice(workspace.context.workspace_id, name)
 
 
 # ---------------------------------------------------------------------------------- keys
@@ -449,8 +446,12 @@ def regen_key(service: Webservice, key: str, set_key: str | None) -> None:
     from trainyard._serving.auth import RELOAD_INTERVAL_S, generate_key
 
     ws = service.workspace
-    service._refresh()
-    service._require_auth()
+    if not service.get_record().data.get("authEnabled"):
+        raise WebserviceException(
+            f"Service {service.name!r} does not have key auth enabled (deploy it with "
+            "auth_enabled=True to get keys).",
+            name=service.name,
+        )
     which = str(key).strip().lower()
     if which not in ("primary", "secondary"):
         raise WebserviceException(f"key must be 'Primary' or 'Secondary', not {key!r}.")
@@ -458,9 +459,11 @@ def regen_key(service: Webservice, key: str, set_key: str | None) -> None:
         raise WebserviceException("set_key must be a non-empty string.")
     new = set_key if set_key is not None else generate_key()
     field = "primaryKey" if which == "primary" else "secondaryKey"
-    ws._store.update_webservice(ws._id, service.name, data={field: new, "updatedTime": time.time()})
-    service._refresh()
-    _write_keys(ws, service.name, service._data)
-    if service._state in (r.HEALTHY, r.TRANSITIONING, r.UNHEALTHY):
+    ws.context.store.update_webservice(
+        ws.context.workspace_id, service.name, data={field: new, "updatedTime": time.time()}
+    )
+    record = service.get_record()
+    _write_keys(ws, service.name, record.data)
+    if record.state in (r.HEALTHY, r.TRANSITIONING, r.UNHEALTHY):
         # Each server process re-reads the keys file at most RELOAD_INTERVAL_S after a change.
         time.sleep(RELOAD_INTERVAL_S + 0.2)

@@ -31,13 +31,17 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from trainyard._execution.daemon import Entrypoint, run_daemon
 from trainyard.core.webservice import _manager as m
 from trainyard.core.webservice import _record as r
 from trainyard.core.webservice._environment import ServingPython, build_python
-from trainyard.core.webservice._process import ProcessId, stop_process
+from trainyard._execution.processes import ProcessId, stop_process
 from trainyard.exceptions import TrainyardError, WebserviceException
+
+if TYPE_CHECKING:
+    from trainyard._context import WorkspaceContext
 
 #: Seconds the old generation keeps serving after the switch (clients holding the old address).
 DRAIN_S = 2.0
@@ -48,27 +52,18 @@ LISTEN_TIMEOUT_S = 120.0
 INIT_TIMEOUT_S = 900.0
 
 
-def command(workspace_home: Path, name: str, op_id: str, env_cache: Path | None) -> list[str]:
-    """The argv that runs this module for one operation.
+DEPLOYER_MODULE = "trainyard.core.webservice._deployer"
+
+
+def entrypoint(ctx: WorkspaceContext, name: str, op_id: str, log: Path) -> Entrypoint:
+    """The detached entrypoint that runs one operation (started through a compute backend).
 
     Example::
 
-        subprocess.Popen(command(ws.path, "svc", op["id"], None), start_new_session=True)
+        backend_for(ctx, "local").launch(entrypoint(ctx, "svc", op["id"], gen.log))
     """
-    argv = [
-        sys.executable,
-        "-m",
-        "trainyard.core.webservice._deployer",
-        "--workspace",
-        str(workspace_home),
-        "--name",
-        name,
-        "--operation",
-        op_id,
-    ]
-    if env_cache is not None:
-        argv += ["--env-cache", str(env_cache)]
-    return argv
+    args = ("--name", name, "--operation", op_id, "--env-cache", str(ctx.settings.env_cache_dir))
+    return Entrypoint(DEPLOYER_MODULE, ctx.home, args, log)
 
 
 class _Stop(BaseException):
@@ -88,7 +83,9 @@ class Deployment:
         self.op_id = op_id
         self.env_cache = env_cache
         self.paths = m.ServicePaths(workspace.path, name)
-        _, self.record = workspace._store.get_webservice(workspace._id, name)
+        self.record = workspace.context.store.get_webservice(
+            workspace.context.workspace_id, name
+        ).data
         self.op: dict[str, Any] = dict(self.record.get("operation") or {})
         if self.op.get("id") != op_id:
             raise WebserviceException(f"Operation {op_id} is not the current one of {name}.")
@@ -270,27 +267,32 @@ class Deployment:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m trainyard.core.webservice._deployer --workspace W --name N
-    --operation ID [--env-cache DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m trainyard.core.webservice._deployer")
-    parser.add_argument("--workspace", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--operation", required=True)
-    parser.add_argument("--env-cache", default=None)
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def _body(ctx: WorkspaceContext, args: argparse.Namespace) -> int:
     from trainyard.core.workspace import Workspace
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        ws = Workspace._from_home(Path(args.workspace))
         deployment = Deployment(
-            ws, args.name, args.operation, Path(args.env_cache) if args.env_cache else None
+            Workspace.from_context(ctx),
+            str(args.name),
+            str(args.operation),
+            Path(args.env_cache) if args.env_cache else None,
         )
     except (TrainyardError, _Stop) as err:
         print(f"trainyard-deploy: {err}", file=sys.stderr)
         return 2
     return deployment.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m trainyard.core.webservice._deployer --workspace W --name N
+    --operation ID [--env-cache DIR]``."""
+    return run_daemon(
+        "trainyard-deploy",
+        _body,
+        arguments=(("--name", True), ("--operation", True), ("--env-cache", False)),
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from trainyard.core.webservice._process import ProcessId, stop_process
+from trainyard._execution.processes import ProcessId, stop_process
 from trainyard.exceptions import WebserviceException
 
 #: Folder under the workspace that holds every service.

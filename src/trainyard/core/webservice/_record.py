@@ -21,8 +21,8 @@ the operation id is its own, so a delete (state ``Deleting``) or a newer operati
 
 Example::
 
-    state, data = ws._store.get_webservice(ws._id, "svc")
-    data["operation"]["status"]   # 'Running' | 'Succeeded' | 'Failed'
+    record = ws.context.store.get_webservice(ws.context.workspace_id, "svc")
+    record.data["operation"]["status"]   # 'Running' | 'Succeeded' | 'Failed'
 """
 
 from __future__ import annotations
@@ -88,13 +88,13 @@ def commit(
     """
     from trainyard.exceptions import WebserviceException
 
-    store = workspace._store
+    store = workspace.context.store
     try:
-        current_state, current = store.get_webservice(workspace._id, name)
+        record = store.get_webservice(workspace.context.workspace_id, name)
     except WebserviceException:
         return False
-    op = dict(current.get("operation") or {})
-    if current_state != TRANSITIONING or op.get("id") != op_id:
+    op = dict(record.data.get("operation") or {})
+    if record.state != TRANSITIONING or op.get("id") != op_id:
         return False
     updates = dict(data or {})
     if operation:
@@ -103,7 +103,11 @@ def commit(
     updates["updatedTime"] = time.time()
     try:
         return store.update_webservice(
-            workspace._id, name, state=state, data=updates, only_from=(TRANSITIONING,)
+            workspace.context.workspace_id,
+            name,
+            state=state,
+            data=updates,
+            only_from=(TRANSITIONING,),
         )
     except WebserviceException:
         return False

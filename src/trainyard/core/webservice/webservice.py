@@ -26,10 +26,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainyard._store.entities import WebserviceRecord
 from trainyard.core.webservice import _manager as m
 from trainyard.core.webservice import _record as r
-from trainyard.core.webservice._process import ProcessId, stop_process
-from trainyard.exceptions import WebserviceException
+from trainyard._execution.processes import ProcessId, stop_process
+from trainyard.exceptions import WebserviceException, WebserviceNotFound
 
 if TYPE_CHECKING:
     import httpx
@@ -46,17 +47,19 @@ RUN_TIMEOUT_S = 300.0
 _NO_DEPLOYER_AFTER_S = 120.0
 
 
-def fetch_record(workspace: Workspace, name: str) -> tuple[str, dict[str, Any]]:
-    """``(state, data)`` of service ``name``; :class:`WebserviceException` if there is none.
+def fetch_record(workspace: Workspace, name: str) -> WebserviceRecord:
+    """The record of service ``name``; ``WebserviceNotFound`` (a ``WebserviceException``) if
+    there is none.
 
     Example::
 
-        state, data = fetch_record(ws, "svc")
+        record = fetch_record(ws, "svc")
+        record.state, record.data["scoringUri"]
     """
     try:
-        return workspace._store.get_webservice(workspace._id, name)
-    except WebserviceException:
-        raise WebserviceException(
+        return workspace.context.store.get_webservice(workspace.context.workspace_id, name)
+    except WebserviceNotFound:
+        raise WebserviceNotFound(
             f"WebserviceNotFound: Webservice with name {name} not found in provided workspace "
             f"{workspace.name!r}. List them with Webservice.list(ws).",
             name=name,
@@ -83,7 +86,7 @@ class Webservice:
 
     def __new__(cls, workspace: Workspace | None = None, name: str | None = None) -> Webservice:
         if cls is Webservice and workspace is not None and name is not None:
-            _, data = fetch_record(workspace, name)
+            data = fetch_record(workspace, name).data
             sub = Webservice._registry.get(str(data.get("computeType")))
             if sub is None:
                 raise WebserviceException(
@@ -93,29 +96,30 @@ class Webservice:
         return super().__new__(cls)
 
     def __init__(self, workspace: Workspace, name: str) -> None:
-        state, data = fetch_record(workspace, name)
-        kind = data.get("computeType")
+        record = fetch_record(workspace, name)
+        kind = record.data.get("computeType")
         if self._webservice_type and kind != self._webservice_type:
             raise WebserviceException(
                 f"Service {name!r} is a {kind} service, not {self._webservice_type}; open it with "
                 f"Webservice(ws, {name!r}).",
                 name=name,
             )
-        self._setup(workspace, name, state, data)
+        self._setup(workspace, record)
 
-    def _setup(self, workspace: Workspace, name: str, state: str, data: dict[str, Any]) -> None:
+    def _setup(self, workspace: Workspace, record: WebserviceRecord) -> None:
         self._workspace = workspace
-        self.name = name
-        self._state = state
-        self._data = data
+        self.name = record.name
+        self._state = record.state
+        self._data = dict(record.data)
+        self._record = record
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
 
     @classmethod
-    def _wrap(cls, workspace: Workspace, name: str, state: str, data: dict[str, Any]) -> Webservice:
-        sub = Webservice._registry.get(str(data.get("computeType")), cls)
+    def _wrap(cls, workspace: Workspace, record: WebserviceRecord) -> Webservice:
+        sub = Webservice._registry.get(str(record.data.get("computeType")), cls)
         obj = object.__new__(sub)
-        obj._setup(workspace, name, state, data)
+        obj._setup(workspace, record)
         return obj
 
     # ------------------------------------------------------------------ listing
@@ -143,7 +147,8 @@ class Webservice:
         if image_name or image_id or image_digest:
             return []
         found = []
-        for name, (state, data) in workspace._store.list_webservices(workspace._id).items():
+        for record in workspace.context.store.list_webservices(workspace.context.workspace_id):
+            data = record.data
             if (
                 compute_type is not None
                 and str(compute_type).lower() != str(data.get("computeType", "")).lower()
@@ -158,13 +163,8 @@ class Webservice:
                 continue
             if not _matches(data.get("properties") or {}, properties):
                 continue
-            found.append(Webservice._wrap(workspace, name, state, data))
+            found.append(Webservice._wrap(workspace, record))
         return found
-
-    @classmethod
-    def _all(cls, workspace: Workspace) -> dict[str, Webservice]:
-        """name → service (what ``ws.webservices`` returns)."""
-        return {s.name: s for s in Webservice.list(workspace)}
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -257,7 +257,15 @@ class Webservice:
 
     # ------------------------------------------------------------------ state
     def _refresh(self) -> None:
-        self._state, self._data = fetch_record(self._workspace, self.name)
+        record = fetch_record(self._workspace, self.name)
+        self._record, self._state, self._data = record, record.state, dict(record.data)
+
+    def get_record(self, refresh: bool = True) -> WebserviceRecord:
+        """The service's stored record (state and data) as a typed, frozen value; read afresh
+        unless ``refresh=False``."""
+        if refresh:
+            self._refresh()
+        return self._record
 
     def _reconcile(self, probe: bool) -> None:
         """Refresh the record, then make its state match the processes (see :attr:`state`)."""
@@ -296,8 +304,8 @@ class Webservice:
             healthy = self._server_ok(probe)
             want = r.HEALTHY if healthy else r.UNHEALTHY
             if want != state:
-                self._workspace._store.update_webservice(
-                    self._workspace._id,
+                self._workspace.context.store.update_webservice(
+                    self._workspace.context.workspace_id,
                     self.name,
                     state=want,
                     data={"updatedTime": time.time()},
@@ -636,3 +644,13 @@ class Webservice:
 
     def __hash__(self) -> int:
         return hash(self.name)
+
+
+def service_from_record(workspace: Workspace, record: WebserviceRecord) -> Webservice:
+    """The service object (of its compute type's class) for a record already read."""
+    return Webservice._wrap(workspace, record)
+
+
+def services_by_name(workspace: Workspace) -> dict[str, Webservice]:
+    """name → service (what ``ws.webservices`` returns)."""
+    return {s.name: s for s in Webservice.list(workspace)}

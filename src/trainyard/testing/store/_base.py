@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
 from trainyard._store.base import TrackingStore
 from trainyard._store.entities import ExperimentInfo, MetricChunk, NewRun, RunInfo
 from trainyard._tracking.codec import numeric_chunk

@@ -9,14 +9,22 @@ from typing import Any
 import pytest
 
 from trainyard._store.base import TrackingStore
-from trainyard._store.entities import ModelInfo
+from trainyard._store.entities import (
+    ComputeTargetRecord,
+    EnvironmentRecord,
+    ModelInfo,
+    WebserviceRecord,
+)
 from trainyard.exceptions import (
     AlreadyExistsError,
     ComputeTargetException,
+    ComputeTargetNotFound,
     EnvironmentNotFound,
     ImmutablePropertyError,
     ModelNotFoundException,
+    NotFoundError,
     WebserviceException,
+    WebserviceNotFound,
 )
 from trainyard.testing.store._base import (
     ConformanceBase,
@@ -34,17 +42,23 @@ class RegistryConformance(ConformanceBase):
         ws = store.ensure_workspace(_name("ws"))
         spec1 = {"python": {"conda_dependencies": {"dependencies": ["numpy"]}}, "n": 1}
         spec2 = {**spec1, "n": 2}
-        assert store.register_environment(ws.id, "env", spec1, "h1") == 1
-        assert store.register_environment(ws.id, "env", spec1, "h1") == 1
-        assert store.register_environment(ws.id, "env", spec2, "h2") == 2
-        assert store.register_environment(ws.id, "env", spec2, "h2") == 2
-        assert store.get_environment(ws.id, "env") == (2, spec2)
-        assert store.get_environment(ws.id, "env", 1) == (1, spec1)
-        assert store.register_environment(ws.id, "other", spec1, "h1") == 1
-        assert store.list_environments(ws.id) == {"env": (2, spec2), "other": (1, spec1)}
+        assert store.register_environment(ws.id, "env", spec1, "h1").version == 1
+        assert store.register_environment(ws.id, "env", spec1, "h1").version == 1
+        assert store.register_environment(ws.id, "env", spec2, "h2").version == 2
+        assert store.register_environment(ws.id, "env", spec2, "h2").version == 2
+        latest = store.get_environment(ws.id, "env")
+        assert (latest.version, latest.spec, latest.spec_hash) == (2, spec2, "h2")
+        assert isinstance(latest, EnvironmentRecord) and latest.name == "env"
+        first = store.get_environment(ws.id, "env", 1)
+        assert (first.version, first.spec) == (1, spec1)
+        assert store.register_environment(ws.id, "other", spec1, "h1").version == 1
+        assert [(e.name, e.version, e.spec) for e in store.list_environments(ws.id)] == [
+            ("env", 2, spec2),
+            ("other", 1, spec1),
+        ]
         other_ws = store.ensure_workspace(_name("ws"))
-        assert store.list_environments(other_ws.id) == {}
-        assert store.register_environment(other_ws.id, "env", spec2, "h2") == 1
+        assert store.list_environments(other_ws.id) == []
+        assert store.register_environment(other_ws.id, "env", spec2, "h2").version == 1
 
     def test_missing_environment(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
@@ -57,54 +71,65 @@ class RegistryConformance(ConformanceBase):
     def test_concurrent_environment_registrations(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
         versions = _race(
-            8, lambda i: store.register_environment(ws.id, "env", {"i": i}, f"hash-{i}")
+            8, lambda i: store.register_environment(ws.id, "env", {"i": i}, f"hash-{i}").version
         )
         assert sorted(versions) == list(range(1, 9))
         for i, v in enumerate(versions):
-            assert store.get_environment(ws.id, "env", v) == (v, {"i": i})
+            record = store.get_environment(ws.id, "env", v)
+            assert (record.version, record.spec) == (v, {"i": i})
 
     def test_concurrent_registrations_of_one_spec(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
-        versions = _race(8, lambda _: store.register_environment(ws.id, "env", {"a": 1}, "same"))
+        versions = _race(
+            8, lambda _: store.register_environment(ws.id, "env", {"a": 1}, "same").version
+        )
         assert versions == [1] * 8
-        assert store.list_environments(ws.id) == {"env": (1, {"a": 1})}
+        assert [(e.name, e.version, e.spec) for e in store.list_environments(ws.id)] == [
+            ("env", 1, {"a": 1})
+        ]
 
     # -- compute targets ----------------------------------------------------------------------
 
     def test_compute_target_crud(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
-        assert store.list_compute_targets(ws.id) == {}
-        store.put_compute_target(
+        assert store.list_compute_targets(ws.id) == []
+        put = store.put_compute_target(
             ws.id, "cpu", "AmlCompute", {"vm_size": "STANDARD_D2_V2", "max": 4}
         )
+        assert isinstance(put, ComputeTargetRecord) and put.name == "cpu"
         store.put_compute_target(ws.id, "local2", "local", {})
-        assert store.get_compute_target(ws.id, "cpu") == (
+        got = store.get_compute_target(ws.id, "cpu")
+        assert (got.target_type, got.config) == (
             "AmlCompute",
             {"vm_size": "STANDARD_D2_V2", "max": 4},
         )
         store.put_compute_target(ws.id, "cpu", "AmlCompute", {"max": 8})  # replace
-        assert store.get_compute_target(ws.id, "cpu") == ("AmlCompute", {"max": 8})
-        assert store.list_compute_targets(ws.id) == {
-            "cpu": ("AmlCompute", {"max": 8}),
-            "local2": ("local", {}),
-        }
+        got = store.get_compute_target(ws.id, "cpu")
+        assert (got.target_type, got.config) == ("AmlCompute", {"max": 8})
+        assert [(t.name, t.target_type, t.config) for t in store.list_compute_targets(ws.id)] == [
+            ("cpu", "AmlCompute", {"max": 8}),
+            ("local2", "local", {}),
+        ]
         other = store.ensure_workspace(_name("ws"))
-        assert store.list_compute_targets(other.id) == {}
+        assert store.list_compute_targets(other.id) == []
         store.delete_compute_target(ws.id, "cpu")
-        assert list(store.list_compute_targets(ws.id)) == ["local2"]
+        assert [t.name for t in store.list_compute_targets(ws.id)] == ["local2"]
 
     def test_concurrent_puts_of_one_compute_target(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
         _race(6, lambda i: store.put_compute_target(ws.id, "cpu", "AmlCompute", {"i": i}))
-        kind, config = store.get_compute_target(ws.id, "cpu")
-        assert kind == "AmlCompute" and config["i"] in range(6)
-        assert list(store.list_compute_targets(ws.id)) == ["cpu"]
+        got = store.get_compute_target(ws.id, "cpu")
+        assert got.target_type == "AmlCompute" and got.config["i"] in range(6)
+        assert [t.name for t in store.list_compute_targets(ws.id)] == ["cpu"]
 
     def test_missing_compute_target(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
-        with pytest.raises(ComputeTargetException):
+        with pytest.raises(ComputeTargetNotFound) as info:
             store.get_compute_target(ws.id, "nope")
-        with pytest.raises(ComputeTargetException):
+        assert isinstance(info.value, ComputeTargetException) and isinstance(
+            info.value, NotFoundError
+        )
+        with pytest.raises(ComputeTargetNotFound):
             store.delete_compute_target(ws.id, "nope")
 
     # -- model registry -----------------------------------------------------------------------
@@ -241,38 +266,39 @@ class RegistryConformance(ConformanceBase):
 
     def test_webservice_records(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
-        assert store.list_webservices(ws.id) == {}
-        store.create_webservice(ws.id, "svc", "Transitioning", {"port": 1, "models": ["m:1"]})
+        assert store.list_webservices(ws.id) == []
+        made = store.create_webservice(
+            ws.id, "svc", "Transitioning", {"port": 1, "models": ["m:1"]}
+        )
+        assert isinstance(made, WebserviceRecord) and made.name == "svc"
         with pytest.raises(AlreadyExistsError):
             store.create_webservice(ws.id, "svc", "Healthy", {})
-        assert store.get_webservice(ws.id, "svc") == (
-            "Transitioning",
-            {"port": 1, "models": ["m:1"]},
-        )
+        got = store.get_webservice(ws.id, "svc")
+        assert (got.state, got.data) == ("Transitioning", {"port": 1, "models": ["m:1"]})
         assert store.update_webservice(ws.id, "svc", data={"port": 2, "pid": 7}) is True
         assert store.update_webservice(ws.id, "svc", state="Healthy") is True
-        assert store.get_webservice(ws.id, "svc") == (
-            "Healthy",
-            {"port": 2, "pid": 7, "models": ["m:1"]},
-        )
+        got = store.get_webservice(ws.id, "svc")
+        assert (got.state, got.data) == ("Healthy", {"port": 2, "pid": 7, "models": ["m:1"]})
+        assert got.updated_at >= got.created_at
         assert (
             store.update_webservice(ws.id, "svc", state="Failed", only_from=("Transitioning",))
             is False
         )
-        assert store.get_webservice(ws.id, "svc")[0] == "Healthy"
+        assert store.get_webservice(ws.id, "svc").state == "Healthy"
         store.create_webservice(ws.id, "other", "Healthy", {})
-        assert list(store.list_webservices(ws.id)) == ["other", "svc"]
-        assert store.list_webservices(store.ensure_workspace(_name("ws")).id) == {}
+        assert [w.name for w in store.list_webservices(ws.id)] == ["other", "svc"]
+        assert store.list_webservices(store.ensure_workspace(_name("ws")).id) == []
         store.delete_webservice(ws.id, "svc")
-        assert list(store.list_webservices(ws.id)) == ["other"]
+        assert [w.name for w in store.list_webservices(ws.id)] == ["other"]
 
     def test_missing_webservice(self, store: TrackingStore) -> None:
         ws = store.ensure_workspace(_name("ws"))
-        with pytest.raises(WebserviceException):
+        with pytest.raises(WebserviceNotFound) as info:
             store.get_webservice(ws.id, "nope")
-        with pytest.raises(WebserviceException):
+        assert isinstance(info.value, WebserviceException) and isinstance(info.value, NotFoundError)
+        with pytest.raises(WebserviceNotFound):
             store.update_webservice(ws.id, "nope", state="Healthy")
-        with pytest.raises(WebserviceException):
+        with pytest.raises(WebserviceNotFound):
             store.delete_webservice(ws.id, "nope")
 
     def test_webservice_state_compare_and_set_race(self, store: TrackingStore) -> None:
@@ -285,5 +311,5 @@ class RegistryConformance(ConformanceBase):
             ),
         )
         assert won.count(True) == 1
-        state, data = store.get_webservice(ws.id, "svc")
-        assert state == f"S{won.index(True)}" and data == {"by": won.index(True)}
+        got = store.get_webservice(ws.id, "svc")
+        assert got.state == f"S{won.index(True)}" and got.data == {"by": won.index(True)}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from trainyard._execution.lifecycle import RunStatus, allowed_next
+from trainyard._lifecycle import RunStatus, allowed_next
 from trainyard._store.base import TrackingStore
 from trainyard._store.entities import NewRun
 from trainyard.exceptions import (

@@ -1,6 +1,7 @@
 """The sweep controller: a detached process that owns one HyperDrive parent run to its end.
 
-``python -m trainyard.train.hyperdrive._controller --workspace HOME --run-id HD_…``
+``python -m trainyard.train.hyperdrive._controller --workspace HOME --run-id HD_…`` (started through
+the sweep target's backend as a detached entrypoint; see :mod:`trainyard._execution.daemon`)
 
 It heartbeats the parent (so the reaper marks it Failed if the controller dies), moves it Queued →
 Running, and then, every ``_TICK`` seconds:
@@ -34,14 +35,14 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._execution.daemon import Heartbeat, run_daemon
+from trainyard._execution.processes import ExitWatcher, ProcessId
+from trainyard._lifecycle import RunStatus
 from trainyard.exceptions import (
     AlreadyExistsError,
     HyperDriveConfigException,
@@ -63,6 +64,9 @@ from trainyard.train.hyperdrive._history import (
     tag_key,
 )
 from trainyard.train.hyperdrive._submit import CONTROLLER_LOG, controller_log_path
+
+if TYPE_CHECKING:
+    from trainyard._context import WorkspaceContext
 
 _TICK = 0.1
 _LOG_UPLOAD_SECONDS = 3.0
@@ -103,21 +107,18 @@ class _SweepFailed(Exception):
 class Controller:
     """Owns one sweep. Construct in the controller process only."""
 
-    def __init__(self, workspace_home: Path, run_id: str) -> None:
-        from trainyard.core.experiment import Experiment
-        from trainyard.core.run import Run
+    def __init__(self, ctx: WorkspaceContext, run_id: str) -> None:
+        from trainyard.core.run import run_from_id
         from trainyard.core.workspace import Workspace
 
-        self.ws = Workspace._from_home(workspace_home)
-        self.store = self.ws._store
-        self.settings = self.ws._settings
+        self.ctx = ctx
+        self.ws = Workspace.from_context(ctx)
+        self.store = ctx.store
+        self.settings = ctx.settings
         self.run_id = run_id
-        info = self.store.get_run(run_id)
-        self.experiment = Experiment._from_info(
-            self.ws, self.store.get_experiment_by_id(info.experiment_id)
-        )
-        self.parent = Run._from_info(self.experiment, info, in_job=True)
-        self.log_path = controller_log_path(self.ws.path, run_id)
+        self.parent = run_from_id(self.ws, run_id, in_job=True)
+        self.experiment = self.parent.experiment
+        self.log_path = controller_log_path(ctx.home, run_id)
         self.children: dict[str, _Child] = {}
         self.reruns: list[str] = []
         self.next_index = 0
@@ -126,7 +127,13 @@ class Controller:
         self.failure: dict[str, Any] | None = None
         self.best: tuple[str, float] | None = None
         self.finish_order: list[str] = []
-        self._stop_beating = threading.Event()
+        self._heartbeat = Heartbeat(
+            lambda: self.store.heartbeat(self.run_id),
+            self.settings.heartbeat_seconds,
+            on_error=lambda err: self.log(f"heartbeat failed: {err}"),
+            name="hyperdrive-heartbeat",
+        )
+        self._exits = ExitWatcher()
         self._last_upload = 0.0
         self._last_reap = 0.0
         self._started: float | None = None
@@ -145,14 +152,7 @@ class Controller:
         sys.stdout.flush()
         if self.log_path.is_file():
             with contextlib.suppress(Exception):
-                self.ws._artifacts.write_file(f"runs/{self.run_id}/{CONTROLLER_LOG}", self.log_path)
-
-    def _heartbeat_loop(self) -> None:
-        while not self._stop_beating.wait(self.settings.heartbeat_seconds):
-            try:
-                self.store.heartbeat(self.run_id)
-            except Exception as err:  # a transient store error must not stop the beat
-                self.log(f"heartbeat failed: {err}")
+                self.ctx.artifacts.write_file(f"runs/{self.run_id}/{CONTROLLER_LOG}", self.log_path)
 
     def parent_status(self) -> RunStatus:
         """The parent's current status."""
@@ -178,7 +178,9 @@ class Controller:
                 f"The sweep's configuration tags are missing or broken: {err!r}"
             ) from err
         self.definition = dict(info.definition)
-        self.source = self._restore_source(info.snapshot_id)
+        if not info.snapshot_id:
+            raise _SweepFailed("The sweep has no source snapshot.")
+        self.snapshot_id = info.snapshot_id
         self.generator = self.sampling.create_generator(goal=self.goal)
         for earlier in json_list(info.properties.get("resume_from")):
             self._load_earlier_sweep(earlier)
@@ -192,20 +194,6 @@ class Controller:
             f"max_total_runs={self.max_total}, max_concurrent_runs={self.max_concurrent}, "
             f"max_duration_minutes={self.max_seconds / 60:g}"
         )
-
-    def _restore_source(self, snapshot_id: str | None) -> Path:
-        from trainyard._execution.runfiles import RunPaths
-        from trainyard._execution.snapshot import SnapshotStore
-
-        dest = RunPaths(self.ws.path, self.run_id).root / "template"
-        if dest.is_dir():
-            return dest
-        if not snapshot_id:
-            raise _SweepFailed("The sweep has no source snapshot.")
-        try:
-            return SnapshotStore(self.ws.path / "snapshots").restore(snapshot_id, dest)
-        except TrainyardError as err:
-            raise _SweepFailed(f"Cannot restore the sweep's source snapshot: {err}") from err
 
     def _register(self, child: _Child) -> None:
         """Tell the generator about a child that exists already (finished or running)."""
@@ -289,9 +277,14 @@ class Controller:
             if child.terminal and child.observed:
                 continue
             try:
-                child.status = self.store.get_run(child.run_id).status
+                info = self.store.get_run(child.run_id)
             except TrainyardError:
                 continue
+            child.status = info.status
+            if child.terminal:
+                self._exits.unwatch(child.run_id)
+            elif not child.foreign:
+                self._exits.watch(child.run_id, ProcessId.from_dict(info.runtime.get("supervisor")))
             child.series = primary_series(self.store, child.run_id, self.metric)
             if not child.foreign:
                 self._update_best(child)
@@ -323,13 +316,13 @@ class Controller:
                 return
 
     def _cancel(self, child: _Child) -> None:
-        from trainyard.core.script_run import ScriptRun
+        from trainyard._execution.backends import backend_for
 
         if child.cancel_sent or child.terminal:
             return
         child.cancel_sent = True
         try:
-            ScriptRun(self.experiment, child.run_id).cancel()
+            backend_for(self.ctx, self.definition.get("target")).cancel(child.run_id)
         except TrainyardError as err:
             self.log(f"cancelling {child.run_id} failed: {err}")
 
@@ -397,7 +390,7 @@ class Controller:
 
         try:
             old = Run.get(self.ws, old_id)
-            info = old._refresh()
+            info = old.get_info()
             parent_tags = (
                 dict(self.store.get_run(info.parent_run_id).tags) if info.parent_run_id else {}
             )
@@ -408,7 +401,7 @@ class Controller:
         if hp is None:
             self.log(f"resume_child_runs: {old_id} skipped (no recorded hyperparameters)")
             return
-        folder = self.ws.path / "runs" / self.run_id / "resume" / old_id
+        folder = self.ctx.runs_dir / self.run_id / "resume" / old_id
         old.download_files(prefix="outputs", output_directory=folder)
         (folder / "outputs").mkdir(parents=True, exist_ok=True)
         trial: int | None
@@ -425,24 +418,25 @@ class Controller:
         resume_path: str | None = None,
         rerun_of: str | None = None,
     ) -> None:
-        from trainyard._execution.submit import submit_script_run
-        from trainyard.train.hyperdrive._template import child_config
+        from trainyard.core._submit import submit_definition
+        from trainyard.train.hyperdrive._template import child_definition
 
         text = json.dumps(hp)
         properties = {k: str(v) for k, v in hp.items() if k not in _RESERVED_PROPERTIES}
         properties[HYPERPARAMETERS_PROPERTY] = text
         if rerun_of is not None:
             properties[RESUMED_CHILD_PROPERTY] = rerun_of
-        config = child_config(self.definition, self.source, hp, resume_path)
+        definition = child_definition(self.definition, hp, resume_path)
         while True:
             index = self.next_index
             self.next_index += 1
             child_id = f"{self.run_id}_{index}"
             self.store.set_tags(self.run_id, {tag_key(child_id): text})
             try:
-                run = submit_script_run(
+                run = submit_definition(
                     self.experiment,
-                    config,
+                    definition,
+                    self.snapshot_id,
                     {},
                     run_id=child_id,
                     parent_run_id=self.run_id,
@@ -490,7 +484,7 @@ class Controller:
         now = time.monotonic()
         if now - self._last_reap > self.settings.heartbeat_timeout / 2:
             self._last_reap = now
-            reap_stale_runs(self.store, self.ws._id, self.settings.heartbeat_timeout)
+            reap_stale_runs(self.ctx)
 
     def finish(self) -> None:
         """Final best row, log upload and the parent's terminal status."""
@@ -528,7 +522,7 @@ class Controller:
         (each child has its own snapshot)."""
         import shutil
 
-        root = self.ws.path / "runs" / self.run_id
+        root = self.ctx.runs_dir / self.run_id
         for name in ("template", "resume"):
             shutil.rmtree(root / name, ignore_errors=True)
 
@@ -555,10 +549,7 @@ class Controller:
             self.run_id,
             runtime={"controller_pid": os.getpid(), "host": socket.gethostname()},
         )
-        beat = threading.Thread(
-            target=self._heartbeat_loop, name="hyperdrive-heartbeat", daemon=True
-        )
-        beat.start()
+        self._heartbeat.start(beat_now=False)
         try:
             self.store.update_run_status(
                 self.run_id,
@@ -568,7 +559,8 @@ class Controller:
             )
             self.load()
             while not self.tick():
-                time.sleep(_TICK)
+                # Wakes at once when a child's supervisor exits (its slot is free), else polls.
+                self._exits.wait(_TICK)
             self.finish()
             return 0
         except _SweepFailed as err:
@@ -586,23 +578,31 @@ class Controller:
             self.fail(f"The sweep controller crashed: {msg}", code="SystemError")
             return 1
         finally:
-            self._stop_beating.set()
+            self._heartbeat.stop()
+            self._exits.close()
+
+
+def _record_crash(ctx: WorkspaceContext, args: argparse.Namespace, err: BaseException) -> None:
+    """The controller could not start: end the sweep Failed with the reason."""
+    message = err.message if isinstance(err, TrainyardError) else f"{type(err).__name__}: {err}"
+    with contextlib.suppress(TrainyardError):
+        ctx.store.update_run_status(
+            str(args.run_id),
+            RunStatus.FAILED.value,
+            error={"code": "SystemError", "message": f"The sweep controller crashed: {message}"},
+            reason="sweep failed",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m trainyard.train.hyperdrive._controller --workspace H --run-id ID``."""
-    parser = argparse.ArgumentParser(prog="trainyard-hyperdrive-controller")
-    parser.add_argument("--workspace", required=True)
-    parser.add_argument("--run-id", required=True)
-    args = parser.parse_args(argv)
-    home = Path(args.workspace)
-    # Whatever started us, stdout and stderr are the sweep's live log.
-    log = open(controller_log_path(home.expanduser().resolve(), args.run_id), "ab")  # noqa: SIM115
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    return Controller(home, args.run_id).main()
+    return run_daemon(
+        "trainyard-hyperdrive-controller",
+        lambda ctx, args: Controller(ctx, str(args.run_id)).main(),
+        arguments=(("--run-id", True),),
+        on_crash=_record_crash,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

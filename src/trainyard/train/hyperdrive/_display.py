@@ -17,7 +17,8 @@ import time
 from collections import deque
 from typing import IO, TYPE_CHECKING, Any
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
+from trainyard.train.hyperdrive._submit import CONTROLLER_LOG
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -74,7 +75,7 @@ class _LogTail:
     def new_lines(self) -> list[str]:
         lines: list[str] = []
         while True:
-            chunk = self._run._read_controller_log(self._offset)
+            chunk = self._run.read_log(CONTROLLER_LOG, self._offset)
             cut = chunk.rfind(b"\n") + 1
             if cut == 0:
                 return lines
@@ -94,15 +95,15 @@ def _console(stream: IO[str]) -> Console:
 def watch(run: HyperDriveRun, *, show_output: bool, out: IO[str] | None = None) -> None:
     """Poll ``run`` until it is terminal, showing the live view when ``show_output``."""
     stream = out or sys.stdout
-    settings = run._settings
+    settings = run.experiment.workspace.context.settings
     if not show_output:
-        while not RunStatus.parse(run._poll_status()).is_terminal():
+        while not RunStatus.parse(run.get_status()).is_terminal():
             time.sleep(settings.polling_interval_max)
         return
-    stream.write(f"RunId: {run.id}\nWeb View: {run._web_view()}\n\n")
+    stream.write(f"RunId: {run.id}\nWeb View: {run.get_portal_url()}\n\n")
     stream.flush()
     console = _console(stream)
-    metric, _ = run._goal()
+    metric, _ = run.primary_metric()
     tail = _LogTail(run)
     try:
         if console.is_terminal or console.is_jupyter:
@@ -119,20 +120,22 @@ def watch(run: HyperDriveRun, *, show_output: bool, out: IO[str] | None = None) 
         raise
     details = run.get_details()
     stream.write("\nExecution Summary\n=================\n")
-    stream.write(f"RunId: {run.id}\nWeb View: {run._web_view()}\nStatus: {details['status']}\n\n")
+    stream.write(
+        f"RunId: {run.id}\nWeb View: {run.get_portal_url()}\nStatus: {details['status']}\n\n"
+    )
     stream.flush()
 
 
 def _watch_plain(run: HyperDriveRun, stream: IO[str], tail: _LogTail) -> None:
     while True:
-        done = RunStatus.parse(run._poll_status()).is_terminal()
+        done = RunStatus.parse(run.get_status()).is_terminal()
         lines = tail.new_lines()
         if lines:
             stream.write("\n".join(lines) + "\n")
             stream.flush()
         if done:
             return
-        time.sleep(max(run._settings.polling_interval_min, 0.2))
+        time.sleep(max(run.experiment.workspace.context.settings.polling_interval_min, 0.2))
 
 
 def _view(run: HyperDriveRun, metric: str, recent: deque[str], status: str) -> RenderableType:
@@ -149,10 +152,10 @@ def _watch_live(run: HyperDriveRun, console: Console, tail: _LogTail, metric: st
     from rich.live import Live
 
     recent: deque[str] = deque(maxlen=_LOG_LINES)
-    status = run._poll_status()
+    status = run.get_status()
     with Live(_view(run, metric, recent, status), console=console, auto_refresh=False) as live:
         while True:
-            status = run._poll_status()
+            status = run.get_status()
             recent.extend(tail.new_lines())
             live.update(_view(run, metric, recent, status), refresh=True)
             if RunStatus.parse(status).is_terminal():

@@ -76,10 +76,10 @@ def hyperparameters_from(
 
 def child_hyperparameters(run: Run) -> dict[str, Any] | None:
     """The hyperparameters a HyperDrive child ran with (``None`` for any other run)."""
-    info = run._refresh()
+    info = run.get_info()
     found = hyperparameters_from(info)
     if found is None and info.parent_run_id is not None:
-        parent = run._store.get_run(info.parent_run_id)
+        parent = run.experiment.workspace.context.store.get_run(info.parent_run_id)
         found = hyperparameters_from(info, dict(parent.tags))
     return found
 

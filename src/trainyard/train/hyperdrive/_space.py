@@ -146,8 +146,8 @@ def in_support(expr: list[Any], value: Any) -> bool:
         return False
     krange = quantised_range(expr)
     if krange is not None:
-        return krange[0] <= round(k) <= krange[1]
-    return name == "qnormal" or value >= 0
+        return bool(krange[0] <= round(k) <= krange[1])
+    return bool(name == "qnormal" or value >= 0)
 
 
 # ---------------------------------------------------------------------------------------- Optuna

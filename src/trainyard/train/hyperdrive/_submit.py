@@ -15,15 +15,12 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
 from trainyard.exceptions import UserErrorException
 from trainyard.train.hyperdrive._history import (
     RESUMED_CHILD_PROPERTY,
@@ -32,8 +29,8 @@ from trainyard.train.hyperdrive._history import (
 )
 
 if TYPE_CHECKING:
+    from trainyard._context import WorkspaceContext
     from trainyard.core.experiment import Experiment
-    from trainyard.core.workspace import Workspace
     from trainyard.train.hyperdrive.run import HyperDriveRun
     from trainyard.train.hyperdrive.runconfig import HyperDriveConfig
 
@@ -48,17 +45,8 @@ def _json_or_null(ids: list[str]) -> str:
     return json.dumps(ids) if ids else "null"
 
 
-def controller_command(workspace_home: Path, run_id: str) -> list[str]:
-    """How to start a controller with this interpreter."""
-    return [
-        sys.executable,
-        "-m",
-        "trainyard.train.hyperdrive._controller",
-        "--workspace",
-        str(workspace_home),
-        "--run-id",
-        run_id,
-    ]
+#: The controller's module, started as a detached entrypoint through the target's backend.
+CONTROLLER_MODULE = "trainyard.train.hyperdrive._controller"
 
 
 def controller_log_path(workspace_home: Path, run_id: str) -> Path:
@@ -70,23 +58,15 @@ def controller_log_path(workspace_home: Path, run_id: str) -> Path:
     return path
 
 
-def spawn_controller(ws: Workspace, run_id: str) -> None:
-    """Start the detached controller of sweep ``run_id`` (it outlives the caller)."""
-    with open(controller_log_path(ws.path, run_id), "ab") as out:
-        subprocess.Popen(
-            controller_command(ws.path, run_id),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            cwd=ws.path,
-            env={
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("TRAINYARD_RUN_ID", "AZUREML_RUN_ID"))
-            },
-        )
+def start_controller(ctx: WorkspaceContext, run_id: str, target: str | None) -> None:
+    """Start the detached controller of sweep ``run_id`` through the target's backend."""
+    from trainyard._execution.backends import backend_for
+    from trainyard._execution.daemon import Entrypoint
+
+    entrypoint = Entrypoint(
+        CONTROLLER_MODULE, ctx.home, ("--run-id", run_id), controller_log_path(ctx.home, run_id)
+    )
+    backend_for(ctx, target).launch(entrypoint)
 
 
 def _create_parent(
@@ -98,25 +78,29 @@ def _create_parent(
     tags: Mapping[str, str],
     properties: Mapping[str, str],
 ) -> HyperDriveRun:
-    from trainyard.core.run import Run
+    from trainyard._store.entities import NewRun
+    from trainyard.core.run import current_user
     from trainyard.train.hyperdrive.run import HyperDriveRun
 
-    store = experiment.workspace._store
-    run = Run._create(
-        experiment,
-        run_id=run_id,
-        run_type=HYPERDRIVE_RUN_TYPE,
-        status=RunStatus.NOT_STARTED.value,
-        target=str(definition.get("target") or "local"),
-        definition=definition,
-        tags=tags,
-        properties={"ContentSnapshotId": snapshot_id, **properties},
+    ctx = experiment.workspace.context
+    target = str(definition.get("target") or "local")
+    info = ctx.store.create_run(
+        NewRun(
+            run_id=run_id,
+            experiment_id=experiment.id,
+            run_type=HYPERDRIVE_RUN_TYPE,
+            status=RunStatus.NOT_STARTED.value,
+            target=target,
+            definition=dict(definition),
+            tags={k: str(v) for k, v in tags.items()},
+            properties={"ContentSnapshotId": snapshot_id, **properties},
+            snapshot_id=snapshot_id,
+            submitted_by=current_user(),
+        )
     )
-    store.update_run(run.id, snapshot_id=snapshot_id)
-    store.update_run_status(run.id, RunStatus.QUEUED.value, reason="sweep submitted")
-    spawn_controller(experiment.workspace, run.id)
-    parent = HyperDriveRun(experiment, run.id)
-    return parent
+    ctx.store.update_run_status(info.run_id, RunStatus.QUEUED.value, reason="sweep submitted")
+    start_controller(ctx, info.run_id, target)
+    return HyperDriveRun(experiment, info.run_id)
 
 
 def submit_sweep(
@@ -127,14 +111,14 @@ def submit_sweep(
     from trainyard.train.hyperdrive._template import validate_template
 
     ws = experiment.workspace
-    definition = validate_template(experiment, config._template())
-    settings = ws._settings
+    definition = validate_template(experiment, config.run_template())
+    settings = ws.context.settings
     plan = scan_source(
         Path(definition["sourceDirectory"]),
         max_bytes=settings.snapshot_max_bytes,
         max_files=None if settings.snapshot_no_file_limit else settings.snapshot_max_files,
     )
-    snap = SnapshotStore(ws.path / "snapshots").take(plan)
+    snap = SnapshotStore(ws.context.snapshots_dir).take(plan)
     run_id = config.custom_run_id or f"HD_{uuid.uuid4().hex}"
     platform_config = {
         "WorkspaceName": ws.name,
@@ -145,7 +129,7 @@ def submit_sweep(
             "TargetDetails": {"name": definition["target"]},
         },
     }
-    all_tags = {**{str(k): str(v) for k, v in tags.items()}, **config._tags(platform_config)}
+    all_tags = {**{str(k): str(v) for k, v in tags.items()}, **config.parent_tags(platform_config)}
     properties = {
         "resume_from": _json_or_null([r.id for r in config.resume_from]),
         "resume_child_runs": _json_or_null([r.id for r in config.resume_child_runs]),
@@ -183,7 +167,7 @@ def resume_sweep(run: HyperDriveRun) -> HyperDriveRun:
     sweep's points, the policy sees their metric series, and ``get_best_run_by_primary_metric``
     considers them. Old ``resume_child_runs`` not re-run yet are carried over.
     """
-    info = run._refresh()
+    info = run.get_info()
     status = RunStatus.parse(info.status)
     if not status.is_terminal():
         raise UserErrorException(
@@ -205,7 +189,7 @@ def resume_sweep(run: HyperDriveRun) -> HyperDriveRun:
             "snapshot are missing.",
             run_id=run.id,
         )
-    children = list_children(run._store, run.id)
+    children = list_children(run.experiment.workspace.context.store, run.id)
     budget = int(tags["max_total_jobs"]) - len(children)
     done = {c.properties.get(RESUMED_CHILD_PROPERTY) for c in children}
     reruns = [c for c in json_list(info.properties.get("resume_child_runs")) if c not in done]

@@ -1,13 +1,16 @@
 """The sweep's run template: validate it at submit, and rebuild one child's config from it.
 
 A sweep stores its template once, as the parent run's ``runDefinition`` (the dict
-:func:`trainyard._execution.submit.build_definition` returns, plus ``target``), and its source folder
-as the parent's snapshot. The controller turns that back into a
-:class:`~trainyard.core.script_run_config.ScriptRunConfig` per child, with the sampled
-``key value`` pairs appended after the template's arguments (aml-reference §7.5)::
+:func:`trainyard.core._submit.build_definition` returns, plus ``target``), and its source folder
+as the parent's snapshot. The controller turns that into each child's definition, with the sampled ``key value``
+pairs appended after the template's arguments (aml-reference §7.5), and submits it with the
+parent's snapshot::
 
-    config = child_config(parent_definition, source_dir, {"--lr": 0.1, "--bs": 32})
-    config.arguments     # [*template arguments, '--lr', '0.1', '--bs', '32']
+    child = child_definition(parent_definition, {"--lr": 0.1, "--bs": 32})
+    child["arguments"]   # [*template arguments, '--lr', '0.1', '--bs', '32']
+
+:func:`config_from_definition` rebuilds a user-facing ``ScriptRunConfig`` from a stored template
+(``HyperDriveRun.hyperdrive_config``).
 """
 
 from __future__ import annotations
@@ -32,28 +35,15 @@ def sampled_arguments(hyperparameters: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _ranks(definition: Mapping[str, Any]) -> int:
-    # Same rule as submit_script_run: MPI counts nodes x processes, the others a total.
-    dist = definition.get("distribution") or {}
-    if dist.get("type") == "mpi":
-        return int(dist.get("process_count_per_node", 1)) * int(dist.get("node_count", 1))
-    return int(dist.get("process_count", dist.get("worker_count", 1)) or 1)
-
-
 def validate_template(experiment: Experiment, config: ScriptRunConfig) -> dict[str, Any]:
     """Everything ``submit`` would check for one child, without storing anything.
 
     Returns the template definition with ``target`` set. Raises the same typed errors as a plain
     ``experiment.submit(config)`` (missing script, bad arguments, unknown target, …).
     """
-    from trainyard._execution.submit import _validate_target, build_definition
-    from trainyard.core.compute.target import resolve_target
+    from trainyard.core._submit import validate_submission
 
-    definition = build_definition(config)
-    target = resolve_target(experiment.workspace, config.compute_target)
-    _validate_target(config, target, _ranks(definition))
-    definition["target"] = target.name
-    return definition
+    return validate_submission(experiment, config)
 
 
 def _distribution(data: Mapping[str, Any] | None) -> Any:
@@ -114,19 +104,29 @@ def config_from_definition(
     }
     framework = definition.get("frameworkInfo")
     if framework:
-        config._framework = dict(framework)
-        config._needs_gpu = bool(framework.get("use_gpu", False))
+        config.framework_info = dict(framework)
+        config.requires_gpu = bool(framework.get("use_gpu", False))
     return config
 
 
-def child_config(
+def child_definition(
     definition: Mapping[str, Any],
-    source_directory: str | Path,
     hyperparameters: Mapping[str, Any],
     resume_from_path: str | None = None,
-) -> ScriptRunConfig:
-    """One child's config: the template plus the sampled pairs (and ``--resume-from <path>``)."""
+) -> dict[str, Any]:
+    """One child's run definition: the template's (datasets, environment, settings and
+    distribution unchanged) with the sampled pairs (and ``--resume-from <path>``) appended after
+    its arguments, or after its command."""
     extra = sampled_arguments(hyperparameters)
     if resume_from_path is not None:
         extra.extend(["--resume-from", resume_from_path])
-    return config_from_definition(definition, source_directory, extra)
+    child = dict(definition)
+    command = child.get("command")
+    if command:
+        if isinstance(command, str):
+            child["command"] = " ".join([command, *(shlex.quote(a) for a in extra)])
+        else:
+            child["command"] = [*command, *extra]
+    else:
+        child["arguments"] = [*list(child.get("arguments") or []), *extra]
+    return child

@@ -18,14 +18,10 @@ import time
 import warnings
 from typing import IO, Any
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
 from trainyard._tracking.codec import decode
-from trainyard.core.run import Run
-from trainyard.exceptions import (
-    ActivityFailedException,
-    InvalidStatusTransition,
-    UserErrorException,
-)
+from trainyard.core.run import Run, register_run_type
+from trainyard.exceptions import ActivityFailedException, UserErrorException
 from trainyard.train.hyperdrive._history import (
     BEST_TABLE,
     TAG_PREFIX,
@@ -62,26 +58,24 @@ class HyperDriveRun(Run):
     _last_reap = 0.0
 
     # -- status -------------------------------------------------------------------------------
-    def _poll_status(self) -> str:
-        """Status, after reaping runs whose owner died (at most every few seconds)."""
+    def get_status(self) -> str:
+        """The v1 status string; a parent whose controller died is marked Failed first (the
+        reaper runs at most every few seconds from here)."""
         now = time.monotonic()
         if now - HyperDriveRun._last_reap > 2.0:
             from trainyard._execution.reaper import reap_stale_runs
 
-            reap_stale_runs(self._store, self._workspace._id, self._settings.heartbeat_timeout)
+            reap_stale_runs(self._ctx)
             HyperDriveRun._last_reap = now
         return self._refresh().status
 
-    def get_status(self) -> str:
-        """The v1 status string; a parent whose controller died is marked Failed first."""
-        return self._poll_status()
-
-    def _web_view(self) -> str:
-        return f"file://{self._workspace.path}/runs/{self.id}"
-
     # -- configuration ------------------------------------------------------------------------
-    def _goal(self) -> tuple[str, str]:
+    def primary_metric(self) -> tuple[str, str]:
+        """The primary metric's name and goal (``"maximize"`` / ``"minimize"``)."""
         return goal_of(self._info.tags.get("primary_metric_config"))
+
+    def _goal(self) -> tuple[str, str]:
+        return self.primary_metric()
 
     @property
     def hyperdrive_config(self) -> HyperDriveConfig:
@@ -272,24 +266,17 @@ class HyperDriveRun(Run):
 
             run.cancel()     # True
         """
-        from trainyard.core.script_run import ScriptRun
+        from trainyard._execution.backends import backend_for
+        from trainyard._execution.control import request_cancel
 
         info = self._refresh()
-        if RunStatus.parse(info.status).is_terminal():
+        if not request_cancel(self._ctx, self.id):
             return False
-        try:
-            self._store.update_run_status(
-                self.id, RunStatus.CANCEL_REQUESTED.value, reason="cancel requested"
-            )
-        except InvalidStatusTransition:
-            if RunStatus.parse(self._refresh().status).is_terminal():
-                return False
-            raise
         # The controller cancels the children too; doing it here as well makes a cancel work
         # even while the controller is between two rounds (or gone).
         for child in list_children(self._store, self.id):
             if not RunStatus.parse(child.status).is_terminal():
-                ScriptRun(self._experiment, child.run_id).cancel()
+                backend_for(self._ctx, child.target).cancel(child.run_id)
         stale = (
             time.time() - (info.heartbeat_at or info.created_at)
         ) > self._settings.heartbeat_timeout
@@ -319,7 +306,7 @@ class HyperDriveRun(Run):
         """
         from trainyard.train.hyperdrive._submit import resume_sweep
 
-        self._poll_status()
+        self.get_status()
         return resume_sweep(self)
 
     def fail(
@@ -370,11 +357,15 @@ class HyperDriveRun(Run):
                 )
         return details
 
-    def _read_controller_log(self, offset: int) -> bytes:
-        from trainyard._execution.backends.local import backend_for
+    def get_log_names(self) -> list[str]:
+        """The sweep's logs so far (the controller's ``system_logs/hyperdrive.txt``), live."""
+        return [CONTROLLER_LOG] if self.read_log(CONTROLLER_LOG, 0, 1) else []
 
-        data: bytes = backend_for(self._workspace).read_log(self.id, CONTROLLER_LOG, offset)
-        return data
+    def read_log(self, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
+        """Bytes of log ``name`` from ``offset``; the controller's log is read live."""
+        from trainyard._execution.backends import backend_for
+
+        return backend_for(self._ctx, self._info.target).read_log(self.id, name, offset, limit)
 
 
-Run._type_registry[HYPERDRIVE_RUN_TYPE] = HyperDriveRun
+register_run_type(HYPERDRIVE_RUN_TYPE, HyperDriveRun)

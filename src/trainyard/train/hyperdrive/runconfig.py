@@ -29,7 +29,6 @@ the sampled pairs come after them (argparse's last value wins).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -171,6 +170,7 @@ class HyperDriveConfig:
         validate_budget = getattr(hyperparameter_sampling, "validate_budget", None)
         if callable(validate_budget):
             validate_budget(self._max_total_runs, max_concurrent_runs)
+        self._dropped_params: list[str] = []
         self.estimator, self.run_config = self._check_template(estimator, run_config, pipeline)
         self.pipeline = None
         self.debug_flag = debug_flag
@@ -223,15 +223,17 @@ class HyperDriveConfig:
                     f"run_config must be a ScriptRunConfig, got {type(run_config).__name__}."
                 )
             return None, run_config
-        if not callable(getattr(estimator, "_to_script_run_config", None)):
+        from trainyard.train.estimator import Estimator
+
+        if not isinstance(estimator, Estimator):
             raise HyperDriveConfigException(
                 f"estimator must be an Estimator (Chainer, PyTorch, …), got "
                 f"{type(estimator).__name__}."
             )
-        # Work on a copy so the caller's estimator keeps its script_params.
-        est = copy.copy(estimator)
-        est._script_params = dict(getattr(estimator, "_script_params", {}))
-        removed = est._drop_params(list(self._sampling.parameter_space))
+        # The caller's estimator keeps its script_params: the template leaves the swept ones out.
+        wanted = {k.lstrip("-") for k in self._sampling.parameter_space}
+        removed = [k for k in estimator.script_params if str(k).lstrip("-") in wanted]
+        self._dropped_params = removed
         if removed:
             warnings.warn(
                 "The same input parameter(s) are specified in estimator script params and in the "
@@ -240,7 +242,7 @@ class HyperDriveConfig:
                 UserWarning,
                 stacklevel=3,
             )
-        return est, None
+        return estimator, None
 
     def _check_resume_from(self, resume_from: Sequence[Run] | None) -> list[Run]:
         if resume_from is None:
@@ -354,14 +356,25 @@ class HyperDriveConfig:
         return getattr(template, "source_directory", None)
 
     # -- wire form ----------------------------------------------------------------------------
-    def _template(self) -> ScriptRunConfig:
-        """The ScriptRunConfig every child is built from."""
+    def run_template(self) -> ScriptRunConfig:
+        """The ScriptRunConfig every child is built from (an estimator's, without the
+        ``script_params`` the parameter space overrides)."""
         if self.run_config is not None:
-            return self.run_config
-        config: ScriptRunConfig = self.estimator._to_script_run_config()
+            template: ScriptRunConfig = self.run_config
+            return template
+        from trainyard.train.estimator import flatten_script_params
+
+        config: ScriptRunConfig = self.estimator.run_config
+        if self._dropped_params:
+            kept = {
+                k: v
+                for k, v in self.estimator.script_params.items()
+                if k not in self._dropped_params
+            }
+            config.arguments = flatten_script_params(kept)
         return config
 
-    def _tags(self, platform_config: Mapping[str, Any]) -> dict[str, str]:
+    def parent_tags(self, platform_config: Mapping[str, Any]) -> dict[str, str]:
         """The parent's tags that rebuild this config (v1 names)."""
         return {
             "generator_config": json.dumps(self._sampling.to_json()),

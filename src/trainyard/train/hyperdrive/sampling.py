@@ -364,4 +364,5 @@ def sampling_from_json(data: Mapping[str, Any]) -> HyperParameterSampling:
     cls: Any = _SAMPLERS.get(str(data.get("name", "")).lower())
     if cls is None:
         raise HyperDriveConfigException(f"Unknown sampling method {data.get('name')!r}.")
-    return cls(data["parameter_space"], data.get("properties"))
+    sampling: HyperParameterSampling = cls(data["parameter_space"], data.get("properties"))
+    return sampling

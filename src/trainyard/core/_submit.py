@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainyard._execution.lifecycle import RunStatus
+from trainyard._lifecycle import RunStatus
 from trainyard.core.runconfig import distribution_to_dict
 from trainyard.exceptions import (
     ComputeTargetException,
@@ -86,7 +87,7 @@ def _validate_target(config: ScriptRunConfig, target: ComputeTarget, ranks: int)
             "DockerConfiguration(use_docker=True) needs a container engine, and this machine has none. "
             "Use a uv-built Environment (the default) instead."
         )
-    if getattr(config, "_needs_gpu", False) and target.gpu_count == 0:
+    if config.requires_gpu and target.gpu_count == 0:
         raise ComputeTargetException(
             f"use_gpu=True, but compute target {target.name!r} has no GPUs. Submit to a target with "
             "GPUs or set use_gpu=False.",
@@ -142,8 +143,30 @@ def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
         "environmentVariables": dict(config.environment_variables),
         "datasets": context.get("datasets", {}),
     }
-    if config._framework:
-        definition["frameworkInfo"] = dict(config._framework)
+    if config.framework_info:
+        definition["frameworkInfo"] = dict(config.framework_info)
+    return definition
+
+
+def ranks_of(definition: dict[str, Any]) -> int:
+    """How many processes a definition asks for: MPI counts nodes × processes, the others a total."""
+    dist = definition.get("distribution") or {}
+    if dist.get("type") == "mpi":
+        return int(dist.get("process_count_per_node", 1)) * int(dist.get("node_count", 1))
+    return int(dist.get("process_count", dist.get("worker_count", 1)) or 1)
+
+
+def validate_submission(experiment: Experiment, config: ScriptRunConfig) -> dict[str, Any]:
+    """Everything ``submit`` checks before storing anything; the definition with ``target`` set.
+
+    Used by a plain submit and, once per sweep, for the sweep's template.
+    """
+    from trainyard.core.compute.target import resolve_target
+
+    target = resolve_target(experiment.workspace, config.compute_target)
+    definition = build_definition(config)
+    _validate_target(config, target, ranks_of(definition))
+    definition["target"] = target.name
     return definition
 
 
@@ -151,30 +174,14 @@ def submit_script_run(
     experiment: Experiment,
     config: ScriptRunConfig,
     tags: dict[str, str],
-    *,
-    run_id: str | None = None,
-    parent_run_id: str | None = None,
-    properties: dict[str, str] | None = None,
     **_: Any,
 ) -> ScriptRun:
     """Validate, snapshot, create the run Queued, start its supervisor; returns at once."""
-    from trainyard._execution.backends.local import backend_for
     from trainyard._execution.snapshot import SnapshotStore, scan_source
-    from trainyard.core.compute.target import resolve_target
-    from trainyard.core.run import SCRIPT_RUN_TYPE, Run
-    from trainyard.core.script_run import ScriptRun
 
-    ws = experiment.workspace
-    target = resolve_target(ws, config.compute_target)
-    definition = build_definition(config)
-    dist = definition.get("distribution") or {}
-    ranks = (
-        int(dist.get("process_count_per_node", 1)) * int(dist.get("node_count", 1))
-        if dist.get("type") == "mpi"
-        else int(dist.get("process_count", dist.get("worker_count", 1)) or 1)
-    )
-    _validate_target(config, target, ranks)
-    settings = ws._settings
+    ctx = experiment.workspace.context
+    definition = validate_submission(experiment, config)
+    settings = ctx.settings
     plan = scan_source(
         Path(definition["sourceDirectory"]),
         max_bytes=settings.snapshot_max_bytes,
@@ -191,26 +198,56 @@ def submit_script_run(
             script=script,
             warnings=list(plan.warnings),
         )
-    snapshots = SnapshotStore(ws.path / "snapshots")
-    snap = snapshots.take(plan)
-    definition["target"] = target.name
-    props = {"ContentSnapshotId": snap.id, **(properties or {})}
-    run = Run._create(
+    snap = SnapshotStore(ctx.snapshots_dir).take(plan)
+    return submit_definition(
         experiment,
-        run_id=run_id,
-        run_type=SCRIPT_RUN_TYPE,
-        status=RunStatus.NOT_STARTED.value,
-        parent_run_id=parent_run_id,
-        target=target.name,
-        definition=definition,
-        tags=tags,
-        properties=props,
+        definition,
+        snap.id,
+        tags,
+        warnings=[f"snapshot: {w}" for w in plan.warnings],
     )
-    fields: dict[str, Any] = {"snapshot_id": snap.id}
-    if plan.warnings:  # what the snapshot skipped (outside symlinks …) shows in details["warnings"]
-        fields["runtime"] = {"warnings": [f"snapshot: {w}" for w in plan.warnings]}
-    ws._store.update_run(run.id, **fields)
-    ws._store.update_run_status(run.id, RunStatus.QUEUED.value)
-    backend_for(ws, target.type).submit(run.id)
-    script_run = ScriptRun(experiment, run.id)
-    return script_run
+
+
+def submit_definition(
+    experiment: Experiment,
+    definition: dict[str, Any],
+    snapshot_id: str,
+    tags: Mapping[str, str],
+    *,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    properties: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
+) -> ScriptRun:
+    """Store a validated definition as a Queued run of snapshot ``snapshot_id`` and hand it to its
+    target's backend. A plain submit comes here after validation; a sweep child comes here with
+    the sweep's template definition (validated once at sweep submit) plus its sampled arguments,
+    so datasets, environment, settings and distribution resolve exactly as for a single run."""
+    from trainyard._execution.backends import backend_for
+    from trainyard._store.entities import NewRun
+    from trainyard.core.run import SCRIPT_RUN_TYPE, current_user, new_run_id
+    from trainyard.core.script_run import ScriptRun
+
+    ctx = experiment.workspace.context
+    target = str(definition.get("target") or "local")
+    props = {"ContentSnapshotId": snapshot_id, **(properties or {})}
+    info = ctx.store.create_run(
+        NewRun(
+            run_id=run_id or new_run_id(experiment.name),
+            experiment_id=experiment.id,
+            run_type=SCRIPT_RUN_TYPE,
+            status=RunStatus.NOT_STARTED.value,
+            parent_run_id=parent_run_id,
+            target=target,
+            definition=definition,
+            tags={k: str(v) for k, v in tags.items()},
+            properties={k: str(v) for k, v in props.items()},
+            snapshot_id=snapshot_id,
+            submitted_by=current_user(),
+        )
+    )
+    if warnings:  # what the snapshot skipped (outside symlinks …) shows in details["warnings"]
+        ctx.store.update_run(info.run_id, runtime={"warnings": list(warnings)})
+    ctx.store.update_run_status(info.run_id, RunStatus.QUEUED.value)
+    backend_for(ctx, target).submit(info.run_id)
+    return ScriptRun(experiment, info.run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainyard._execution.lifecycle import (
+from trainyard._lifecycle import (
     ACTIVE,
     POST_PROCESSING,
     RUNNING_SET,

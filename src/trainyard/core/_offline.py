@@ -72,7 +72,9 @@ class OfflineRun(Run):
     def log_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
         self._say("table", name, value)
 
-    def log_image(self, name: str, path: Any = None, plot: Any = None, description: str = "") -> None:
+    def log_image(
+        self, name: str, path: Any = None, plot: Any = None, description: str = ""
+    ) -> None:
         self._say("image", name, path if path is not None else plot)
 
     def log_confusion_matrix(self, name: str, value: Any, description: str = "") -> None:
@@ -87,15 +89,30 @@ class OfflineRun(Run):
     def log_predictions(self, name: str, value: Any, description: str = "") -> None:
         self._say("predictions", name, value)
 
-    def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False) -> dict[str, Any]:
+    def get_metrics(
+        self,
+        name: str | None = None,
+        recursive: bool = False,
+        run_type: str | None = None,
+        populate: bool = False,
+    ) -> dict[str, Any]:
         out = {k: (v[0] if len(v) == 1 else list(v)) for k, v in self._metrics.items()}
         return out if name is None else {k: v for k, v in out.items() if k == name}
 
-    def upload_file(self, name: str, path_or_stream: Any, datastore_name: str | None = None) -> dict[str, Any]:
+    def upload_file(
+        self, name: str, path_or_stream: Any, datastore_name: str | None = None
+    ) -> dict[str, Any]:
         print(f"Attempted to track file {name} at {path_or_stream}")
         return {"name": name}
 
-    def upload_files(self, names: Sequence[str], paths: Sequence[Any], return_artifacts: bool = False, timeout_seconds: int | None = None, datastore_name: str | None = None) -> None:
+    def upload_files(
+        self,
+        names: Sequence[str],
+        paths: Sequence[Any],
+        return_artifacts: bool = False,
+        timeout_seconds: int | None = None,
+        datastore_name: str | None = None,
+    ) -> None:
         for n, p in zip(names, paths, strict=False):
             self.upload_file(n, p)
 
@@ -128,7 +145,9 @@ class OfflineRun(Run):
     def get_properties(self) -> dict[str, str]:
         return dict(self._props)
 
-    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> Run:
+    def child_run(
+        self, name: str | None = None, run_id: str | None = None, outputs: str | None = None
+    ) -> Run:
         return OfflineRun()
 
     def get_children(self, *args: Any, **kwargs: Any) -> Iterator[Run]:
@@ -146,7 +165,9 @@ class OfflineRun(Run):
     def complete(self, _set_status: bool = True) -> None:
         self._finished = True
 
-    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
+    def fail(
+        self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True
+    ) -> None:
         print(f"Attempted to fail the run with error: {error_details}")
         self._finished = True
 

@@ -173,3 +173,60 @@ def stop_process(ident: ProcessId, grace_s: float) -> None:
         wait_gone(ident, 5.0)
     # Workers left over from a supervisor that died (kill -9) still carry its group id.
     ident.signal_group(signal.SIGKILL)
+
+
+class ExitWatcher:
+    """Wait until any of several local processes exits, or a timeout passes.
+
+    Where the kernel offers process file descriptors (``os.pidfd_open``, Linux 5.3+), a wait wakes
+    the moment a watched process ends and costs nothing while it waits; elsewhere it sleeps the
+    timeout (callers poll). A sweep controller watches its children's supervisors, so a freed slot
+    is seen at once instead of at the next poll.
+
+    Example::
+
+        watcher = ExitWatcher()
+        watcher.watch("run-1", ProcessId.of(pid))
+        watcher.wait(0.1)          # returns early when pid exits
+        watcher.close()
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def watch(self, key: str, ident: ProcessId | None) -> None:
+        """Watch ``ident`` under ``key`` (ignored when it is remote, gone or already watched)."""
+        opener = getattr(os, "pidfd_open", None)
+        if key in self._fds or ident is None or opener is None or not ident.alive():
+            return
+        try:
+            fd = opener(ident.pid)
+        except OSError:
+            return
+        if not ident.alive():  # the pid was reused between the check and the open
+            os.close(fd)
+            return
+        self._fds[key] = fd
+
+    def unwatch(self, key: str) -> None:
+        """Stop watching ``key``."""
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def wait(self, timeout: float) -> None:
+        """Return when a watched process exits or after ``timeout`` seconds."""
+        if not self._fds:
+            time.sleep(timeout)
+            return
+        import select
+
+        ready, _, _ = select.select(list(self._fds.values()), [], [], timeout)
+        for key, fd in list(self._fds.items()):
+            if fd in ready:
+                self.unwatch(key)
+
+    def close(self) -> None:
+        """Stop watching everything."""
+        for key in list(self._fds):
+            self.unwatch(key)

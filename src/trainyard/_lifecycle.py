@@ -52,7 +52,9 @@ class RunStatus(str, Enum):
             from trainyard.exceptions import ValidationError
 
             names = ", ".join(s.value for s in cls)
-            raise ValidationError(f"Unknown run status {value!r}; expected one of: {names}.") from None
+            raise ValidationError(
+                f"Unknown run status {value!r}; expected one of: {names}."
+            ) from None
 
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})

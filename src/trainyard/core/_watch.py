@@ -17,12 +17,11 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from trainyard._execution.lifecycle import RunStatus
 from trainyard._execution.runfiles import BUILD_LOG, STD_LOG
+from trainyard._lifecycle import RunStatus
 from trainyard.exceptions import ActivityFailedException
 
 if TYPE_CHECKING:
-    from trainyard._execution.backends.base import ComputeBackend
     from trainyard.core.script_run import ScriptRun as Run
 
 #: Logs in priority order (v1 streams rank 0's user log; the build log shows while Preparing).
@@ -38,7 +37,6 @@ def _interval(elapsed: float, lo: float, hi: float) -> float:
 
 def wait_for_completion(
     run: Run,
-    backend: ComputeBackend,
     *,
     show_output: bool = False,
     wait_post_processing: bool = False,
@@ -47,22 +45,22 @@ def wait_for_completion(
 ) -> dict[str, Any]:
     """Block until the run is terminal (streaming its log if asked) and return its details."""
     stream = out or sys.stdout
-    settings = run._settings
+    settings = run.experiment.workspace.context.settings
     started = time.monotonic()
     if show_output:
-        stream.write(f"RunId: {run.id}\nWeb View: {run._web_view()}\n\n")
+        stream.write(f"RunId: {run.id}\nWeb View: {run.get_portal_url()}\n\n")
         stream.flush()
     current: str | None = None
     offset = 0
     early_deadline: float | None = None
     try:
         while True:
-            status = RunStatus.parse(run._poll_status())
+            status = RunStatus.parse(run.get_status())
             if show_output:
-                current, offset = _stream_once(run, backend, stream, current, offset)
+                current, offset = _stream_once(run, stream, current, offset)
             # Stop during Finalizing only once the outputs are uploaded (v1 stops when Finalizing
             # reports success); a failing run (its error is already recorded) is followed to Failed.
-            info = run._info
+            info = run.get_info(refresh=False)
             early = (
                 status == RunStatus.FINALIZING
                 and not wait_post_processing
@@ -73,12 +71,14 @@ def wait_for_completion(
             # milliseconds: give them a moment so callers usually see the terminal status.
             if early and early_deadline is None:
                 early_deadline = time.monotonic() + _EARLY_GRACE
-            if status.is_terminal() or (early_deadline is not None and time.monotonic() >= early_deadline):
+            if status.is_terminal() or (
+                early_deadline is not None and time.monotonic() >= early_deadline
+            ):
                 break
             lo, hi = settings.polling_interval_min, settings.polling_interval_max
             time.sleep(_interval(time.monotonic() - started, lo, hi) if not show_output else lo)
         if show_output:
-            _stream_once(run, backend, stream, current, offset, final=True)
+            _stream_once(run, stream, current, offset, final=True)
     except KeyboardInterrupt:
         stream.write(
             f"\nStopped watching run {run.id}; it keeps running. Follow it again with "
@@ -89,7 +89,7 @@ def wait_for_completion(
     details = run.get_details()
     if show_output:
         stream.write("\nExecution Summary\n=================\n")
-        stream.write(f"RunId: {run.id}\nWeb View: {run._web_view()}\n")
+        stream.write(f"RunId: {run.id}\nWeb View: {run.get_portal_url()}\n")
         for w in details.get("warnings") or []:
             stream.write(f"Warning: {w}\n")
         stream.write("\n")
@@ -109,40 +109,30 @@ def wait_for_completion(
 
 def _stream_once(
     run: Run,
-    backend: ComputeBackend,
     stream: IO[str],
     current: str | None,
     offset: int,
     final: bool = False,
 ) -> tuple[str | None, int]:
-    names = backend.log_names(run.id)
+    names = run.get_log_names()
     best = next((n for n in LOG_PRIORITY if n in names), None)
     if best is not None and best != current:
         if current is not None and current in names:
             # finish the lower-priority log first (it is complete: its stage is over)
-            _drain(run, backend, stream, current, offset, final=True)
+            _drain(run, stream, current, offset, final=True)
         current, offset = best, 0
         stream.write(f"Streaming {best}\n{'=' * (10 + len(best))}\n\n")
     if current is not None:
-        offset = _drain(run, backend, stream, current, offset, final=final)
+        offset = _drain(run, stream, current, offset, final=final)
     return current, offset
 
 
-def _drain(
-    run: Run, backend: ComputeBackend, stream: IO[str], name: str, offset: int, final: bool = False
-) -> int:
-    """Print the log from ``offset``; ``final`` (the log is complete) prints a last partial line."""
-    while True:
-        chunk = backend.read_log(run.id, name, offset)
-        if not chunk:
-            return offset
-        # Print whole lines only, so a line being written is shown once, complete.
-        cut = chunk.rfind(b"\n") + 1
-        if cut == 0:
-            if not final and len(chunk) < (1 << 20):
-                return offset
-            cut = len(chunk)
-        text = chunk[:cut].decode("utf-8", "replace")
+def _drain(run: Run, stream: IO[str], name: str, offset: int, final: bool = False) -> int:
+    """Print the log's complete lines from ``offset``; ``final`` (the log is complete) prints a
+    last partial line too."""
+    chunk = run.read_log_lines(name, offset, final=final)
+    if chunk:
+        text = chunk.decode("utf-8", "replace")
         stream.write(text + "\n" if final and not text.endswith("\n") else text)
         stream.flush()
-        offset += cut
+    return offset + len(chunk)
