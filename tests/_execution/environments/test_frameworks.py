@@ -118,9 +118,7 @@ def test_a_users_numpy_pin_within_the_hard_bound_wins_over_the_default() -> None
         "protobuf<4",
         "setuptools<74",
     )
-    _, _, notices = apply_framework_constraints(
-        reqs("chainer", "numpy==1.26.4"), machine="x86_64"
-    )
+    _, _, notices = apply_framework_constraints(reqs("chainer", "numpy==1.26.4"), machine="x86_64")
     assert any("numpy<1.24 not applied" in n and "numpy==1.26.4" in n for n in notices)
 
 
