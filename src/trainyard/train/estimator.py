@@ -335,7 +335,7 @@ class Estimator:
             docker_runtime_config=DockerConfiguration(use_docker=False),
         )
         config.environment_variables = dict(self.environment_variables)
-        # ScriptRunConfig has no public field for these yet; submit reads them (see ARCHITECTURE).
+        # ScriptRunConfig has no public field for these yet: submit and HyperDrive read them there.
         config._needs_gpu = self.use_gpu
         config._framework = self.framework_info(environment)
         return config

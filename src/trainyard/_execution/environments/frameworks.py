@@ -337,7 +337,9 @@ FRAMEWORKS: dict[str, Framework] = {
         releases=(
             FrameworkRelease(
                 "2.13.0",
-                ("torch==2.13.0",),
+                # torch's wheel does not require NumPy, but v1's PyTorch images had it and the
+                # examples use it; 2.2.6 is the pin the PyTorch environments always had.
+                ("torch==2.13.0", "numpy==2.2.6"),
                 None,
                 "the torch 2.13.0 wheel here is the CPU build, and no torchvision imports beside it",
             ),
