@@ -22,8 +22,14 @@ class TestLocalBackend(BackendConformance):
         monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MAX", "0.3")
         monkeypatch.setenv("TRAINYARD_CANCEL_GRACE_SECONDS", "3")
         ws = Workspace.create(unique_name("ws"), path=tmp_path / "ws")
-        ComputeTarget.create(ws, "one", LocalCompute.provisioning_configuration(max_concurrent_runs=1))
-        ComputeTarget.create(ws, "two", LocalCompute.provisioning_configuration(max_concurrent_runs=2))
-        env = BackendEnv(workspace=ws, target="one", wide_target="two", kill_owner=kill_owner_by_pid)
+        ComputeTarget.create(
+            ws, "one", LocalCompute.provisioning_configuration(max_concurrent_runs=1)
+        )
+        ComputeTarget.create(
+            ws, "two", LocalCompute.provisioning_configuration(max_concurrent_runs=2)
+        )
+        env = BackendEnv(
+            workspace=ws, target="one", wide_target="two", kill_owner=kill_owner_by_pid
+        )
         assert isinstance(env.backend(), LocalProcessBackend)
         return env

@@ -18,6 +18,7 @@ from trainyard.core import Environment, Experiment, Run, ScriptRun, ScriptRunCon
 from trainyard.core.conda_dependencies import CondaDependencies
 from trainyard.exceptions import ActivityFailedException
 from trainyard.testing.fixtures import unique_name
+from trainyard.train.dnn import Chainer
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ print("six", six.__version__, "trainyard", trainyard.__version__)
 """
 
 
-def submit(experiment: Experiment, config: ScriptRunConfig) -> ScriptRun:
+def submit(experiment: Experiment, config: ScriptRunConfig | Chainer) -> ScriptRun:
     """``experiment.submit(config)``, typed as the ``ScriptRun`` it returns."""
     run = experiment.submit(config)
     assert isinstance(run, ScriptRun)
@@ -133,3 +134,78 @@ def test_unresolvable_requirement_fails_in_preparing(ws: Workspace, src: Path) -
     with pytest.raises(ActivityFailedException) as info:
         run.wait_for_completion()
     assert "this-package-does-not-exist-xyz" in str(info.value)
+
+
+# A v1-era Chainer script: np.int (removed in NumPy 1.24) around one real training step, and (with
+# --set-epoch) an assignment to the iterator's epoch, a read-only property from Chainer 6 on.
+V1_CHAINER = """
+import sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+import numpy as np, chainer, chainer.links as L
+from chainer import iterators, optimizers
+from trainyard.core import Run
+
+x = np.random.rand(20, 4).astype(np.float32)
+y = (np.arange(20) % 3).astype(np.int32)
+it = iterators.SerialIterator(chainer.datasets.TupleDataset(x, y), 5)
+model = L.Classifier(L.Linear(4, 3))
+opt = optimizers.MomentumSGD(0.01)
+opt.setup(model)
+xb, yb = chainer.dataset.concat_examples(it.next())
+model.cleargrads()
+loss = model(xb, yb)
+loss.backward()
+opt.update()
+if "--set-epoch" in sys.argv:
+    it.epoch = 0
+Run.get_context().log("loss", float(loss.array))
+print("chainer", chainer.__version__, "numpy", np.__version__, "batch", np.int(len(xb)))
+"""
+
+
+def _chainer_src(tmp_path: Path) -> Path:
+    folder = tmp_path / "chainer-src"
+    folder.mkdir()
+    (folder / "v1.py").write_text(V1_CHAINER)
+    return folder
+
+
+def _completed(run: ScriptRun, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    status = wait_terminal(run, timeout=600)
+    log = tmp_path / f"{run.id}.txt"
+    run.download_file("user_logs/std_log.txt", str(log))
+    details = run.get_details()
+    assert status == "Completed", (details.get("error"), log.read_text()[-3000:])
+    return details, log.read_text()
+
+
+def test_user_environment_listing_chainer_builds_and_runs_v1_code(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """Before the framework table this failed to build (No module named 'pkg_resources'), then to
+    import (NumPy 2 has no np.sctypes), then on np.int."""
+    env = Environment("chainer-user")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["chainer", "pytest"])
+    config = ScriptRunConfig(_chainer_src(tmp_path), "v1.py", environment=env)
+    details, log = _completed(submit(Experiment(ws, "chainer-user"), config), tmp_path)
+    packages = details["resolvedPackages"]
+    assert packages["numpy"] == "1.23.5" and int(packages["setuptools"].split(".")[0]) < 74
+    assert f"chainer {packages['chainer']} numpy 1.23.5 batch 5" in log
+
+
+def test_chainer_estimator_honours_5_1_0_and_records_what_was_installed(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """Before, 5.1.0 was mapped to 7.8.1, where this v1 script fails ('epoch' has no setter)."""
+    est = Chainer(
+        source_directory=str(_chainer_src(tmp_path)),
+        compute_target="local",
+        entry_script="v1.py",
+        script_params={"--set-epoch": ""},
+        framework_version="5.1.0",
+    )
+    details, log = _completed(submit(Experiment(ws, "chainer-5"), est), tmp_path)
+    info = details["runDefinition"]["frameworkInfo"]
+    assert info["version"] == "5.1.0" and info["mapped"] == ""
+    assert details["resolvedPackages"]["chainer"] == info["version"]
+    assert "chainer 5.1.0 numpy 1.23.5 batch 5" in log

@@ -86,7 +86,7 @@ def test_add_conda_package_goes_before_pip_list_and_replaces() -> None:
     cd = CondaDependencies.create(pip_packages=["six"], python_version="3.11")
     cd.add_conda_package("numpy=1.25")
     cd.add_conda_package("numpy=1.26")
-    deps = cd._to_dict()["dependencies"]
+    deps = cd.to_dict()["dependencies"]
     assert deps == ["python=3.11", "numpy=1.26", {"pip": ["six"]}]
     cd.remove_conda_package("numpy")
     assert cd.conda_packages == []
@@ -104,7 +104,7 @@ def test_set_python_version_replaces_and_validates() -> None:
     cd.set_python_version("3.12")
     cd.set_python_version("3.11")
     assert cd.python_version == "3.11"
-    assert sum(1 for d in cd._to_dict()["dependencies"] if str(d).startswith("python")) == 1
+    assert sum(1 for d in cd.to_dict()["dependencies"] if str(d).startswith("python")) == 1
     with pytest.raises(ValidationError):
         cd.set_python_version("three")
 

@@ -34,7 +34,9 @@ def _defined_private_names(tree: ast.AST) -> set[str]:
                 names.add(node.id)
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
-        elif (isinstance(node, ast.arg) and node.arg.startswith("_")) or (isinstance(node, ast.keyword) and node.arg and node.arg.startswith("_")):
+        elif (isinstance(node, ast.arg) and node.arg.startswith("_")) or (
+            isinstance(node, ast.keyword) and node.arg and node.arg.startswith("_")
+        ):
             names.add(node.arg)
         elif isinstance(node, ast.alias):
             local = node.asname or node.name.split(".")[0]

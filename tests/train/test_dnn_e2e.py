@@ -53,12 +53,15 @@ class Example:
     scorer: str
     model_file: str
     framework_version: str
+    distribution: str
 
 
 CHAINER = Example(
-    Chainer, "chainer-mnist", "chainer_mnist.py", "chainer_score", "model.npz", "7.8.1"
+    Chainer, "chainer-mnist", "chainer_mnist.py", "chainer_score", "model.npz", "7.8.1", "chainer"
 )
-TORCH = Example(PyTorch, "pytorch-mnist", "pytorch_mnist.py", "pytorch_score", "model.pt", "2.13.0")
+TORCH = Example(
+    PyTorch, "pytorch-mnist", "pytorch_mnist.py", "pytorch_score", "model.pt", "2.13.0", "torch"
+)
 EXAMPLES = [pytest.param(CHAINER, id="chainer"), pytest.param(TORCH, id="pytorch")]
 
 
@@ -166,6 +169,9 @@ def test_train_register_download_and_score(ws: Workspace, ex: Example, tmp_path:
     details = run.get_details()
     info = details["runDefinition"]["frameworkInfo"]
     assert info["name"] == ex.estimator.__name__ and info["version"] == ex.framework_version
+    # What frameworkInfo records is what the build installed (a local +cpu tag aside).
+    installed = details["resolvedPackages"][ex.distribution]
+    assert installed.split("+")[0] == info["version"], (installed, info)
     assert f"outputs/{ex.model_file}" in run.get_file_names()
     log = ws.context.artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()
     assert [f"epoch:{e:02d}" in log for e in range(1, EPOCHS + 1)] == [True] * EPOCHS

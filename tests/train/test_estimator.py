@@ -9,6 +9,7 @@ in ``test_dnn_e2e.py``.
 from __future__ import annotations
 
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +168,8 @@ def test_script_params_property_is_a_copy(src: Path) -> None:
 
 
 def test_supported_versions() -> None:
-    assert Chainer.get_supported_versions() == ["7.8.1"]
-    assert PyTorch.get_supported_versions() == ["2.13.0"]
+    assert Chainer.get_supported_versions() == ["5.1.0", "7.0.0", "7.8.1"]
+    assert PyTorch.get_supported_versions() == ["2.13.0", "2.14.1"]
     assert TensorFlow.get_supported_versions() == ["2.21.0"]
     assert Estimator.get_supported_versions() == []
 
@@ -177,25 +178,55 @@ def test_supported_versions() -> None:
     ("cls", "requested", "resolved"),
     [
         (Chainer, None, "7.8.1"),
-        (Chainer, "5.1.0", "7.8.1"),
-        (Chainer, "7.0.0", "7.8.1"),
+        (Chainer, "5.1.0", "5.1.0"),  # installs on Python 3.11: honoured, not mapped
+        (Chainer, "7.0.0", "7.0.0"),
+        (Chainer, "7.8", "7.8.1"),
         (Chainer, "7.8.1", "7.8.1"),
         (PyTorch, None, "2.13.0"),
-        (PyTorch, "1.6", "2.13.0"),
-        (PyTorch, "1.0", "2.13.0"),
-        (TensorFlow, "1.13", "2.21.0"),
-        (TensorFlow, "2.2", "2.21.0"),
+        (PyTorch, "2.14.1", "2.14.1"),
+        (TensorFlow, None, "2.21.0"),
     ],
 )
-def test_v1_versions_map_to_installable_releases(
+def test_installable_versions_are_honoured_without_a_warning(
     src: Path, cls: type[Estimator], requested: str | None, resolved: str
 ) -> None:
-    est = cls(str(src), entry_script="train.py", framework_version=requested)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = cls(str(src), entry_script="train.py", framework_version=requested)
     assert est.framework_version == resolved
-    info = est.run_config.framework_info
-    assert info is not None
+    info = est.framework_info()
     assert info["name"] == cls.__name__ and info["version"] == resolved
-    assert info["requested_version"] == requested
+    assert info["requested_version"] == requested and info["mapped"] == ""
+    assert any(p.endswith(f"=={resolved}") for p in info["packages"])
+
+
+@pytest.mark.parametrize(
+    ("cls", "requested", "resolved", "why"),
+    [
+        (PyTorch, "1.6", "2.13.0", "no wheels for Python 3.11"),
+        (PyTorch, "1.0", "2.13.0", "no wheels for Python 3.11"),
+        (TensorFlow, "1.13", "2.21.0", "no wheels for Python 3.11"),
+        (TensorFlow, "2.2", "2.21.0", "no wheels for Python 3.11"),
+    ],
+)
+def test_versions_that_cannot_install_map_with_a_warning(
+    src: Path, cls: type[Estimator], requested: str, resolved: str, why: str
+) -> None:
+    with pytest.warns(UserWarning, match=why):
+        est = cls(str(src), entry_script="train.py", framework_version=requested)
+    assert est.framework_version == resolved
+    info = est.framework_info()
+    assert info["version"] == resolved and info["requested_version"] == requested
+    assert why in info["mapped"]
+
+
+def test_gpu_requests_map_to_a_release_with_a_gpu_build(src: Path) -> None:
+    with pytest.warns(UserWarning, match="CuPy"):
+        est = Chainer(str(src), entry_script="train.py", framework_version="5.1.0", use_gpu=True)
+    assert est.framework_version == "7.8.1"
+    env = est.run_config.environment
+    assert env is not None
+    assert env.python.conda_dependencies.pip_packages == ["chainer==7.8.1", "cupy-cuda12x"]
 
 
 @pytest.mark.parametrize(
@@ -213,35 +244,64 @@ def test_unsupported_framework_version_is_a_clear_error(
 
 
 def test_framework_packages_are_the_pinned_ones(src: Path) -> None:
-    chainer = Chainer(str(src), entry_script="train.py").run_config.environment
-    assert chainer is not None
-    pins = chainer.python.conda_dependencies.pip_packages
-    assert "chainer==7.8.1" in pins and "numpy==1.26.4" in pins
-    assert not any(p.startswith("cupy") for p in pins)
+    chainer = Chainer(str(src), entry_script="train.py", framework_version="5.1.0")
+    env = chainer.run_config.environment
+    assert env is not None
+    assert env.python.conda_dependencies.pip_packages == ["chainer==5.1.0"]
+    # The constraint table adds the rest where the spec is normalised; frameworkInfo shows it.
+    info = chainer.framework_info()
+    assert info["packages"] == ["chainer==5.1.0", "numpy<1.24", "protobuf<4", "setuptools<74"]
     torch = PyTorch(str(src), entry_script="train.py").run_config.environment
     assert torch is not None
-    assert "torch==2.13.0" in torch.python.conda_dependencies.pip_packages
+    assert torch.python.conda_dependencies.pip_packages == ["torch==2.13.0", "numpy==2.2.6"]
+    vision = PyTorch(str(src), entry_script="train.py", framework_version="2.14.1")
+    assert vision.framework_info()["packages"] == ["torch==2.14.1", "torchvision==0.29.1"]
+
+
+def test_mpi_training_adds_mpi4py_to_chainer(src: Path) -> None:
+    from trainyard.train.dnn import Mpi
+
+    est = Chainer(str(src), entry_script="train.py", distributed_training=Mpi())
+    assert "mpi4py" in est.framework_info()["packages"]
+    assert "mpi4py" not in Chainer(str(src), entry_script="train.py").framework_info()["packages"]
 
 
 # ------------------------------------------------------------------------------ environments
 
 
-def test_pip_packages_are_merged_and_the_users_win_by_name(src: Path) -> None:
+def test_pip_packages_are_merged_and_a_users_pin_wins_within_the_bounds(src: Path) -> None:
     est = Chainer(str(src), entry_script="train.py", pip_packages=["NumPy==1.26.3", "pytest"])
     env = est.run_config.environment
     assert env is not None
-    pins = env.python.conda_dependencies.pip_packages
-    assert "NumPy==1.26.3" in pins and "pytest" in pins
-    assert "numpy==1.26.4" not in pins
-    assert "chainer==7.8.1" in pins and "protobuf==3.20.3" in pins
-    assert sum(p.lower().startswith("numpy") for p in pins) == 1
+    assert env.python.conda_dependencies.pip_packages == [
+        "chainer==7.8.1",
+        "numpy==1.26.3",
+        "pytest",
+    ]
+    packages = est.framework_info()["packages"]
+    assert "numpy==1.26.3" in packages and "setuptools<74" in packages
+
+
+def test_a_users_bare_numpy_keeps_the_framework_bound(src: Path) -> None:
+    # v1's notebook: Chainer(..., pip_packages=['numpy', 'pytest']).
+    est = Chainer(str(src), entry_script="train.py", pip_packages=["numpy", "pytest"])
+    packages = est.framework_info()["packages"]
+    assert "numpy<1.24" in packages and "numpy" not in packages
+
+
+def test_a_users_pin_against_the_framework_is_an_error(src: Path) -> None:
+    est = Chainer(str(src), entry_script="train.py", pip_packages=["numpy>=2"])
+    with pytest.raises(ValidationError, match=r"numpy>=2.*numpy<2"):
+        est.run_config  # noqa: B018 - building the config normalises the environment
 
 
 def test_merge_packages_normalises_names() -> None:
     merged = merge_packages(
-        ["typing_extensions", "six==1.16", "a>=1"], ["typing-extensions==4.0", "b"]
+        ["typing_extensions", "six==1.16", "a>=1"], ["typing-extensions==4.0", "b", "A<3"]
     )
-    assert merged == ["six==1.16", "a>=1", "typing-extensions==4.0", "b"]
+    assert merged == ["typing-extensions==4.0", "six==1.16", "a<3,>=1", "b"]
+    with pytest.raises(ValidationError, match="six"):
+        merge_packages(["six==1.16"], ["six==1.17"])
 
 
 def test_pip_requirements_file_is_merged(src: Path, tmp_path: Path) -> None:
@@ -252,7 +312,7 @@ def test_pip_requirements_file_is_merged(src: Path, tmp_path: Path) -> None:
     ).run_config.environment
     assert env is not None
     pins = env.python.conda_dependencies.pip_packages
-    assert "protobuf==3.19.0" in pins and "requests" in pins and "protobuf==3.20.3" not in pins
+    assert pins == ["chainer==7.8.1", "protobuf==3.19.0", "requests"]
 
 
 def test_environment_definition_overrides_everything(src: Path) -> None:
@@ -294,7 +354,8 @@ def test_submit_records_arguments_and_the_framework_mapping(ws: Workspace, src: 
     assert definition["arguments"] == [*V1_ARGV, "--verbose"]
     info = definition["frameworkInfo"]
     assert info["name"] == "Chainer"
-    assert info["requested_version"] == "5.1.0" and info["version"] == "7.8.1"
+    # The user's own environment does not pin chainer: no version is claimed for it.
+    assert info["requested_version"] == "5.1.0" and info["version"] is None
     assert info["use_gpu"] is False
     assert "outputs/argv.json" in run.get_file_names()
     log = ws.context.artifacts.read_bytes(f"runs/{run.id}/user_logs/std_log.txt").decode()

@@ -108,7 +108,12 @@ def _private_folder(path: Path) -> bool:
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
     st = path.lstat()
-    return path.is_dir() and not path.is_symlink() and st.st_uid == os.getuid() and (st.st_mode & 0o077) == 0
+    return (
+        path.is_dir()
+        and not path.is_symlink()
+        and st.st_uid == os.getuid()
+        and (st.st_mode & 0o077) == 0
+    )
 
 
 # ------------------------------------------------------------------------------ client

@@ -1,4 +1,10 @@
-"""Preparing stage: turn a run's environment definition into an interpreter to run the script with."""
+"""Preparing stage: turn a run's environment definition into an interpreter to run the script with.
+
+The definition is the dict form of the run's environment (``Environment.to_dict()``, stored in the
+run definition); it is read by :mod:`trainyard._execution.environments` directly, so this layer
+needs no public ``Environment`` object. An empty definition is the default environment: the
+current interpreter, user-managed.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainyard.settings import Settings
+
+#: The definition used when a run has none (``ScriptRunConfig`` without an environment).
+DEFAULT_DEFINITION: dict[str, Any] = {
+    "name": "default-environment",
+    "python": {"userManagedDependencies": True},
+}
 
 
 @dataclass(frozen=True)
@@ -29,14 +41,20 @@ def prepare_environment(
 ) -> PreparedEnvironment:
     """Build (or reuse from the cache) the environment ``env_def`` describes.
 
-    Raises ``EnvironmentBuildError`` with the resolver's message when it cannot be built.
+    Raises ``EnvironmentBuildError`` with the resolver's message when it cannot be built, and
+    ``ValidationError``/``ConfigError`` when the definition is invalid.
+
+    Example::
+
+        prepared = prepare_environment(env.to_dict(), load_settings(), print)
     """
     from trainyard._execution.environments.builder import default_builder
+    from trainyard._execution.environments.definition import EnvDefinition
     from trainyard._execution.environments.spec import EnvSpec
-    from trainyard.core.environment import Environment
 
-    environment = Environment.from_dict(env_def) if env_def else _default_environment()
-    spec = EnvSpec.from_environment(environment)
+    data = env_def or DEFAULT_DEFINITION
+    definition = EnvDefinition.from_dict(data)
+    spec = EnvSpec.from_environment_dict(data)
 
     def sink(line: str) -> None:
         log(line if line.endswith("\n") else line + "\n")
@@ -49,7 +67,7 @@ def prepare_environment(
         spec_hash=built.spec_hash,
         cached=built.cached,
         resolved=dict(built.resolved),
-        env={str(k): str(v) for k, v in (environment.environment_variables or {}).items()},
+        env=dict(definition.environment_variables),
     )
 
 
@@ -66,20 +84,12 @@ def current_interpreter(env_def: Mapping[str, Any]) -> tuple[str, dict[str, str]
 
         current_interpreter({})   # (sys.executable, {})
     """
+    from trainyard._execution.environments.definition import EnvDefinition
     from trainyard._execution.environments.spec import EnvSpec
-    from trainyard.core.environment import Environment
 
-    environment = Environment.from_dict(env_def) if env_def else _default_environment()
-    spec = EnvSpec.from_environment(environment)
+    data = env_def or DEFAULT_DEFINITION
+    definition = EnvDefinition.from_dict(data)
+    spec = EnvSpec.from_environment_dict(data)
     if not spec.user_managed or spec.interpreter_path:
         return None
-    env = {str(k): str(v) for k, v in (environment.environment_variables or {}).items()}
-    return sys.executable, env
-
-
-def _default_environment() -> Any:
-    from trainyard.core.environment import Environment
-
-    env = Environment("default-environment")
-    env.python.user_managed_dependencies = True
-    return env
+    return sys.executable, dict(definition.environment_variables)

@@ -86,7 +86,9 @@ class MetricBuffer:
         _LIVE.add(self)
 
     # -- hot path -----------------------------------------------------------------------------
-    def log_number(self, name: str, value: float, step: int | None, description: str | None = None) -> None:
+    def log_number(
+        self, name: str, value: float, step: int | None, description: str | None = None
+    ) -> None:
         """Append one numeric point (the caller has validated name and value)."""
         with self._lock:
             s = self._series.get(name)
@@ -111,7 +113,12 @@ class MetricBuffer:
             self._start()
 
     def log_json(
-        self, name: str, kind: str, value: Any, step: int | None = None, description: str | None = None
+        self,
+        name: str,
+        kind: str,
+        value: Any,
+        step: int | None = None,
+        description: str | None = None,
     ) -> None:
         """Append one JSON-valued point (strings, booleans, lists, rows, tables, images …)."""
         with self._lock:
@@ -138,7 +145,9 @@ class MetricBuffer:
         with self._lock:
             if self._thread is not None:
                 return
-            t = threading.Thread(target=self._loop, name=f"trainyard-metrics{self._label}", daemon=True)
+            t = threading.Thread(
+                target=self._loop, name=f"trainyard-metrics{self._label}", daemon=True
+            )
             self._thread = t
         t.start()
 
@@ -167,7 +176,9 @@ class MetricBuffer:
                     if s.steps is not None:
                         del s.steps[n:]
                 if n:
-                    chunks.append(numeric_chunk(name, s.vals, s.ts, s.steps, s.all_ints, s.description))
+                    chunks.append(
+                        numeric_chunk(name, s.vals, s.ts, s.steps, s.all_ints, s.description)
+                    )
                 s.vals, s.ts = array("d"), array("d")
                 s.steps = array("q") if s.stepped else None
                 s.all_ints = True
@@ -270,7 +281,9 @@ def install_sigterm_flush() -> None:
         return
 
     def _handler(signum: int, _frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the flush
+        signal.signal(
+            signal.SIGTERM, signal.SIG_IGN
+        )  # a second SIGTERM must not interrupt the flush
         atexit.register(_die_of_sigterm)  # runs first (atexit is LIFO)
         raise SystemExit(128 + signum)
 

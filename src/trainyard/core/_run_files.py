@@ -19,12 +19,12 @@ class RunFilesMixin:
 
     _run_id: str
 
-    @property
-    def _artifact_store(self) -> ArtifactStore:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Run and RunMetricsMixin
 
-    def _check_open(self) -> None:
-        raise NotImplementedError
+        @property
+        def _artifact_store(self) -> ArtifactStore: ...
+
+        def _check_open(self) -> None: ...
 
     def _key(self, name: str) -> str:
         return f"runs/{self._run_id}/{safe_relpath(name)}"

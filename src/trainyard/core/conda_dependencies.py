@@ -124,10 +124,24 @@ class CondaDependencies:
         return cd
 
     @classmethod
-    def _from_dict(cls, data: dict[str, Any]) -> CondaDependencies:
+    def from_dict(cls, data: dict[str, Any]) -> CondaDependencies:
+        """A specification from its dict form (:meth:`to_dict`, the parsed YAML); raises
+        :class:`~trainyard.exceptions.ConfigError` when it is malformed.
+
+        Example::
+
+            CondaDependencies.from_dict({"dependencies": ["python=3.11", {"pip": ["six"]}]})
+        """
         return cls(_underlying_structure=data)
 
-    def _to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The specification as a dict (a deep copy of the YAML structure: ``name``,
+        ``dependencies`` with its ``pip:`` list, ``channels``).
+
+        Example::
+
+            CondaDependencies.create(pip_packages=["six"]).to_dict()["dependencies"]
+        """
         return copy.deepcopy(self._data)
 
     @staticmethod
@@ -367,7 +381,7 @@ class CondaDependencies:
         """The specification as conda YAML text (keys ``name``, ``dependencies``, ``channels``)."""
         ordered: dict[str, Any] = {
             "name": self.name,
-            "dependencies": self._to_dict()["dependencies"],
+            "dependencies": self.to_dict()["dependencies"],
             "channels": self.channels,
         }
         for key, value in self._data.items():

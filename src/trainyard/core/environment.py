@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -255,7 +256,7 @@ class Environment:
                 "interpreterPath": self.python.interpreter_path,
                 "condaDependenciesFile": self.python.conda_dependencies_file,
                 "baseCondaEnvironment": self.python.base_conda_environment,
-                "condaDependencies": self.python.conda_dependencies._to_dict(),
+                "condaDependencies": self.python.conda_dependencies.to_dict(),
             },
             "docker": {
                 "enabled": bool(self.docker.enabled),
@@ -289,7 +290,7 @@ class Environment:
             env.python = PythonSection(
                 user_managed_dependencies=bool(py.get("userManagedDependencies", False)),
                 interpreter_path=py.get("interpreterPath"),
-                conda_dependencies=CondaDependencies._from_dict(conda) if conda else None,
+                conda_dependencies=CondaDependencies.from_dict(conda) if conda else None,
                 base_conda_environment=py.get("baseCondaEnvironment"),
             )
             env.python.conda_dependencies_file = py.get("condaDependenciesFile")
@@ -375,7 +376,9 @@ class Environment:
         """Check that this environment can be built; raise a typed error otherwise.
 
         Parses every pip requirement (:mod:`packaging`), the pip options, the conda list and the
-        Python version, and checks the environment variables are strings.
+        Python version, checks the environment variables are strings, and merges the known
+        framework constraints (a pin that conflicts with one, such as ``numpy>=2`` beside
+        ``chainer``, raises :class:`~trainyard.exceptions.ValidationError` naming both).
 
         Example::
 
@@ -397,7 +400,8 @@ class Environment:
             self.python.interpreter_path, str
         ):
             raise ValidationError("python.interpreter_path must be a string path.")
-        EnvSpec.from_environment(self, gpu=True)
+        # gpu=True: GPU-only wheels are checked too, whatever this host has.
+        EnvSpec.from_environment_dict(self.to_dict(), gpu=True)
 
     # ------------------------------------------------------------------ registry
     def register(self, workspace: Any) -> Environment:
@@ -436,27 +440,21 @@ class Environment:
     def get(workspace: Any, name: str, version: str | int | None = None) -> Environment:
         """The registered (or curated) environment ``name``; the latest version by default.
 
-        Raises :class:`~trainyard.exceptions.EnvironmentNotFound`.
+        A reserved name (``AzureML-…``) is looked up in the curated catalogue: see
+        :func:`get_curated_environment` for v1 names that map to the nearest one. Raises
+        :class:`~trainyard.exceptions.EnvironmentNotFound`.
 
         Example::
 
             env = Environment.get(ws, "AzureML-Chainer-5.1.0-GPU")
         """
-        from trainyard._execution.environments import curated
-
-        if curated.is_curated(name):
-            env = curated.get_curated_environment(name)
+        if is_reserved_name(name):
+            env = get_curated_environment(name)
             if version is not None and str(version) != env.version:
                 raise EnvironmentNotFound(
-                    f"curated environment {name!r} has only version {env.version}.", name=name
+                    f"curated environment {env.name!r} has only version {env.version}.", name=name
                 )
             return env
-        if is_reserved_name(name):
-            raise EnvironmentNotFound(
-                f"no curated environment is named {name!r}; curated environments: "
-                f"{', '.join(curated.curated_names())}.",
-                name=name,
-            )
         number = _version_number(version)
         record = workspace.context.store.get_environment(
             workspace.context.workspace_id, name, number
@@ -469,11 +467,9 @@ class Environment:
     @staticmethod
     def list(workspace: Any) -> dict[str, Environment]:
         """Name → latest version of every registered environment, plus the curated ones."""
-        from trainyard._execution.environments import curated
+        from trainyard._execution.environments.curated import curated_names
 
-        out: dict[str, Environment] = {
-            n: curated.get_curated_environment(n) for n in curated.curated_names()
-        }
+        out: dict[str, Environment] = {n: get_curated_environment(n) for n in curated_names()}
         for record in workspace.context.store.list_environments(workspace.context.workspace_id):
             env = Environment.from_dict(record.spec)
             env.name = record.name
@@ -504,7 +500,7 @@ class Environment:
         from trainyard._execution.environments.spec import EnvSpec
 
         self.validate()
-        return default_builder().build(EnvSpec.from_environment(self), log=log)
+        return default_builder().build(EnvSpec.from_environment_dict(self.to_dict()), log=log)
 
     def build(self, workspace: Any = None) -> BuiltEnvironment:
         """v1's cloud build; here the same as :meth:`build_local`."""
@@ -518,6 +514,28 @@ class Environment:
 
     def __repr__(self) -> str:
         return f"Environment(name={self.name!r}, version={self.version!r})"
+
+
+def get_curated_environment(name: str) -> Environment:
+    """A fresh :class:`Environment` for a curated name (``AzureML-…``).
+
+    v1 names that do not install here (``AzureML-PyTorch-1.6-CPU``) resolve to the nearest curated
+    environment with a :class:`UserWarning` saying which and why; unknown names raise
+    :class:`~trainyard.exceptions.EnvironmentNotFound` listing the known ones. The object may be
+    modified; registering it needs a new name (``env.clone("mine")``).
+
+    Example::
+
+        env = get_curated_environment("AzureML-Chainer-5.1.0-CPU")
+        env.python.conda_dependencies.pip_packages   # ["chainer==5.1.0", "mpi4py"]
+    """
+    from trainyard._execution.environments.curated import resolve_curated
+
+    entry, message = resolve_curated(name)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=2)
+        _log.warning("%s", message)
+    return Environment.from_dict(entry.to_environment_dict())
 
 
 def _version_number(version: str | int | None) -> int | None:

@@ -26,6 +26,7 @@ from trainyard._lifecycle import RunStatus
 from trainyard._store.entities import NewRun, RunInfo
 from trainyard._tracking.buffer import MetricBuffer, install_sigterm_flush
 from trainyard.core._run_files import RunFilesMixin
+from trainyard.core._run_logs import RunLogsMixin
 from trainyard.core._run_metrics import RunMetricsMixin
 from trainyard.exceptions import (
     AlreadyExistsError,
@@ -56,7 +57,7 @@ def new_run_id(experiment_name: str) -> str:
     return f"{experiment_name}_{int(time.time())}_{secrets.token_hex(4)}"
 
 
-class Run(RunMetricsMixin, RunFilesMixin):
+class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
     """A run of an experiment. ``Run(experiment, run_id)`` loads an existing one."""
 
     _context_run: ClassVar[Run | None] = None
@@ -276,63 +277,6 @@ class Run(RunMetricsMixin, RunFilesMixin):
     def get_portal_url(self) -> str:
         """Where to look at the run (v1: the studio URL): its folder in the workspace."""
         return f"file://{self._ctx.home}/runs/{self._run_id}"
-
-    def get_log_names(self) -> builtins.list[str]:
-        """Names of the run's log files so far (``user_logs/std_log.txt``, ``system_logs/…``)."""
-        return [
-            n
-            for n in self.get_file_names()
-            if n.startswith(("user_logs/", "system_logs/", "azureml-logs/"))
-        ]
-
-    def read_log_lines(self, name: str, offset: int = 0, final: bool = False) -> bytes:
-        """Every *complete* line of log ``name`` from ``offset`` (a line still being written
-        waits for the next call, so it is shown once, whole); ``final`` (the log is complete)
-        includes a last line without a newline. The next offset is ``offset + len(result)``."""
-        out = bytearray()
-        while True:
-            chunk = self.read_log(name, offset + len(out))
-            if not chunk:
-                return bytes(out)
-            cut = chunk.rfind(b"\n") + 1
-            if cut == 0:
-                if not final and len(chunk) < (1 << 20):
-                    return bytes(out)
-                cut = len(chunk)
-            out += chunk[:cut]
-
-    def follow_log(
-        self, name: str, offset: int = 0, interval: float | None = None
-    ) -> Iterator[bytes]:
-        """Yield the log's new complete lines as it grows until the run has ended, then the rest.
-
-        Example::
-
-            for chunk in run.follow_log("user_logs/std_log.txt"):
-                sys.stdout.buffer.write(chunk)
-        """
-        pause = interval if interval is not None else max(0.05, self._settings.polling_interval_min)
-        while True:
-            done = RunStatus.parse(self.get_status()).is_terminal()
-            chunk = self.read_log_lines(name, offset, final=done)
-            if chunk:
-                offset += len(chunk)
-                yield chunk
-            if done:
-                return
-            time.sleep(pause)
-
-    def read_log(self, name: str, offset: int = 0, limit: int = 1 << 20) -> bytes:
-        """Up to ``limit`` bytes of log ``name`` from byte ``offset`` (empty when there are none
-        yet): follow a log by calling again with the offset advanced by what was read."""
-        from trainyard.exceptions import ArtifactNotFound
-
-        try:
-            with self._ctx.artifacts.open(self._key(name)) as fh:
-                fh.seek(offset)
-                return fh.read(limit)
-        except ArtifactNotFound:
-            return b""
 
     def _refresh(self) -> RunInfo:
         self._info = self._store.get_run(self._run_id)

@@ -104,7 +104,11 @@ class BackendConformance:
     # -- submit -------------------------------------------------------------------------------
     def test_submit_runs_to_completion(self, backend_env: BackendEnv, tmp_path: Path) -> None:
         src = _source(tmp_path, "ok", "print('hello from the backend', flush=True)\n")
-        run = _submit(backend_env, "conf-ok", ScriptRunConfig(src, "train.py", compute_target=backend_env.target))
+        run = _submit(
+            backend_env,
+            "conf-ok",
+            ScriptRunConfig(src, "train.py", compute_target=backend_env.target),
+        )
         assert _wait_terminal(backend_env, run) == "Completed"
         backend = backend_env.backend()
         assert backend.status(run.id) == RunStatus.COMPLETED
@@ -116,14 +120,20 @@ class BackendConformance:
 
     def test_exit_code_fails_the_run(self, backend_env: BackendEnv, tmp_path: Path) -> None:
         src = _source(tmp_path, "exit3", "import sys\nprint('about to fail')\nsys.exit(3)\n")
-        run = _submit(backend_env, "conf-exit", ScriptRunConfig(src, "train.py", compute_target=backend_env.target))
+        run = _submit(
+            backend_env,
+            "conf-exit",
+            ScriptRunConfig(src, "train.py", compute_target=backend_env.target),
+        )
         assert _wait_terminal(backend_env, run) == "Failed"
         error = run.get_details()["error"]
         assert error["exitCode"] == 3
         assert "3" in error["message"]
 
     # -- queueing -----------------------------------------------------------------------------
-    def test_one_slot_runs_in_submission_order(self, backend_env: BackendEnv, tmp_path: Path) -> None:
+    def test_one_slot_runs_in_submission_order(
+        self, backend_env: BackendEnv, tmp_path: Path
+    ) -> None:
         record = tmp_path / "record"
         record.mkdir()
         src = _source(
@@ -159,9 +169,19 @@ class BackendConformance:
         marker = tmp_path / "queued-started"
         blocker_src = _source(tmp_path, "block", "import time\ntime.sleep(60)\n")
         queued_src = _source(tmp_path, "queued", f"open({str(marker)!r}, 'w').write('ran')\n")
-        blocker = _submit(backend_env, "conf-cq", ScriptRunConfig(blocker_src, "train.py", compute_target=backend_env.target))
-        wait_until(lambda: blocker.get_status() == "Running", backend_env.timeout, "the blocker to run")
-        queued = _submit(backend_env, "conf-cq", ScriptRunConfig(queued_src, "train.py", compute_target=backend_env.target))
+        blocker = _submit(
+            backend_env,
+            "conf-cq",
+            ScriptRunConfig(blocker_src, "train.py", compute_target=backend_env.target),
+        )
+        wait_until(
+            lambda: blocker.get_status() == "Running", backend_env.timeout, "the blocker to run"
+        )
+        queued = _submit(
+            backend_env,
+            "conf-cq",
+            ScriptRunConfig(queued_src, "train.py", compute_target=backend_env.target),
+        )
         assert queued.get_status() == "Queued"
         assert backend_env.backend().cancel(queued.id) is True
         assert _wait_terminal(backend_env, queued) == "Canceled"
@@ -169,7 +189,9 @@ class BackendConformance:
         assert blocker.cancel() is True
         assert _wait_terminal(backend_env, blocker) == "Canceled"
         assert not marker.exists()
-        assert backend_env.backend().cancel(queued.id) is False, "a finished run cannot be cancelled"
+        assert backend_env.backend().cancel(queued.id) is False, (
+            "a finished run cannot be cancelled"
+        )
 
     def test_cancel_of_a_running_run_sends_sigterm(
         self, backend_env: BackendEnv, tmp_path: Path
@@ -187,7 +209,11 @@ class BackendConformance:
             time.sleep(120)
             """,
         )
-        run = _submit(backend_env, "conf-cr", ScriptRunConfig(src, "train.py", compute_target=backend_env.target))
+        run = _submit(
+            backend_env,
+            "conf-cr",
+            ScriptRunConfig(src, "train.py", compute_target=backend_env.target),
+        )
         backend = backend_env.backend()
         wait_until(
             lambda: b"ready" in backend.read_log(run.id, "user_logs/std_log.txt"),
@@ -201,7 +227,9 @@ class BackendConformance:
         assert "CancelRequested" in statuses and statuses[-1] == "Canceled"
 
     def test_max_run_duration(self, backend_env: BackendEnv, tmp_path: Path) -> None:
-        src = _source(tmp_path, "slow", "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n")
+        src = _source(
+            tmp_path, "slow", "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n"
+        )
         config = ScriptRunConfig(
             src, "train.py", compute_target=backend_env.target, max_run_duration_seconds=1
         )
@@ -214,7 +242,11 @@ class BackendConformance:
         self, backend_env: BackendEnv, tmp_path: Path
     ) -> None:
         src = _source(tmp_path, "orphan", "import time\nprint('up', flush=True)\ntime.sleep(120)\n")
-        run = _submit(backend_env, "conf-kill", ScriptRunConfig(src, "train.py", compute_target=backend_env.target))
+        run = _submit(
+            backend_env,
+            "conf-kill",
+            ScriptRunConfig(src, "train.py", compute_target=backend_env.target),
+        )
         wait_until(
             lambda: b"up" in run.read_log("user_logs/std_log.txt"),
             backend_env.timeout,
@@ -238,7 +270,11 @@ class BackendConformance:
                 time.sleep(0.02)
             """,
         )
-        run = _submit(backend_env, "conf-logs", ScriptRunConfig(src, "train.py", compute_target=backend_env.target))
+        run = _submit(
+            backend_env,
+            "conf-logs",
+            ScriptRunConfig(src, "train.py", compute_target=backend_env.target),
+        )
         backend = backend_env.backend()
         pieces: list[bytes] = []
         offset = 0
@@ -292,7 +328,9 @@ class BackendConformance:
         )
         sweep = Experiment(backend_env.workspace, "conf-sweep").submit(config)
         status = wait_until(
-            lambda: (s := sweep.get_status()) in _TERMINAL and s, backend_env.timeout * 2, "the sweep"
+            lambda: (s := sweep.get_status()) in _TERMINAL and s,
+            backend_env.timeout * 2,
+            "the sweep",
         )
         assert status == "Completed"
         children = list(sweep.get_children())

@@ -1,74 +1,82 @@
 """Deep-learning estimators (v1: ``azureml.train.dnn``): ``Chainer``, ``PyTorch``, ``TensorFlow``.
 
-Each maps its framework version onto a release that installs on this Python (aml-reference §6.4):
+Each resolves its ``framework_version`` through the release table
+:data:`trainyard._execution.environments.frameworks.FRAMEWORKS` (aml-reference §6.4): a version
+that installs on this Python is honoured; a v1 version that cannot is mapped to the nearest release
+that does, with a :class:`UserWarning`, and ``frameworkInfo`` records both.
 
-=========== ========================== ==============================================
-estimator   supported here             v1 versions accepted (mapped, recorded in details)
-=========== ========================== ==============================================
-Chainer     7.8.1                      5.1.0, 7.0.0
-PyTorch     2.13.0                     1.0 … 1.6
-TensorFlow  2.21.0                     1.10, 1.12, 1.13, 2.0, 2.1, 2.2
-=========== ========================== ==============================================
+=========== ======================= =================================================================
+estimator   installs here           v1 versions mapped (why)
+=========== ======================= =================================================================
+Chainer     5.1.0, 7.0.0, 7.8.1     none; ``use_gpu=True`` needs 7.8.1 (CuPy 5/7 do not install)
+            (default 7.8.1)
+PyTorch     2.13.0 (default, CPU    1.0 … 1.6 → 2.13.0 (no wheels for Python 3.11); ``use_gpu=True``
+            wheel), 2.14.1 (+       needs 2.14.1 (the 2.13.0 wheel here is the CPU build)
+            torchvision 0.29.1)
+TensorFlow  2.21.0                  1.10, 1.12, 1.13, 2.0, 2.1, 2.2 → 2.21.0
+=========== ======================= =================================================================
 
-``use_gpu=True`` on a target without GPUs is an error at submit (not a silent CPU fallback).
+The framework constraint table adds what each needs beside it (NumPy < 1.24 by default, NumPy < 2
+and setuptools < 74 always for Chainer, …). ``use_gpu=True`` on a target without GPUs is an error
+at submit (not a silent CPU fallback).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from trainyard.core.runconfig import MpiConfiguration, PyTorchConfiguration, TensorflowConfiguration
 from trainyard.train.estimator import Estimator
 
 
 class Chainer(Estimator):
-    """Chainer 7.8.1 with the pins that install and train on Python 3.11 (NumPy < 2,
-    setuptools < 74, protobuf < 4); CuPy is added when ``use_gpu=True``.
+    """Chainer at the requested release (5.1.0, 7.0.0 or 7.8.1; 7.8.1 by default), with CuPy when
+    ``use_gpu=True`` and mpi4py when distributed training is asked for (ChainerMN).
 
     Example::
 
         est = Chainer(source_directory="./chainer-mnist", entry_script="chainer_mnist.py",
                       script_params={"--epochs": 10, "--batchsize": 128, "--output_dir": "./outputs"},
-                      compute_target="local")
+                      compute_target="local", framework_version="5.1.0")
     """
 
     _framework_name = "Chainer"
-    _supported: ClassVar[tuple[str, ...]] = ("7.8.1",)
-    _aliases: ClassVar[dict[str, str]] = {"5.1.0": "7.8.1", "7.0.0": "7.8.1", "7.8": "7.8.1"}
 
     def _framework_packages(self) -> list[str]:
-        from trainyard._execution.environments.curated import CHAINER_GPU_EXTRA, CHAINER_PINS
-
-        return list(CHAINER_PINS) + (list(CHAINER_GPU_EXTRA) if self.use_gpu else [])
+        # v1's Chainer images carried mpi4py for ChainerMN; only MPI jobs need it here (its wheel
+        # installs without Open MPI, but running MPI needs it).
+        return super()._framework_packages() + (["mpi4py"] if self._wants_mpi() else [])
 
 
 class PyTorch(Estimator):
-    """PyTorch pinned to 2.13.0 (the CPU wheel where pip's find-links provides it)."""
+    """PyTorch 2.13.0 (the CPU wheel where pip's find-links provides it) or 2.14.1 with
+    torchvision 0.29.1.
+
+    Example::
+
+        est = PyTorch(source_directory="./pytorch-mnist", entry_script="pytorch_mnist.py",
+                      compute_target="local")
+    """
 
     _framework_name = "PyTorch"
-    _supported: ClassVar[tuple[str, ...]] = ("2.13.0",)
-    _aliases: ClassVar[dict[str, str]] = {v: "2.13.0" for v in ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "2.13")}
-
-    def _framework_packages(self) -> list[str]:
-        from trainyard._execution.environments.curated import PYTORCH_PINS
-
-        return list(PYTORCH_PINS)
 
 
 class TensorFlow(Estimator):
     """TensorFlow (CPU build) at the newest release that installs here."""
 
     _framework_name = "TensorFlow"
-    _supported: ClassVar[tuple[str, ...]] = ("2.21.0",)
-    _aliases: ClassVar[dict[str, str]] = {v: "2.21.0" for v in ("1.10", "1.12", "1.13", "2.0", "2.1", "2.2", "2.21")}
 
-    def __init__(self, source_directory: Any, *, worker_count: int = 1, parameter_server_count: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        source_directory: Any,
+        *,
+        worker_count: int = 1,
+        parameter_server_count: int = 1,
+        **kwargs: Any,
+    ) -> None:
         self.worker_count = worker_count
         self.parameter_server_count = parameter_server_count
         super().__init__(source_directory, **kwargs)
-
-    def _framework_packages(self) -> list[str]:
-        return [f"tensorflow{'' if self.use_gpu else '-cpu'}=={self.framework_version}"]
 
 
 def Mpi(process_count_per_node: int = 1) -> MpiConfiguration:
@@ -86,9 +94,13 @@ def Gloo() -> PyTorchConfiguration:
     return PyTorchConfiguration(communication_backend="Gloo")
 
 
-def ParameterServer(worker_count: int = 1, parameter_server_count: int = 1) -> TensorflowConfiguration:
+def ParameterServer(
+    worker_count: int = 1, parameter_server_count: int = 1
+) -> TensorflowConfiguration:
     """Deprecated v1 alias of ``TensorflowConfiguration``."""
-    return TensorflowConfiguration(worker_count=worker_count, parameter_server_count=parameter_server_count)
+    return TensorflowConfiguration(
+        worker_count=worker_count, parameter_server_count=parameter_server_count
+    )
 
 
 __all__ = ["Chainer", "Gloo", "Mpi", "Nccl", "ParameterServer", "PyTorch", "TensorFlow"]

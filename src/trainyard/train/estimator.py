@@ -1,9 +1,11 @@
 """``Estimator``: v1's estimator API, a shim that builds a ``ScriptRunConfig`` (aml-reference §6).
 
 ``script_params`` flattens in insertion order to ``[k1, str(v1), k2, str(v2), …]``; a flag whose value
-is ``""`` stays a bare flag. ``pip_packages``/``conda_packages`` are merged into the framework's
-default environment (the user's packages win conflicts); ``environment_definition`` overrides all of
-that. Estimators are first-class here: no deprecation warning.
+is ``""`` stays a bare flag. ``pip_packages``/``conda_packages`` (and the ``*_file`` forms) are merged
+into the framework's default environment with the one merge function of
+:mod:`trainyard._execution.environments.pins`: the stricter pin wins, a contradiction is a
+:class:`~trainyard.exceptions.ValidationError` naming both. ``environment_definition`` overrides all
+of that. Estimators are first-class here: no deprecation warning.
 
 Example::
 
@@ -16,12 +18,14 @@ Example::
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainyard.exceptions import ComputeTargetException, UserErrorException, ValidationError
 
 if TYPE_CHECKING:
+    from trainyard._execution.environments.frameworks import Framework, ResolvedFramework
     from trainyard.core.environment import Environment
     from trainyard.core.experiment import Experiment
     from trainyard.core.script_run import ScriptRun
@@ -50,30 +54,32 @@ def flatten_script_params(script_params: Mapping[str, Any] | None) -> list[Any]:
     return out
 
 
-def _package_name(spec: str) -> str:
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        return Requirement(spec).name.lower().replace("_", "-")
-    except InvalidRequirement:
-        return spec.strip().lower()
-
-
 def merge_packages(base: Sequence[str], extra: Sequence[str]) -> list[str]:
-    """Framework packages plus the user's; a user's package replaces the framework's of that name."""
-    user = {_package_name(p): p for p in extra}
-    merged = [p for p in base if _package_name(p) not in user]
-    return merged + list(extra)
+    """Framework packages plus the user's, merged by name: specifiers are intersected, the
+    stricter pin is kept as written, and a conflict raises
+    :class:`~trainyard.exceptions.ValidationError` naming both.
+
+    Example::
+
+        merge_packages(["chainer==7.8.1"], ["Chainer", "pytest"])   # ["chainer==7.8.1", "pytest"]
+    """
+    from trainyard._execution.environments.pins import merge_requirement_texts
+
+    return merge_requirement_texts((base, "the framework"), (extra, "the user's packages"))
 
 
 class Estimator:
-    """A generic estimator: a script plus its dependencies, submitted like a ``ScriptRunConfig``."""
+    """A generic estimator: a script plus its dependencies, submitted like a ``ScriptRunConfig``.
+
+    Framework subclasses install the release :data:`~trainyard._execution.environments.frameworks.FRAMEWORKS`
+    resolves for ``framework_version``: a requested version is honoured when it installs on this
+    Python and mapped to the nearest one that does, with a :class:`UserWarning`, only when it
+    cannot. The framework constraint table (NumPy, setuptools … bounds) applies to the merged
+    environment, so ``pip_packages=['numpy']`` keeps Chainer's NumPy bound.
+    """
 
     #: Framework name recorded in run details and model metadata (subclasses set it).
     _framework_name: ClassVar[str] = "Python"
-    #: Installable framework releases (newest last) and v1 version strings mapped onto them.
-    _supported: ClassVar[tuple[str, ...]] = ()
-    _aliases: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -134,35 +140,50 @@ class Estimator:
         self.resume_from = resume_from
         self.max_run_duration_seconds = max_run_duration_seconds
         self.requested_framework_version = framework_version
-        self.framework_version = self._resolve_version(framework_version)
+        self._resolved = self._resolve_framework(framework_version)
+        self.framework_version = (
+            self._resolved.version if self._resolved is not None else framework_version
+        )
 
     # -- framework versions -------------------------------------------------------------------
     @classmethod
-    def get_supported_versions(cls) -> list[str]:
-        """The framework versions that install and run here (v1 version strings are also accepted
-        and mapped onto these)."""
-        return list(cls._supported)
+    def _framework(cls) -> Framework | None:
+        from trainyard._execution.environments.frameworks import FRAMEWORKS
+
+        return FRAMEWORKS.get(cls._framework_name)
 
     @classmethod
-    def _resolve_version(cls, requested: str | None) -> str | None:
-        if not cls._supported:
-            return requested
-        if requested is None:
-            return cls._supported[-1]
-        version = str(requested)
-        if version in cls._supported:
-            return version
-        if version in cls._aliases:
-            return cls._aliases[version]
-        raise UserErrorException(
-            f"{cls.__name__} framework_version {version!r} is not supported. Supported: "
-            f"{', '.join(cls._supported)} (v1 versions {', '.join(cls._aliases) or 'none'} map onto them).",
-            framework_version=version,
-        )
+    def get_supported_versions(cls) -> list[str]:
+        """The framework versions that install and run here, oldest first (v1 version strings
+        that cannot install are also accepted and mapped onto these, with a warning)."""
+        framework = cls._framework()
+        return [r.version for r in framework.releases] if framework is not None else []
+
+    def _resolve_framework(self, requested: str | None) -> ResolvedFramework | None:
+        from trainyard._execution.environments.frameworks import resolve_framework
+
+        framework = self._framework()
+        if framework is None:
+            return None
+        resolved = resolve_framework(framework, requested, use_gpu=self.use_gpu)
+        if resolved.mapped:
+            # v1 code asks for versions that cannot install on current Python: say what runs.
+            warnings.warn(
+                f"{type(self).__name__} framework_version={requested!r}: {resolved.mapped}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return resolved
+
+    def _wants_mpi(self) -> bool:
+        return self.distributed_training is not None or bool(self.distributed_backend)
 
     def _framework_packages(self) -> list[str]:
-        """Packages the framework's default environment installs (subclasses override)."""
-        return []
+        """Packages the framework's default environment installs (its release's pins; subclasses
+        add what their framework needs beside it)."""
+        if self._resolved is None:
+            return []
+        return self._resolved.packages(self.use_gpu)
 
     # -- script_params ------------------------------------------------------------------------
     @property
@@ -179,7 +200,13 @@ class Estimator:
         return removed
 
     # -- conversion ---------------------------------------------------------------------------
+    def _framework_origin(self) -> str:
+        if self._resolved is None:
+            return "the estimator"
+        return f"{self._framework_name} {self._resolved.version}"
+
     def _environment(self) -> Environment | None:
+        from trainyard._execution.environments.pins import merge_requirement_texts
         from trainyard.core.conda_dependencies import CondaDependencies
         from trainyard.core.environment import Environment
 
@@ -190,23 +217,74 @@ class Estimator:
             env.python.user_managed_dependencies = True
             env.environment_variables = dict(self.environment_variables)
             return env
-        pip = list(self._framework_packages())
+        groups: list[tuple[Sequence[str], str]] = [
+            (self._framework_packages(), self._framework_origin())
+        ]
+        options: list[str] = []
+        conda = list(self.conda_packages)
         if self.pip_requirements_file:
             extra = Environment.from_pip_requirements("tmp", self.pip_requirements_file)
-            pip = merge_packages(pip, extra.python.conda_dependencies.pip_packages)
+            extra_cd = extra.python.conda_dependencies
+            groups.append(
+                (extra_cd.pip_packages, f"pip_requirements_file {self.pip_requirements_file}")
+            )
+            options += extra_cd.pip_options
         if self.conda_dependencies_file:
             extra = Environment.from_conda_specification("tmp", self.conda_dependencies_file)
-            pip = merge_packages(pip, extra.python.conda_dependencies.pip_packages)
-        pip = merge_packages(pip, self.pip_packages)
-        cd = CondaDependencies.create(pip_packages=pip, conda_packages=self.conda_packages or None)
-        if not pip and not self.conda_packages:
+            extra_cd = extra.python.conda_dependencies
+            groups.append(
+                (extra_cd.pip_packages, f"conda_dependencies_file {self.conda_dependencies_file}")
+            )
+            options += extra_cd.pip_options
+            conda += [c for c in extra_cd.conda_packages if c not in conda]
+        groups.append((self.pip_packages, "pip_packages"))
+        # One merge for all sources: a user's 'numpy' narrows, never replaces, a framework bound,
+        # and a user pin that contradicts the framework's is an error naming both.
+        pip = merge_requirement_texts(*groups)
+        if not pip and not conda:
             env = Environment(f"{self._framework_name.lower()}-default")
             env.python.user_managed_dependencies = True
         else:
             env = Environment(f"{self._framework_name.lower()}-{self.framework_version or 'env'}")
-            env.python.conda_dependencies = cd
+            env.python.conda_dependencies = CondaDependencies.create(
+                pip_packages=[*options, *pip], conda_packages=conda or None
+            )
         env.environment_variables = dict(self.environment_variables)
         return env
+
+    def framework_info(self, environment: Environment | None = None) -> dict[str, Any]:
+        """What the run definition records as ``frameworkInfo``: the framework ``name``, the
+        ``version`` installed (pinned exactly, so the build resolves it or fails; ``None`` when an
+        ``environment_definition`` does not pin the framework), the ``requested_version``, why it
+        was ``mapped`` (``""`` when honoured), ``use_gpu``, and the environment's normalised
+        ``packages`` (framework constraints included).
+
+        Example::
+
+            Chainer("src", entry_script="train.py", framework_version="5.1.0").framework_info()
+            # {"name": "Chainer", "version": "5.1.0", "requested_version": "5.1.0", "mapped": "", …}
+        """
+        from trainyard._execution.environments.frameworks import exact_version
+        from trainyard._execution.environments.spec import EnvSpec
+
+        env = self._environment() if environment is None else environment
+        packages: list[str] = []
+        if env is not None:
+            spec = EnvSpec.from_environment_dict(env.to_dict(), gpu=self.use_gpu)
+            packages = list(spec.requirements)
+        version = self.framework_version
+        resolved = self._resolved
+        if resolved is not None and self.environment_definition is not None:
+            name = resolved.release.packages[0].split("=")[0]
+            version = exact_version(packages, name)
+        return {
+            "name": self._framework_name,
+            "version": version,
+            "requested_version": self.requested_framework_version,
+            "mapped": resolved.mapped if resolved is not None else "",
+            "use_gpu": self.use_gpu,
+            "packages": packages,
+        }
 
     def _distribution(self) -> Any:
         from trainyard.core.runconfig import MpiConfiguration
@@ -216,11 +294,16 @@ class Estimator:
             ppn = getattr(dist, "process_count_per_node", self.process_count_per_node)
             return MpiConfiguration(process_count_per_node=ppn, node_count=self.node_count)
         if self.node_count > 1 or self.process_count_per_node > 1 or self.distributed_backend:
-            return MpiConfiguration(process_count_per_node=self.process_count_per_node, node_count=self.node_count)
+            return MpiConfiguration(
+                process_count_per_node=self.process_count_per_node, node_count=self.node_count
+            )
         return None
 
     def _check_counts(self) -> None:
-        for name, value in (("node_count", self.node_count), ("process_count_per_node", self.process_count_per_node)):
+        for name, value in (
+            ("node_count", self.node_count),
+            ("process_count_per_node", self.process_count_per_node),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name} must be a positive integer, not {value!r}.")
         ranks = self.node_count * self.process_count_per_node
@@ -239,12 +322,13 @@ class Estimator:
         from trainyard.core.script_run_config import ScriptRunConfig
 
         self._check_counts()
+        environment = self._environment()
         config = ScriptRunConfig(
             source_directory=self.source_directory,
             script=self.entry_script,
             arguments=flatten_script_params(self._script_params),
             compute_target=self.compute_target,
-            environment=self._environment(),
+            environment=environment,
             distributed_job_config=self._distribution(),
             resume_from=self.resume_from,
             max_run_duration_seconds=self.max_run_duration_seconds,
@@ -252,17 +336,15 @@ class Estimator:
         )
         config.environment_variables = dict(self.environment_variables)
         config.requires_gpu = self.use_gpu
-        config.framework_info = {
-            "name": self._framework_name,
-            "version": self.framework_version,
-            "requested_version": self.requested_framework_version,
-            "use_gpu": self.use_gpu,
-            "packages": self._framework_packages(),
-        }
+        config.framework_info = self.framework_info(environment)
         return config
 
-    def _submit_to_experiment(self, experiment: Experiment, tags: dict[str, str], **kwargs: Any) -> ScriptRun:
-        return self._to_script_run_config()._submit_to_experiment(experiment, tags, **kwargs)
+    def _submit_to_experiment(
+        self, experiment: Experiment, tags: dict[str, str], **kwargs: Any
+    ) -> ScriptRun:
+        from trainyard.core._submit import submit_script_run
+
+        return submit_script_run(experiment, self._to_script_run_config(), tags, **kwargs)
 
     @property
     def run_config(self) -> ScriptRunConfig:

@@ -4,6 +4,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from trainyard._execution.environments import (
     read_pip_config,
 )
 from trainyard._execution.environments.builder import MARKER, RUNTIME_DIR
-from trainyard._execution.environments.curated import get_curated_environment
+from trainyard._execution.environments.curated import curated_definition
 from trainyard.exceptions import EnvironmentBuildError, EnvironmentNotFound, ValidationError
 
 
@@ -172,19 +173,67 @@ def test_two_processes_build_the_same_spec_once(tmp_path: Path) -> None:
     assert leftovers(cache) == []
 
 
+# A v1-era Chainer snippet: np.int (removed in NumPy 1.24) and assigning an iterator's epoch (a
+# read-only property from Chainer 6 on), around one real training step.
+V1_CHAINER = textwrap.dedent(
+    """
+    import warnings
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import numpy as np, chainer, chainer.links as L
+    from chainer import iterators, optimizers
+    x = np.random.rand(20, 4).astype(np.float32)
+    y = (np.arange(20) % 3).astype(np.int32)
+    it = iterators.SerialIterator(chainer.datasets.TupleDataset(x, y), 5)
+    model = L.Classifier(L.Linear(4, 3))
+    opt = optimizers.MomentumSGD(0.01)
+    opt.setup(model)
+    xb, yb = chainer.dataset.concat_examples(it.next())
+    model.cleargrads()
+    model(xb, yb).backward()
+    opt.update()
+    it.epoch = np.int(0)
+    print(chainer.__version__, np.__version__, it.epoch)
+    """
+)
+
+
 @pytest.mark.slow
-def test_chainer_curated_spec_builds_and_imports(builder: EnvironmentBuilder) -> None:
-    spec = EnvSpec.from_environment(get_curated_environment("AzureML-Chainer-5.1.0-GPU"), gpu=False)
-    assert not any(r.startswith("cupy") for r in spec.requirements)
+def test_curated_chainer_5_1_0_builds_and_runs_a_v1_snippet(builder: EnvironmentBuilder) -> None:
+    spec = EnvSpec.from_environment_dict(curated_definition("AzureML-Chainer-5.1.0-CPU"), gpu=False)
     built = builder.build(spec, log=lambda _line: None)
-    assert built.resolved["chainer"] == "7.8.1"
-    assert built.resolved["setuptools"] == "65.5.0"
+    assert built.resolved["chainer"] == "5.1.0" and built.resolved["numpy"] == "1.23.5"
+    assert int(built.resolved["setuptools"].split(".")[0]) < 74 and "mpi4py" in built.resolved
+    assert run_in(built.python, V1_CHAINER) == "5.1.0 1.23.5 0"
+    run_in(built.python, "import mpi4py, trainyard")  # the wheel imports without Open MPI
+
+
+@pytest.mark.slow
+def test_curated_pytorch_builds_and_imports_torchvision(builder: EnvironmentBuilder) -> None:
+    spec = EnvSpec.from_environment_dict(curated_definition("AzureML-PyTorch-2.14-CPU"), gpu=False)
+    built = builder.build(spec, log=lambda _line: None)
+    assert built.resolved["torchvision"].startswith("0.29.1")
     out = run_in(
         built.python,
-        "import chainer, numpy, trainyard; import chainer.links as L; "
-        "print(chainer.__version__, numpy.__version__, L.Linear(3, 2)(numpy.ones((1, 3), 'f')).shape)",
+        "import torch, torchvision; from torchvision.ops import nms; "
+        "print(nms(torch.tensor([[0., 0, 1, 1], [0, 0, 1, 1]]), torch.tensor([.9, .8]), .5).tolist())",
     )
-    assert out == "7.8.1 1.26.4 (1, 2)"
+    assert out == "[0]"
+
+
+def test_mpi4py_source_build_without_mpi_says_what_to_install(
+    own_builder: EnvironmentBuilder,
+) -> None:
+    if shutil.which("mpicc") is not None:
+        pytest.skip("MPI compilers are installed here, so mpi4py's source build would succeed")
+    # mpi4py 3.1.6 has no wheel for this Python: uv builds its sdist, which needs mpi.h.
+    spec = EnvSpec.from_requirements(["mpi4py==3.1.6"], gpu=False)
+    lines: list[str] = []
+    with pytest.raises(EnvironmentBuildError) as info:
+        own_builder.build(spec, log=lines.append)
+    assert "apt-get install openmpi-bin libopenmpi-dev" in str(info.value)
+    assert info.value.details["hints"]
+    assert any(line.startswith("Hint: ") for line in lines)
+    assert leftovers(own_builder.cache_dir) == []
 
 
 # ---------------------------------------------------------------------- list / remove / prune

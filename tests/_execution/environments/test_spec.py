@@ -16,7 +16,7 @@ from trainyard._execution.environments.spec import (
 )
 from trainyard.core.conda_dependencies import CondaDependencies
 from trainyard.core.environment import Environment
-from trainyard.exceptions import ValidationError
+from trainyard.exceptions import ConfigError, ValidationError
 
 RUNTIME = TrainyardRuntime(
     version="9.9.9", package_dir="/x/trainyard", requirements=("sqlalchemy==2.0.0",)
@@ -103,7 +103,7 @@ def test_duplicates_merge() -> None:
 
 def test_build_constraints_hold_upper_pins_only() -> None:
     s = spec(
-        "chainer==7.8.1",
+        "attrs==23.1.0",
         "setuptools<74",
         "numpy>=1.24,<2",
         "six",
@@ -111,8 +111,8 @@ def test_build_constraints_hold_upper_pins_only() -> None:
         "bar<=3; python_version>'3'",
     )
     assert s.build_constraints == (
+        "attrs==23.1.0",
         'bar<=3; python_version > "3"',
-        "chainer==7.8.1",
         "numpy<2",
         "setuptools<74",
     )
@@ -208,20 +208,79 @@ def test_pip_options() -> None:
         spec("six", pip_options=["--pre"])
 
 
-def test_from_environment_reads_the_v1_object() -> None:
+def test_from_environment_dict_reads_the_v1_object() -> None:
     env = Environment("x")
     env.python.conda_dependencies = CondaDependencies.create(
-        pip_packages=["chainer==7.8.1", "azureml-defaults"],
+        pip_packages=["chainer==7.8.1", "azureml-defaults", "--find-links /opt/wheels"],
         conda_packages=["numpy=1.26.4"],
         python_version="3.8.12",
     )
-    s = EnvSpec.from_environment(env, gpu=False)
-    assert s.requirements == ("chainer==7.8.1", "numpy==1.26.4")
+    env.environment_variables["A"] = "1"
+    s = EnvSpec.from_environment_dict(env.to_dict(), gpu=False)
+    # The user's numpy pin satisfies Chainer's hard bound (<2), so it is kept as written.
+    assert s.requirements == ("chainer==7.8.1", "numpy==1.26.4", "protobuf<4", "setuptools<74")
+    assert s.find_links == ("/opt/wheels",)
     assert s.python_version == current_python_version()
+    assert EnvSpec.from_environment(env, gpu=False) == s
     env.python.user_managed_dependencies = True
     env.python.interpreter_path = sys.executable
-    um = EnvSpec.from_environment(env, gpu=False)
+    um = EnvSpec.from_environment_dict(env.to_dict(), gpu=False)
     assert um.user_managed and um.interpreter_path == sys.executable
+    # Nothing is installed in a user-managed environment: the framework table is not applied.
+    assert um.requirements == ("chainer==7.8.1", "numpy==1.26.4")
+
+
+def test_from_environment_dict_of_an_empty_definition() -> None:
+    s = EnvSpec.from_environment_dict({}, gpu=False)
+    assert s == EnvSpec(python_version=current_python_version())
+
+
+def test_from_environment_dict_accepts_python_ranges_in_conda() -> None:
+    data = {"python": {"condaDependencies": {"dependencies": ["python=3.11.*", {"pip": ["six"]}]}}}
+    assert EnvSpec.from_environment_dict(data, gpu=False).python_version == "3.11"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["not", "a", "dict"],
+        {"python": "nope"},
+        {"python": {"condaDependencies": {"dependencies": "six"}}},
+        {"python": {"condaDependencies": {"dependencies": [{"pip": ["six"], "conda": ["x"]}]}}},
+        {"python": {"interpreterPath": 3}},
+    ],
+)
+def test_from_environment_dict_rejects_malformed_definitions(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        EnvSpec.from_environment_dict(bad, gpu=False)  # type: ignore[arg-type]
+
+
+# The cache keys of specs without frameworks are those the code before the framework table and the
+# dict constructor computed (recorded from it), so existing environments are reused, not rebuilt.
+GOLDEN = {
+    "pins": "6c47a42c9e257975fc31c01d167af1342e1242db3833a5f594aa907b65e0a353",
+    "conda": "e8d6ea1e02b174b9a41e33ff8f01045190eec93f5b8daf1dd866e1a78430cf7b",
+    "user-managed": "6e782adf6c63aded6cd38d4f9a0248e16bcc866acff97fa0a4f1a264f1ef8a9c",
+}
+
+
+def test_cache_keys_of_existing_specs_are_unchanged() -> None:
+    pins = spec("six==1.16.0", "numpy<2", python_version="3.11")
+    assert h(pins) == GOLDEN["pins"]
+    env = Environment("x")
+    env.python.conda_dependencies = CondaDependencies.create(
+        pip_packages=[
+            "six==1.16.0",
+            "azureml-defaults",
+            "--extra-index-url https://a.invalid/simple",
+        ],
+        conda_packages=["numpy=1.26.4"],
+        python_version="3.11",
+    )
+    assert h(EnvSpec.from_environment_dict(env.to_dict(), gpu=False)) == GOLDEN["conda"]
+    um = Environment("u")
+    um.python.user_managed_dependencies = True
+    assert h(EnvSpec.from_environment_dict(um.to_dict(), gpu=False)) == GOLDEN["user-managed"]
 
 
 def test_runtime_requirements_yield_to_user_pins() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from trainyard._execution.processes import ProcessId
 from trainyard.core import Workspace
 from trainyard.core.model import InferenceConfig, Model
 from trainyard.core.webservice import AciWebservice, LocalWebservice, Webservice
-from trainyard._execution.processes import ProcessId
 from trainyard.exceptions import WebserviceException
 
 from .conftest import FAILING_PY, current_interpreter, register_k, write_app

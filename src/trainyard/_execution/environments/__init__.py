@@ -1,9 +1,16 @@
 """Environment building: normalised specs, content hashes, pip → uv configuration, the uv builder.
 
 * :mod:`.spec` — :class:`EnvSpec` (what gets installed) and :func:`spec_hash` (the cache key);
+  :mod:`.definition` reads an environment's dict form, :mod:`.conda` maps conda specs to pip;
+* :mod:`.pins` — the one merge function for requirements; :mod:`.frameworks` — the framework
+  constraint table and the releases estimators install;
 * :mod:`.pipconfig` — :func:`read_pip_config` and :class:`PipConfig` (pip's settings as uv flags);
-* :mod:`.builder` — :class:`EnvironmentBuilder` (cached, locked, atomic uv builds);
-* :mod:`.curated` — the ``AzureML-…`` catalogue (imported on demand: it needs ``trainyard.core``).
+* :mod:`.builder` — :class:`EnvironmentBuilder` (cached, locked, atomic uv builds), over
+  :mod:`.cache` (entries on disk) and :mod:`.uv` (the processes a build runs);
+* :mod:`.curated` — the ``AzureML-…`` catalogue, as environment dicts.
+
+Nothing here imports the public API (``trainyard.core``, ``trainyard.train``, ``trainyard.cli``):
+it works on the dict form of an environment.
 
 Example::
 
@@ -16,16 +23,11 @@ Example::
 
 from __future__ import annotations
 
-from .builder import (
-    BuiltEnvironment,
-    CachedEnvironment,
-    EnvironmentBuilder,
-    default_builder,
-    parse_freeze,
-    size_bytes,
-)
+from .builder import EnvironmentBuilder, default_builder
+from .cache import BuiltEnvironment, CachedEnvironment, parse_freeze, size_bytes
 from .pipconfig import PipConfig, pip_config_files, read_pip_config
-from .spec import EnvSpec, TrainyardRuntime, conda_to_pip, spec_hash
+from .runtime import TrainyardRuntime
+from .spec import EnvSpec, conda_to_pip, spec_hash
 
 __all__ = [
     "BuiltEnvironment",

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from trainyard._execution.processes import ProcessId, stop_process, wait_gone
 from trainyard.core.webservice import _deployer
 from trainyard.core.webservice import _manager as m
 from trainyard.core.webservice import _record as r
@@ -28,7 +29,6 @@ from trainyard.core.webservice._configs import (
     WebserviceDeploymentConfiguration,
 )
 from trainyard.core.webservice._environment import inference_spec
-from trainyard._execution.processes import ProcessId, stop_process, wait_gone
 from trainyard.exceptions import (
     AlreadyExistsError,
     InvalidNameError,

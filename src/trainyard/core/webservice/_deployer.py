@@ -34,10 +34,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from trainyard._execution.daemon import Entrypoint, run_daemon
+from trainyard._execution.processes import ProcessId, stop_process
 from trainyard.core.webservice import _manager as m
 from trainyard.core.webservice import _record as r
 from trainyard.core.webservice._environment import ServingPython, build_python
-from trainyard._execution.processes import ProcessId, stop_process
 from trainyard.exceptions import TrainyardError, WebserviceException
 
 if TYPE_CHECKING:

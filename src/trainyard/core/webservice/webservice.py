@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import builtins
 import json
 import sys
 import threading
@@ -26,16 +25,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainyard._execution.processes import ProcessId, stop_process
 from trainyard._store.entities import WebserviceRecord
 from trainyard.core.webservice import _manager as m
 from trainyard.core.webservice import _record as r
-from trainyard._execution.processes import ProcessId, stop_process
+from trainyard.core.webservice._attributes import WebserviceAttributes
 from trainyard.exceptions import WebserviceException, WebserviceNotFound
 
 if TYPE_CHECKING:
     import httpx
 
-    from trainyard.core.environment import Environment
     from trainyard.core.inference_config import InferenceConfig
     from trainyard.core.model import Model
     from trainyard.core.webservice._configs import WebserviceDeploymentConfiguration
@@ -66,7 +65,7 @@ def fetch_record(workspace: Workspace, name: str) -> WebserviceRecord:
         ) from None
 
 
-class Webservice:
+class Webservice(WebserviceAttributes):
     """A deployed service (see the module docstring). Constructing it fetches an existing one.
 
     Example::
@@ -173,87 +172,11 @@ class Webservice:
         return self._workspace
 
     @property
-    def compute_type(self) -> str:
-        """``"ACI"`` or ``"Local"``."""
-        return str(self._data.get("computeType"))
-
-    @property
     def state(self) -> str:
         """``Transitioning``, ``Healthy``, ``Unhealthy`` or ``Failed``, checked live (process +
         ``GET /``); a change found here is written to the record."""
         self._reconcile(probe=True)
         return self._state
-
-    @property
-    def scoring_uri(self) -> str | None:
-        """``http://127.0.0.1:<port>/score`` once the service has been healthy, else ``None``."""
-        return self._data.get("scoringUri")
-
-    @property
-    def swagger_uri(self) -> str | None:
-        """The OpenAPI document (``…/swagger.json``; needs the key when auth is on)."""
-        return self._data.get("swaggerUri")
-
-    @property
-    def port(self) -> int | None:
-        """The port the service listens on."""
-        port = self._data.get("port")
-        return int(port) if port is not None else None
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """Tags (mutable through :meth:`update`)."""
-        return dict(self._data.get("tags") or {})
-
-    @property
-    def properties(self) -> dict[str, str]:
-        """Properties (add-only through :meth:`update`)."""
-        return dict(self._data.get("properties") or {})
-
-    @property
-    def description(self) -> str | None:
-        """The description."""
-        return self._data.get("description")
-
-    @property
-    def auth_enabled(self) -> bool:
-        """Whether scoring needs ``Authorization: Bearer <key>``."""
-        return bool(self._data.get("authEnabled"))
-
-    @property
-    def created_time(self) -> float | None:
-        """Unix time of the first deployment."""
-        return self._data.get("createdTime")
-
-    @property
-    def updated_time(self) -> float | None:
-        """Unix time of the last change."""
-        return self._data.get("updatedTime")
-
-    @property
-    def error(self) -> dict[str, Any] | None:
-        """Why the service is ``Failed`` (``{"message", "operation"}``), else ``None``."""
-        return self._data.get("error")
-
-    @property
-    def models(self) -> builtins.list[Model]:
-        """The deployed model versions."""
-        from trainyard.core.model import Model
-
-        return [Model(self._workspace, id=str(i)) for i in self._data.get("models") or []]
-
-    @property
-    def environment(self) -> Environment | None:
-        """The environment the service runs in."""
-        from trainyard.core.environment import Environment
-
-        env = self._data.get("environment")
-        return Environment.from_dict(env) if env else None
-
-    @property
-    def inference_config(self) -> dict[str, Any]:
-        """The inference configuration as deployed (serialised form)."""
-        return dict(self._data.get("inferenceConfig") or {})
 
     # ------------------------------------------------------------------ state
     def _refresh(self) -> None:

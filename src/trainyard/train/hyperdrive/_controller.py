@@ -37,7 +37,6 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trainyard._execution.daemon import Heartbeat, run_daemon
@@ -49,6 +48,7 @@ from trainyard.exceptions import (
     InvalidStatusTransition,
     TrainyardError,
 )
+from trainyard.train.hyperdrive._children import OUTCOMES, TrackedChild
 from trainyard.train.hyperdrive._history import (
     BEST_TABLE,
     HYPERPARAMETERS_PROPERTY,
@@ -72,32 +72,7 @@ _TICK = 0.1
 _LOG_UPLOAD_SECONDS = 3.0
 #: The sweep fails when this many of its first finished children (or all, if fewer) failed.
 _FIRST_FAILURES = 5
-_STATES = {
-    RunStatus.COMPLETED.value: "completed",
-    RunStatus.FAILED.value: "failed",
-    RunStatus.CANCELED.value: "canceled",
-}
 _RESERVED_PROPERTIES = {"ContentSnapshotId", HYPERPARAMETERS_PROPERTY, RESUMED_CHILD_PROPERTY}
-
-
-@dataclass
-class _Child:
-    """What the controller tracks about one child (its own, or one of a ``resume_from`` sweep)."""
-
-    run_id: str
-    hyperparameters: dict[str, Any] | None
-    status: str
-    trial: int | None = None
-    index: int | None = None
-    foreign: bool = False
-    series: list[float] = field(default_factory=list)
-    evaluated: int = 0
-    cancel_sent: bool = False
-    observed: bool = False
-
-    @property
-    def terminal(self) -> bool:
-        return RunStatus.parse(self.status).is_terminal()
 
 
 class _SweepFailed(Exception):
@@ -119,7 +94,7 @@ class Controller:
         self.parent = run_from_id(self.ws, run_id, in_job=True)
         self.experiment = self.parent.experiment
         self.log_path = controller_log_path(ctx.home, run_id)
-        self.children: dict[str, _Child] = {}
+        self.children: dict[str, TrackedChild] = {}
         self.reruns: list[str] = []
         self.next_index = 0
         self.stop_reason = ""
@@ -195,14 +170,14 @@ class Controller:
             f"max_duration_minutes={self.max_seconds / 60:g}"
         )
 
-    def _register(self, child: _Child) -> None:
+    def _register(self, child: TrackedChild) -> None:
         """Tell the generator about a child that exists already (finished or running)."""
         hp = child.hyperparameters
         if hp is None:
             return
         try:
             if child.terminal:
-                state = _STATES[RunStatus.parse(child.status).value]
+                state = OUTCOMES[RunStatus.parse(child.status).value]
                 self.generator.add_prior(hp, best_value(child.series, self.goal), state)
                 child.observed = True
             else:
@@ -218,7 +193,7 @@ class Controller:
             return
         count = 0
         for info in list_children(self.store, parent_id):
-            child = _Child(
+            child = TrackedChild(
                 run_id=info.run_id,
                 hyperparameters=hyperparameters_from(info, parent_tags),
                 status=info.status,
@@ -240,7 +215,7 @@ class Controller:
             if source:
                 rerun_done.add(source)
             index = child_index(self.run_id, info.run_id)
-            child = _Child(
+            child = TrackedChild(
                 run_id=info.run_id,
                 hyperparameters=hyperparameters_from(info, tags),
                 status=info.status,
@@ -263,11 +238,11 @@ class Controller:
         return rerun_done
 
     # -- the loop -----------------------------------------------------------------------------
-    def own(self) -> list[_Child]:
+    def own(self) -> list[TrackedChild]:
         """This sweep's children (not those of ``resume_from`` sweeps)."""
         return [c for c in self.children.values() if not c.foreign]
 
-    def active(self) -> list[_Child]:
+    def active(self) -> list[TrackedChild]:
         """This sweep's children that are not terminal yet."""
         return [c for c in self.own() if not c.terminal]
 
@@ -293,7 +268,7 @@ class Controller:
             if child.terminal and not child.observed:
                 self._finished(child)
 
-    def _evaluate(self, child: _Child) -> None:
+    def _evaluate(self, child: TrackedChild) -> None:
         for k in range(child.evaluated + 1, len(child.series) + 1):
             child.evaluated = k
             if not self.policy.is_evaluation_interval(k):
@@ -315,7 +290,7 @@ class Controller:
                 self._cancel(child)
                 return
 
-    def _cancel(self, child: _Child) -> None:
+    def _cancel(self, child: TrackedChild) -> None:
         from trainyard._execution.backends import backend_for
 
         if child.cancel_sent or child.terminal:
@@ -326,7 +301,7 @@ class Controller:
         except TrainyardError as err:
             self.log(f"cancelling {child.run_id} failed: {err}")
 
-    def _update_best(self, child: _Child) -> None:
+    def _update_best(self, child: TrackedChild) -> None:
         value = best_value(child.series, self.goal)
         if value is None:
             return
@@ -336,11 +311,13 @@ class Controller:
             self.parent.flush()
             self.log(f"new best child {child.run_id}: {self.metric}={value:.6g}")
 
-    def _finished(self, child: _Child) -> None:
+    def _finished(self, child: TrackedChild) -> None:
         child.observed = True
         value = best_value(child.series, self.goal)
         if child.trial is not None:
-            self.generator.observe(child.trial, value, _STATES[RunStatus.parse(child.status).value])
+            self.generator.observe(
+                child.trial, value, OUTCOMES[RunStatus.parse(child.status).value]
+            )
         if child.foreign:
             return
         shown = "no value" if value is None else f"best {self.metric}={value:.6g}"
@@ -448,7 +425,7 @@ class Controller:
             except TrainyardError as err:
                 self.store.remove_tags(self.run_id, [tag_key(child_id)])
                 raise _SweepFailed(f"Cannot submit child run {child_id}: {err}") from err
-        child = _Child(
+        child = TrackedChild(
             run_id=run.id,
             hyperparameters=hp,
             status=RunStatus.QUEUED.value,
