@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import ErrorCode
 
 from trainyard.exceptions import (
     AlreadyExistsError,
@@ -38,27 +39,30 @@ def error_code(err: TrainyardError) -> str:
     return "INTERNAL_ERROR"
 
 
+def mlflow_error(message: str, code: str) -> MlflowException:
+    """An ``MlflowException`` with error code ``code`` (a name such as ``INVALID_STATE``)."""
+    return MlflowException(message, error_code=ErrorCode.Value(code))
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Re-raise any ``TrainyardError`` inside the block as an ``MlflowException``."""
     try:
         yield
     except TrainyardError as err:
-        raise MlflowException(str(err), error_code=error_code(err)) from err
+        raise mlflow_error(str(err), error_code(err)) from err
 
 
 def not_found(message: str) -> MlflowException:
     """``RESOURCE_DOES_NOT_EXIST``."""
-    return MlflowException(message, error_code="RESOURCE_DOES_NOT_EXIST")
+    return mlflow_error(message, "RESOURCE_DOES_NOT_EXIST")
 
 
 def invalid(message: str) -> MlflowException:
     """``INVALID_PARAMETER_VALUE``."""
-    return MlflowException(message, error_code="INVALID_PARAMETER_VALUE")
+    return mlflow_error(message, "INVALID_PARAMETER_VALUE")
 
 
 def unsupported(what: str, why: str) -> MlflowException:
     """``NOT_IMPLEMENTED``: an MLflow operation an embedded trainyard workspace cannot do (yet)."""
-    return MlflowException(
-        f"{what} is not supported by the trainyard MLflow plugin: {why}", error_code="NOT_IMPLEMENTED"
-    )
+    return mlflow_error(f"{what} is not supported by the trainyard MLflow plugin: {why}", "NOT_IMPLEMENTED")

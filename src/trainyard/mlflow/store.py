@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import RunStatus as MlflowRunStatus
 from mlflow.entities import ViewType
-from mlflow.exceptions import MlflowException
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
 from mlflow.store.tracking.abstract_store import AbstractStore
@@ -33,7 +32,7 @@ from trainyard.core import Experiment, Run, Workspace
 from trainyard.exceptions import NotFoundError
 from trainyard.mlflow import _entities as ent
 from trainyard.mlflow import _mapping as m
-from trainyard.mlflow._errors import invalid, not_found, translated, unsupported
+from trainyard.mlflow._errors import invalid, mlflow_error, not_found, translated, unsupported
 from trainyard.mlflow._uri import parse_tracking_uri
 
 if TYPE_CHECKING:
@@ -149,9 +148,7 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
         if not isinstance(name, str) or not name:
             raise invalid("Invalid experiment name: the name must be a non-empty string.")
         if self._by_name(name) is not None:
-            raise MlflowException(
-                f"Experiment(name={name}) already exists.", error_code="RESOURCE_ALREADY_EXISTS"
-            )
+            raise mlflow_error(f"Experiment(name={name}) already exists.", "RESOURCE_ALREADY_EXISTS")
         with translated():
             return str(Experiment(self.workspace, name).id)
 
@@ -240,18 +237,18 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
         if current in m.TERMINAL_STATUSES:
             if m.mlflow_status(current) == status:
                 return
-            raise MlflowException(
+            raise mlflow_error(
                 f"Run '{run.id}' is {current}; trainyard runs cannot change status once finished "
                 f"(asked for {status}). Start a new run instead.",
-                error_code="INVALID_STATE",
+                "INVALID_STATE",
             )
         if status == "KILLED":
             run.cancel()
         elif run.type == _SCRIPT_RUN_TYPE and status in ("FINISHED", "FAILED"):
-            raise MlflowException(
+            raise mlflow_error(
                 f"Run '{run.id}' is a submitted run: its supervisor sets its status when the "
                 "script exits. Cancel it with KILLED, or end it from inside the script.",
-                error_code="INVALID_STATE",
+                "INVALID_STATE",
             )
         elif status == "FINISHED":
             run.complete()
@@ -322,10 +319,10 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
                         f" logged='{clashes}' for run ID='{run_id}'."
                     )
             if metrics and run.get_status() in m.TERMINAL_STATUSES and run is not self._context_run(run_id):
-                raise MlflowException(
+                raise mlflow_error(
                     f"Run '{run_id}' has finished ({run.get_status()}); trainyard runs take no more "
                     "metrics once finished.",
-                    error_code="INVALID_STATE",
+                    "INVALID_STATE",
                 )
             metrics = self._without_model_duplicates(run, metrics)
             if params:
