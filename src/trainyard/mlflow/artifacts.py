@@ -100,6 +100,13 @@ class TrainyardArtifactRepository(ArtifactRepository):
             return True  # the run's root
         return any(n.startswith(base + "/") for n in self._names())
 
+    def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
+        """Download a file or folder; ``RESOURCE_DOES_NOT_EXIST`` if the run has neither."""
+        base = self._name(artifact_path)
+        if base and not any(n == base or n.startswith(base + "/") for n in self._names()):
+            raise not_found(f"Run '{self._location.run_id}' has no artifact {artifact_path!r}.")
+        return str(super().download_artifacts(artifact_path, dst_path))
+
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
         with translated():
             self._run.download_file(self._name(remote_file_path), local_path)
