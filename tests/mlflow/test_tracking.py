@@ -31,7 +31,7 @@ def test_training_script_autolog_and_manual_loop(client: Client) -> None:
         from sklearn.linear_model import LogisticRegression
 
         mlflow.set_experiment("iris")
-        mlflow.sklearn.autolog(log_models=False)
+        mlflow.autolog()
         X, y = load_iris(return_X_y=True)
         with mlflow.start_run(run_name="fit") as run:
             LogisticRegression(max_iter=200, C=0.5).fit(X, y)
