@@ -41,7 +41,9 @@ def _pip(python: Path, *args: str) -> None:
         timeout=1200,
     )
     if proc.returncode != 0:
-        pytest.fail(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        pytest.fail(
+            f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
 
 
 def ensure_mlflow_venv(label: str) -> Path:
@@ -49,7 +51,7 @@ def ensure_mlflow_venv(label: str) -> Path:
     folder = REPO / f".venv-mlflow-{label}"
     python = folder / "bin" / "python"
     want = hashlib.sha256(
-        ((REPO / "pyproject.toml").read_bytes() + PINS[label].encode() + " ".join(EXTRA).encode())
+        (REPO / "pyproject.toml").read_bytes() + PINS[label].encode() + " ".join(EXTRA).encode()
     ).hexdigest()[:16]
     stamp = folder / ".trainyard-stamp"
     with open(REPO / f".venv-mlflow-{label}.lock", "a+") as lock:
@@ -88,7 +90,11 @@ class Client:
         return f"trainyard://{self.workspace.path}"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TRAINYARD_RUN", "AZUREML_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLFLOW_", "TRAINYARD_RUN", "AZUREML_"))
+        }
         env.update(
             MLFLOW_TRACKING_URI=self.uri,
             MLFLOW_DISABLE_TELEMETRY="true",
@@ -113,7 +119,9 @@ class Client:
             timeout=240,
         )
         if check and proc.returncode != 0:
-            pytest.fail(f"MLflow {self.label} script failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+            pytest.fail(
+                f"MLflow {self.label} script failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+            )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if not lines:
             pytest.fail(f"script printed no JSON:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -62,7 +62,9 @@ def test_artifacts_upload_list_download(client: Client, tmp_path: Path) -> None:
             "config/readme.txt", "plots/line.png", "images/black.png"} <= names  # fmt: skip
     got = run.download_file("config/params.json", tmp_path / "params.json")
     assert json.loads(Path(got).read_text()) == {"lr": 0.1, "layers": [1, 2]}
-    assert Path(run.download_file("plots/line.png", tmp_path)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        Path(run.download_file("plots/line.png", tmp_path)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    )
 
 
 def test_trainyard_files_are_mlflow_artifacts(client: Client, tmp_path: Path) -> None:
@@ -136,4 +138,6 @@ def test_sklearn_log_model_load_and_trainyard_registration(client: Client, tmp_p
     model = run.register_model("iris-tree", model_path="model")
     assert isinstance(model, Model) and model.version == 1
     folder = Path(model.download(tmp_path / "dl"))
-    assert (folder / "MLmodel").is_file() and any(p.name.startswith("model.") for p in folder.iterdir())
+    assert (folder / "MLmodel").is_file() and any(
+        p.name.startswith("model.") for p in folder.iterdir()
+    )

@@ -52,7 +52,9 @@ def test_mlflow_run_id_resumes_the_submitted_run(client: Client) -> None:
         env=client.env(WS_PATH=str(client.workspace.path)),
     )
     assert out["status"] == "Completed", out["log"]
-    assert "status while running: RUNNING" in out["log"]  # end_run flushed, the supervisor finished it
+    assert (
+        "status while running: RUNNING" in out["log"]
+    )  # end_run flushed, the supervisor finished it
     assert out["mlflow_status"] == "FINISHED" and out["params"]["epochs"] == "3"
     # every property is a param, trainyard's own included (one record, two views)
     assert set(out["params"]) == {"epochs", "ContentSnapshotId"}

@@ -85,7 +85,17 @@ def test_exact_round_trip_of_metric_values_steps_and_timestamps(client: Client) 
               "latest": plain(c.get_run(rid).data.metrics["x"])})
         """
     )
-    values = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -1.5, 3.0]
+    values = [
+        math.nan,
+        math.inf,
+        -math.inf,
+        -0.0,
+        5e-324,
+        1.7976931348623157e308,
+        0.1 + 0.2,
+        -1.5,
+        3.0,
+    ]
     assert [_bits(_float(v)) for v in out["values"]] == [_bits(v) for v in values]
     assert out["steps"] == [0, 1, 2, -3, 2**40, 7, 7, 8, 9]
     assert out["latest"] == 5e-324  # MLflow's rule: the highest step (2**40) wins
@@ -233,7 +243,10 @@ def test_experiments_lifecycle_and_errors(client: Client) -> None:
     )
     assert out["dup"] == "RESOURCE_ALREADY_EXISTS"
     assert out["deleted"] == "deleted" and "lifecycle" not in out["active"]
-    assert out["deleted_names"] == ["lifecycle"] and out["start_in_deleted"] == "INVALID_PARAMETER_VALUE"
+    assert (
+        out["deleted_names"] == ["lifecycle"]
+        and out["start_in_deleted"] == "INVALID_PARAMETER_VALUE"
+    )
     assert out["restored"] == "active" and out["missing_by_name"]
     assert out["missing_id"] == out["bad_id"] == "RESOURCE_DOES_NOT_EXIST"
     assert out["rename"] == "NOT_IMPLEMENTED"
@@ -278,9 +291,24 @@ def test_bad_input_gives_mlflow_codes_and_writes_nothing(client: Client) -> None
         """
     )
     assert out["store"] == "trainyard.mlflow.store"
-    assert out["unknown_run"] == out["unknown_log"] == out["history_unknown"] == "RESOURCE_DOES_NOT_EXIST"
-    assert out["too_many_metrics"] == out["too_many_params"] == out["too_many_tags"] == "INVALID_PARAMETER_VALUE"
-    assert out["changed_param"] == out["dup_key_in_batch"] == out["bad_value"] == "INVALID_PARAMETER_VALUE"
+    assert (
+        out["unknown_run"]
+        == out["unknown_log"]
+        == out["history_unknown"]
+        == "RESOURCE_DOES_NOT_EXIST"
+    )
+    assert (
+        out["too_many_metrics"]
+        == out["too_many_params"]
+        == out["too_many_tags"]
+        == "INVALID_PARAMETER_VALUE"
+    )
+    assert (
+        out["changed_param"]
+        == out["dup_key_in_batch"]
+        == out["bad_value"]
+        == "INVALID_PARAMETER_VALUE"
+    )
     assert out["same_param_again"] is None and out["missing_tag"] == "RESOURCE_DOES_NOT_EXIST"
     run = Run.get(client.workspace, out["rid"])
     assert run.get_metrics() == {}  # nothing of the rejected batches was written

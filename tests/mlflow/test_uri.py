@@ -37,7 +37,9 @@ def test_relative_and_discovery_forms(tmp_path: Path, monkeypatch: pytest.Monkey
     assert parse_tracking_uri("trainyard:").discover
 
 
-@pytest.mark.parametrize("uri", ["sqlite:///x.db", "trainyard", "trainyard://", "trainyard://name/extra"])
+@pytest.mark.parametrize(
+    "uri", ["sqlite:///x.db", "trainyard", "trainyard://", "trainyard://name/extra"]
+)
 def test_bad_tracking_uris(uri: str) -> None:
     with pytest.raises(ValidationError):
         parse_tracking_uri(uri)
@@ -60,7 +62,9 @@ def test_artifact_uri_round_trip_and_appended_paths(tmp_path: Path) -> None:
     assert parse_artifact_uri(nested.uri()) == nested
 
 
-@pytest.mark.parametrize("uri", ["file:///x", "trainyard-artifacts:/run", "trainyard-artifacts:/?workspace=/x"])
+@pytest.mark.parametrize(
+    "uri", ["file:///x", "trainyard-artifacts:/run", "trainyard-artifacts:/?workspace=/x"]
+)
 def test_bad_artifact_uris(uri: str) -> None:
     with pytest.raises(ValidationError):
         parse_artifact_uri(uri)

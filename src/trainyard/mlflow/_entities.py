@@ -41,7 +41,7 @@ def _ms_from_iso(text: str | None) -> int | None:
     if not text:
         return None
     stamp = _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.UTC)
-    return int(round(stamp.timestamp() * 1000))
+    return round(stamp.timestamp() * 1000)
 
 
 def make_metric(key: str, value: float, timestamp_ms: int, step: int, run_id: str | None) -> Metric:
@@ -96,7 +96,9 @@ def latest_metrics(run: Run, names: Iterable[str]) -> list[Metric]:
                 best = (key, p)
         if best is not None:
             p = best[1]
-            latest.append(make_metric(name, float(p.value), m.ms(p.timestamp) or 0, int(p.step), run.id))
+            latest.append(
+                make_metric(name, float(p.value), m.ms(p.timestamp) or 0, int(p.step), run.id)
+            )
     return latest
 
 
@@ -121,7 +123,9 @@ def run_inputs(tags: Mapping[str, str]) -> RunInputs:
     if models and "model_inputs" in inspect.signature(RunInputs.__init__).parameters:
         from mlflow.entities import LoggedModelInput
 
-        return RunInputs(dataset_inputs=datasets, model_inputs=[LoggedModelInput(i) for i in models])
+        return RunInputs(
+            dataset_inputs=datasets, model_inputs=[LoggedModelInput(i) for i in models]
+        )
     return RunInputs(dataset_inputs=datasets)
 
 
@@ -132,12 +136,18 @@ def run_outputs(tags: Mapping[str, str]) -> Any:
     from mlflow.entities import LoggedModelOutput, RunOutputs
 
     return RunOutputs(
-        model_outputs=[LoggedModelOutput(o["model_id"], o["step"]) for o in _json_list(tags, OUTPUTS_TAG)]
+        model_outputs=[
+            LoggedModelOutput(o["model_id"], o["step"]) for o in _json_list(tags, OUTPUTS_TAG)
+        ]
     )
 
 
 def run_entity(
-    workspace: Path, run: Run, *, with_metrics: bool = True, details: Mapping[str, Any] | None = None
+    workspace: Path,
+    run: Run,
+    *,
+    with_metrics: bool = True,
+    details: Mapping[str, Any] | None = None,
 ) -> MlflowRun:
     """MLflow's view of a trainyard run: one read of its details, then its metric series."""
     if details is None:

@@ -65,4 +65,6 @@ def invalid(message: str) -> MlflowException:
 
 def unsupported(what: str, why: str) -> MlflowException:
     """``NOT_IMPLEMENTED``: an MLflow operation an embedded trainyard workspace cannot do (yet)."""
-    return mlflow_error(f"{what} is not supported by the trainyard MLflow plugin: {why}", "NOT_IMPLEMENTED")
+    return mlflow_error(
+        f"{what} is not supported by the trainyard MLflow plugin: {why}", "NOT_IMPLEMENTED"
+    )

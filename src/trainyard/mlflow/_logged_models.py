@@ -151,7 +151,9 @@ class LoggedModelsMixin:
                     "tags": {t.key: t.value for t in tags or []},
                     "params": {p.key: p.value for p in params or []},
                 }
-                run.set_tags({m.LOGGED_MODEL_TAG + model_id: json.dumps(record), _HAS_MODELS_TAG: "1"})
+                run.set_tags(
+                    {m.LOGGED_MODEL_TAG + model_id: json.dumps(record), _HAS_MODELS_TAG: "1"}
+                )
         return self._entity(run, record)
 
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
@@ -161,7 +163,11 @@ class LoggedModelsMixin:
 
     def finalize_logged_model(self, model_id: str, status: Any) -> LoggedModel:
         """Set the status (READY or FAILED)."""
-        value = LoggedModelStatus(status).value if not isinstance(status, int) else LoggedModelStatus.from_int(status).value
+        value = (
+            LoggedModelStatus(status).value
+            if not isinstance(status, int)
+            else LoggedModelStatus.from_int(status).value
+        )
 
         def change(record: dict[str, Any]) -> None:
             record["status"] = value
@@ -193,7 +199,9 @@ class LoggedModelsMixin:
             for p in params:
                 old = record["params"].get(p.key)
                 if old is not None and old != p.value:
-                    raise invalid(f"Changing param values is not allowed. Param {p.key!r} is {old!r}.")
+                    raise invalid(
+                        f"Changing param values is not allowed. Param {p.key!r} is {old!r}."
+                    )
                 record["params"][p.key] = p.value
 
         self._update(model_id, change)
@@ -229,7 +237,9 @@ class LoggedModelsMixin:
                             models.append(self._entity(run, record))
         models = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
         models = SearchLoggedModelsUtils.sort(models, order_by)
-        page, token = SearchLoggedModelsUtils.paginate(models, page_token, max_results or _DEFAULT_MAX_RESULTS)
+        page, token = SearchLoggedModelsUtils.paginate(
+            models, page_token, max_results or _DEFAULT_MAX_RESULTS
+        )
         return PagedList(page, token)
 
 

@@ -80,4 +80,4 @@ def visible_tag(key: str) -> bool:
 
 def ms(seconds: float | None) -> int | None:
     """Seconds since the epoch (trainyard) → integer milliseconds (MLflow)."""
-    return None if seconds is None else int(round(seconds * 1000))
+    return None if seconds is None else round(seconds * 1000)

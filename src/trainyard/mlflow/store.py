@@ -45,6 +45,7 @@ else:
         class LoggedModelsMixin:
             pass
 
+
 _SCRIPT_RUN_TYPE = "azureml.scriptrun"
 
 
@@ -141,14 +142,18 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
         page, token = SearchUtils.paginate(entities, page_token, max_results)
         return PagedList(page, token)
 
-    def create_experiment(self, name: str, artifact_location: str | None = None, tags: Any = None) -> str:
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: Any = None
+    ) -> str:
         """Create experiment ``name`` (a trainyard experiment name); returns its id."""
         if tags:
             raise unsupported("Experiment tags", "trainyard experiments have no tags yet.")
         if not isinstance(name, str) or not name:
             raise invalid("Invalid experiment name: the name must be a non-empty string.")
         if self._by_name(name) is not None:
-            raise mlflow_error(f"Experiment(name={name}) already exists.", "RESOURCE_ALREADY_EXISTS")
+            raise mlflow_error(
+                f"Experiment(name={name}) already exists.", "RESOURCE_ALREADY_EXISTS"
+            )
         with translated():
             return str(Experiment(self.workspace, name).id)
 
@@ -216,7 +221,9 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
         with translated():
             return ent.run_entity(self.workspace.path, self._run(run_id))
 
-    def update_run_info(self, run_id: str, run_status: Any, end_time: int | None, run_name: str | None) -> Any:
+    def update_run_info(
+        self, run_id: str, run_status: Any, end_time: int | None, run_name: str | None
+    ) -> Any:
         """Rename and/or change status: FINISHED → ``complete()``, FAILED → ``fail()``,
         KILLED → ``cancel()``. Inside the submitted run itself only buffered metrics are flushed
         (its status is the supervisor's). trainyard's terminal statuses are final."""
@@ -225,7 +232,11 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
             if run_name:
                 run.display_name = run_name
             if run_status is not None:
-                status = run_status if isinstance(run_status, str) else MlflowRunStatus.to_string(run_status)
+                status = (
+                    run_status
+                    if isinstance(run_status, str)
+                    else MlflowRunStatus.to_string(run_status)
+                )
                 self._set_status(run, status)
             return ent.run_entity(self.workspace.path, run, with_metrics=False).info
 
@@ -292,10 +303,12 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
                     entities.append(ent.run_entity(self.workspace.path, run, details=details))
         runs = SearchUtils.filter(entities, filter_string)
         runs = SearchUtils.sort(runs, order_by)
-        return SearchUtils.paginate(runs, page_token, max_results)  # type: ignore[no-any-return]
+        return SearchUtils.paginate(runs, page_token, max_results)
 
     # -- logging --------------------------------------------------------------------------------
-    def log_batch(self, run_id: str, metrics: Sequence[Any], params: Sequence[Any], tags: Sequence[Any]) -> None:
+    def log_batch(
+        self, run_id: str, metrics: Sequence[Any], params: Sequence[Any], tags: Sequence[Any]
+    ) -> None:
         """Params → properties, tags → tags, metrics → the run's buffered series (with steps).
 
         Everything is checked before anything is written: MLflow's limits and value rules, params
@@ -318,7 +331,11 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
                         "Changing param values is not allowed. Params were already"
                         f" logged='{clashes}' for run ID='{run_id}'."
                     )
-            if metrics and run.get_status() in m.TERMINAL_STATUSES and run is not self._context_run(run_id):
+            if (
+                metrics
+                and run.get_status() in m.TERMINAL_STATUSES
+                and run is not self._context_run(run_id)
+            ):
                 raise mlflow_error(
                     f"Run '{run_id}' has finished ({run.get_status()}); trainyard runs take no more "
                     "metrics once finished.",
@@ -361,7 +378,11 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
             run.remove_tags([key])
 
     def get_metric_history(
-        self, run_id: str, metric_key: str, max_results: int | None = None, page_token: str | None = None
+        self,
+        run_id: str,
+        metric_key: str,
+        max_results: int | None = None,
+        page_token: str | None = None,
     ) -> PagedList:
         """Every point of one metric, in logged order, with steps and millisecond timestamps."""
         with translated():
@@ -398,7 +419,9 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
 
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
         """Append the model's summary to the run's ``mlflow.log-model.history`` tag (as MLflow)."""
-        self._append_json_tag(self._run(run_id), m.LOGGED_MODELS_HISTORY_TAG, [mlflow_model.get_tags_dict()])
+        self._append_json_tag(
+            self._run(run_id), m.LOGGED_MODELS_HISTORY_TAG, [mlflow_model.get_tags_dict()]
+        )
 
     def _append_json_tag(self, run: Run, key: str, items: list[Any]) -> None:
         with self._lock, translated():
