@@ -30,8 +30,6 @@ print("status while running:", mlflow.get_run(run.info.run_id).info.status)
 
 
 def test_mlflow_run_id_resumes_the_submitted_run(client: Client) -> None:
-    if client.major < 3:
-        pytest.skip("one MLflow version is enough for the submitted-run path")
     (client.cwd / "src").mkdir()
     (client.cwd / "src" / "train.py").write_text(TRAIN)
     out = client.run(

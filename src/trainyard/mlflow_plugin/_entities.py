@@ -25,8 +25,8 @@ from mlflow.entities import Experiment as MlflowExperiment
 from mlflow.entities import Run as MlflowRun
 
 from trainyard.core import Experiment, Run
-from trainyard.mlflow import _mapping as m
-from trainyard.mlflow._uri import ARTIFACT_SCHEME, artifact_uri
+from trainyard.mlflow_plugin import _mapping as m
+from trainyard.mlflow_plugin._uri import ARTIFACT_SCHEME, artifact_uri
 
 _RUNINFO_PARAMS = inspect.signature(RunInfo.__init__).parameters
 _METRIC_PARAMS = inspect.signature(Metric.__init__).parameters

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from trainyard.exceptions import ValidationError
-from trainyard.mlflow import _mapping as m
-from trainyard.mlflow._uri import (
+from trainyard.mlflow_plugin import _mapping as m
+from trainyard.mlflow_plugin._uri import (
     artifact_uri,
     parse_artifact_uri,
     parse_tracking_uri,
@@ -84,12 +84,12 @@ def test_status_and_id_mapping() -> None:
 
 
 def test_plugin_package_imports_without_mlflow() -> None:
-    """``import trainyard.mlflow`` must never need MLflow (the dev venv has none)."""
+    """``import trainyard.mlflow_plugin`` must never need MLflow (the dev venv has none)."""
     import importlib.util
 
-    import trainyard.mlflow
+    import trainyard.mlflow_plugin
 
-    assert trainyard.mlflow.__doc__
+    assert trainyard.mlflow_plugin.__doc__
     if importlib.util.find_spec("mlflow") is None:
         with pytest.raises(ImportError):
-            importlib.import_module("trainyard.mlflow.store")
+            importlib.import_module("trainyard.mlflow_plugin.store")

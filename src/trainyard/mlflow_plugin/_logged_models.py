@@ -25,9 +25,9 @@ from mlflow.entities import LoggedModel, LoggedModelStatus
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.search_utils import SearchLoggedModelsUtils
 
-from trainyard.mlflow import _mapping as m
-from trainyard.mlflow._errors import invalid, not_found, translated
-from trainyard.mlflow._uri import artifact_uri
+from trainyard.mlflow_plugin import _mapping as m
+from trainyard.mlflow_plugin._errors import invalid, not_found, translated
+from trainyard.mlflow_plugin._uri import artifact_uri
 
 if TYPE_CHECKING:
     from trainyard.core import Experiment, Run, Workspace
@@ -51,7 +51,7 @@ def run_id_of(model_id: str) -> str | None:
 
 
 class LoggedModelsMixin:
-    """Logged-model methods of :class:`~trainyard.mlflow.store.TrainyardStore`."""
+    """Logged-model methods of :class:`~trainyard.mlflow_plugin.store.TrainyardStore`."""
 
     workspace: Workspace
     _lock: threading.Lock
@@ -116,7 +116,7 @@ class LoggedModelsMixin:
         model_type: str | None = None,
     ) -> LoggedModel:
         """A PENDING model whose files will be ``<name>/`` in its source (or holder) run."""
-        from trainyard.mlflow.store import _random_name
+        from trainyard.mlflow_plugin.store import _random_name
 
         exp = self._experiment(experiment_id)
         name = name or _random_name()

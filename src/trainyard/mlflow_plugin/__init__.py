@@ -11,7 +11,7 @@ Example::
     $ MLFLOW_TRACKING_URI=trainyard:///data/ws python train.py    # mlflow.log_metric → trainyard
 
 URI forms, the record mapping and the supported MLflow versions are documented in
-:mod:`trainyard.mlflow._uri`, :mod:`trainyard.mlflow._mapping` and ``ARCHITECTURE.md``.
+:mod:`trainyard.mlflow_plugin._uri`, :mod:`trainyard.mlflow_plugin._mapping` and ``ARCHITECTURE.md``.
 """
 
 from __future__ import annotations

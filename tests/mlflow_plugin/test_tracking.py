@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import struct
+import subprocess
 
 import pytest
 
 from trainyard.core import Experiment, Run
 
-from .conftest import Client
+from .conftest import REPO, Client
 
 pytestmark = pytest.mark.slow
 
@@ -290,7 +291,7 @@ def test_bad_input_gives_mlflow_codes_and_writes_nothing(client: Client) -> None
         emit(res)
         """
     )
-    assert out["store"] == "trainyard.mlflow.store"
+    assert out["store"] == "trainyard.mlflow_plugin.store"
     assert (
         out["unknown_run"]
         == out["unknown_log"]
@@ -316,3 +317,22 @@ def test_bad_input_gives_mlflow_codes_and_writes_nothing(client: Client) -> None
     assert not {"t", "t0", "new", "k"} & (set(run.get_tags()) | set(run.get_properties()))
     assert out["after_end"] == out["reopen"] == "INVALID_STATE"
     assert run.get_status() == "Completed"
+
+
+@pytest.mark.parametrize("where", ["src", "src/trainyard", "src/trainyard/mlflow_plugin", "tests"])
+def test_plugin_never_shadows_mlflow(client: Client, where: str) -> None:
+    """Python run from anywhere in the checkout imports the real MLflow, with the plugin loaded."""
+    code = (
+        "import mlflow, sys; from mlflow.tracking._tracking_service.utils import _get_store; "
+        "s = _get_store(); print(mlflow.__file__, type(s).__module__)"
+    )
+    proc = subprocess.run(
+        [str(client.python), "-c", code],
+        cwd=REPO / where,
+        env=client.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    path, module = proc.stdout.split()
+    assert "site-packages/mlflow/" in path and module == "trainyard.mlflow_plugin.store"

@@ -54,7 +54,8 @@ def ensure_mlflow_venv(label: str) -> Path:
         (REPO / "pyproject.toml").read_bytes() + PINS[label].encode() + " ".join(EXTRA).encode()
     ).hexdigest()[:16]
     stamp = folder / ".trainyard-stamp"
-    with open(REPO / f".venv-mlflow-{label}.lock", "a+") as lock:
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".build-lock", "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if stamp.exists() and stamp.read_text() == want and python.exists():
             return python

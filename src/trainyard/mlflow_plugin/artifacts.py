@@ -18,8 +18,8 @@ from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
 from trainyard.core import Run, Workspace
 from trainyard.exceptions import NotFoundError
-from trainyard.mlflow._errors import not_found, translated, unsupported
-from trainyard.mlflow._uri import parse_artifact_uri
+from trainyard.mlflow_plugin._errors import not_found, translated, unsupported
+from trainyard.mlflow_plugin._uri import parse_artifact_uri
 
 _WORKSPACES: dict[Path, Workspace] = {}
 _WS_LOCK = threading.Lock()

@@ -1,6 +1,6 @@
 """The MLflow tracking store over an embedded trainyard workspace (entry point ``trainyard``).
 
-MLflow loads it for ``MLFLOW_TRACKING_URI=trainyard:...`` (see :mod:`trainyard.mlflow`); users never
+MLflow loads it for ``MLFLOW_TRACKING_URI=trainyard:...`` (see :mod:`trainyard.mlflow_plugin`); users never
 import it. Every call goes through trainyard's public API (``Workspace``, ``Experiment``, ``Run``),
 so a run logged through MLflow is an ordinary trainyard run and the other way round.
 
@@ -30,16 +30,22 @@ from mlflow.utils.validation import (
 
 from trainyard.core import Experiment, Run, Workspace
 from trainyard.exceptions import NotFoundError
-from trainyard.mlflow import _entities as ent
-from trainyard.mlflow import _mapping as m
-from trainyard.mlflow._errors import invalid, mlflow_error, not_found, translated, unsupported
-from trainyard.mlflow._uri import parse_tracking_uri
+from trainyard.mlflow_plugin import _entities as ent
+from trainyard.mlflow_plugin import _mapping as m
+from trainyard.mlflow_plugin._errors import (
+    invalid,
+    mlflow_error,
+    not_found,
+    translated,
+    unsupported,
+)
+from trainyard.mlflow_plugin._uri import parse_tracking_uri
 
 if TYPE_CHECKING:
-    from trainyard.mlflow._logged_models import LoggedModelsMixin
+    from trainyard.mlflow_plugin._logged_models import LoggedModelsMixin
 else:
     try:
-        from trainyard.mlflow._logged_models import LoggedModelsMixin
+        from trainyard.mlflow_plugin._logged_models import LoggedModelsMixin
     except ImportError:  # MLflow 2.x: no logged-model API (models are plain run artifacts)
 
         class LoggedModelsMixin:
@@ -312,7 +318,8 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
         """Params → properties, tags → tags, metrics → the run's buffered series (with steps).
 
         Everything is checked before anything is written: MLflow's limits and value rules, params
-        that would change value, metrics for a finished run. Params then go in one transaction.
+        that would change value, metrics for a finished run (the first ``run.log`` refuses them
+        before anything is buffered). Params then go in one transaction, tags in another.
         """
         _validate_batch_log_limits(metrics, params, tags)
         _validate_batch_log_data(metrics, params, tags)
@@ -331,17 +338,10 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
                         "Changing param values is not allowed. Params were already"
                         f" logged='{clashes}' for run ID='{run_id}'."
                     )
-            if (
-                metrics
-                and run.get_status() in m.TERMINAL_STATUSES
-                and run is not self._context_run(run_id)
-            ):
-                raise mlflow_error(
-                    f"Run '{run_id}' has finished ({run.get_status()}); trainyard runs take no more "
-                    "metrics once finished.",
-                    "INVALID_STATE",
-                )
-            metrics = self._without_model_duplicates(run, metrics)
+            # Metrics first: on a finished run the first run.log raises (RunFinishedError →
+            # INVALID_STATE) before anything is buffered or written.
+            for metric in self._without_model_duplicates(run, metrics):
+                run.log(metric.key, float(metric.value), step=int(metric.step or 0))
             if params:
                 run.add_properties({p.key: p.value for p in params})
             tag_map = {t.key: t.value for t in tags}
@@ -351,8 +351,6 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
                 run.display_name = name
             if tag_map:
                 run.set_tags(tag_map)
-            for metric in metrics:
-                run.log(metric.key, float(metric.value), step=int(metric.step or 0))
 
     def _without_model_duplicates(self, run: Run, metrics: Sequence[Any]) -> list[Any]:
         """MLflow 3's ``log_model`` re-logs the run's metrics with a model id; MLflow's stores
