@@ -309,7 +309,8 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
                     entities.append(ent.run_entity(self.workspace.path, run, details=details))
         runs = SearchUtils.filter(entities, filter_string)
         runs = SearchUtils.sort(runs, order_by)
-        return SearchUtils.paginate(runs, page_token, max_results)
+        page: tuple[list[Any], str | None] = SearchUtils.paginate(runs, page_token, max_results)
+        return page
 
     # -- logging --------------------------------------------------------------------------------
     def log_batch(
