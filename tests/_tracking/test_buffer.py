@@ -388,3 +388,18 @@ def test_recovery_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "could not be written yet" in err and "1 points are kept" in err
     assert "reachable again" in err
+
+
+def test_values_that_cannot_be_encoded_are_dropped_with_a_typed_error() -> None:
+    rec = Recorder()
+    buf = MetricBuffer(rec, flush_interval=3600)
+    buf.log_number("x", 1.0, None)
+    buf.log_json("bad", "scalar", object())  # the callers validate; this one slipped through
+    buf.log_json("note", "scalar", "fine")
+    with pytest.raises(MetricValueError, match="1 metric points could not be encoded"):
+        buf.flush()
+    assert buf.pending == 0
+    buf.log_number("x", 2.0, None)
+    buf.flush()
+    assert rec.values("x") == [1.0, 2.0] and rec.values("note") == ["fine"]
+    buf.close()

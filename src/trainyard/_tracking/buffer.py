@@ -227,7 +227,10 @@ class MetricBuffer:
         self._retry.clear()
         taken, other = self._take()
         if taken or other:
-            self._inflight.extend(_chunks(taken, other))
+            chunks, bad, err = _chunks(taken, other)
+            self._inflight.extend(chunks)
+            if err is not None:
+                self._drop_unencodable(bad, err)
         if not self._inflight:
             return True
         try:
@@ -284,6 +287,19 @@ class MetricBuffer:
         if recovered:
             self._outage_reported = False
             print("trainyard: metrics store reachable again; kept points written", file=sys.stderr)
+
+    def _drop_unencodable(self, count: int, err: BaseException) -> None:
+        typed = MetricValueError(
+            f"{count} metric points could not be encoded ({type(err).__name__}: {err}) and were "
+            "dropped; log numbers, strings, booleans, lists or dicts of those."
+        )
+        with self._lock:
+            self._inflight_n -= count
+            self._resolved += count
+            self._dropped_at, self._dropped_error = self._resolved, typed
+            self._threshold = max(0, min(self._batch, self._capacity - self._inflight_n) - 1)
+            self._changed.notify_all()
+        print(f"trainyard: {typed}", file=sys.stderr)
 
     def _failed(self, err: BaseException) -> bool:
         if isinstance(err, PERMANENT_ERRORS):
@@ -373,8 +389,13 @@ class MetricBuffer:
         return self._buffered + self._inflight_n
 
 
-def _chunks(taken: list[_Taken], other: list[_Other]) -> list[MetricChunk]:
+def _chunks(
+    taken: list[_Taken], other: list[_Other]
+) -> tuple[list[MetricChunk], int, Exception | None]:
+    """The chunks, plus how many points could not be encoded and why (those are left out: values
+    that cannot be encoded can never be stored, and must not hold back the others)."""
     chunks = [numeric_chunk(*t) for t in taken]
+    bad, error = 0, None
     # Group consecutive JSON points of the same (name, kind) into one chunk each.
     i = 0
     while i < len(other):
@@ -382,9 +403,12 @@ def _chunks(taken: list[_Taken], other: list[_Other]) -> list[MetricChunk]:
         j = i
         while j < len(other) and other[j][0] == name and other[j][1] == kind:
             j += 1
-        chunks.append(json_chunk(name, kind, [(o[2], o[3], o[4]) for o in other[i:j]], desc))
+        try:
+            chunks.append(json_chunk(name, kind, [(o[2], o[3], o[4]) for o in other[i:j]], desc))
+        except (TypeError, ValueError) as err:
+            bad, error = bad + j - i, err
         i = j
-    return chunks
+    return chunks, bad, error
 
 
 _LIVE: weakref.WeakSet[MetricBuffer] = weakref.WeakSet()
