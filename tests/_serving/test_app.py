@@ -525,7 +525,7 @@ def test_create_app_in_process_gate_and_route_agree(
 
     async def call(target: object, body: bytes) -> tuple[int, bytes]:
         transport = httpx.ASGITransport(app=target)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             resp = await c.post("/score", content=body)
             return resp.status_code, resp.content
 

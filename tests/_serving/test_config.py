@@ -98,3 +98,49 @@ def test_config_is_frozen() -> None:
     cfg = ServingConfig(entry_script=os.path.abspath("score.py"))
     with pytest.raises(AttributeError):
         cfg.service_name = "x"  # type: ignore[misc]
+
+
+def test_exposure_timeouts_and_log_round_trip(tmp_path: Path) -> None:
+    cfg = ServingConfig(
+        entry_script=Path("/srv/app/score.py"),
+        host="0.0.0.0",
+        allowed_hosts=("Scoring.Internal", ".corp.example"),
+        allowed_origins=("https://App.example.com/",),
+        allow_remote_without_auth=True,
+        header_timeout_s=5,
+        body_timeout_s=None,
+        run_timeout_s=1.5,
+        log_file=tmp_path / "service.log",
+        log_max_bytes=4096,
+        log_backups=0,
+    )
+    assert cfg.allowed_hosts == ("scoring.internal", ".corp.example")
+    assert cfg.allowed_origins == ("https://app.example.com",)
+    assert ServingConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_defaults_for_exposure_timeouts_and_log() -> None:
+    cfg = ServingConfig(entry_script=Path("/srv/app/score.py"))
+    assert cfg.host == "127.0.0.1" and cfg.allowed_hosts == () and cfg.allowed_origins == ()
+    assert not cfg.allow_remote_without_auth
+    assert (cfg.header_timeout_s, cfg.body_timeout_s, cfg.run_timeout_s) == (10.0, 30.0, 60.0)
+    assert cfg.log_file is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"allowed_hosts": ("evil host",)},
+        {"allowed_hosts": ("http://x",)},
+        {"allowed_origins": ("app.example.com",)},
+        {"allowed_origins": ("https://app.example.com/path",)},
+        {"run_timeout_s": 0},
+        {"body_timeout_s": -1},
+        {"header_timeout_s": True},
+        {"log_max_bytes": 10},
+        {"log_backups": -1},
+    ],
+)
+def test_bad_exposure_values_are_config_errors(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        ServingConfig(entry_script="/srv/app/score.py", **bad)  # type: ignore[arg-type]

@@ -76,3 +76,23 @@ def test_missing_entry_script_flag_is_argparse_error() -> None:
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args([])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_remote_bind_without_auth_is_refused(
+    host: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--entry-script", str(tmp_path / "score.py"), "--host", host]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"refusing to listen on {host} with auth off" in err
+    assert "--keys-file" in err and "--allow-remote-without-auth" in err
+
+
+def test_new_flags_reach_the_config() -> None:
+    argv = "--entry-script s.py --allowed-host a --allowed-host b --allowed-origin"
+    argv += " https://x.example --run-timeout 0 --log-file l.log"
+    args = build_parser().parse_args(argv.split())
+    assert args.allowed_host == ["a", "b"] and args.allowed_origin == ["https://x.example"]
+    assert args.run_timeout == 0 and args.log_file == "l.log"
+    assert args.body_timeout == 30.0 and args.header_timeout == 10.0
+    assert not args.allow_remote_without_auth

@@ -81,3 +81,102 @@ def test_disconnect_while_reading() -> None:
     )
     with pytest.raises(ClientGone):
         asyncio.run(read_body(_scope(), receive, 100))
+
+
+class _Script:
+    """Just what the Scorer uses of a loaded scoring script."""
+
+    def __init__(self, run: Any, run_is_async: bool = False) -> None:
+        self.run = run
+        self.run_is_async = run_is_async
+
+
+def _ready(run: Any, run_is_async: bool = False) -> Any:
+    from trainyard._serving.state import READY, ServiceState
+
+    state = ServiceState()
+    state.script = _Script(run, run_is_async)  # type: ignore[assignment]
+    state.phase = READY
+    return state
+
+
+def test_a_body_that_never_completes_gets_408_and_closes_the_connection() -> None:
+    from trainyard._serving.scoring import Scorer
+
+    scorer = Scorer(
+        _ready(lambda d: d), max_request_bytes=100, run_concurrency=1, body_timeout_s=0.05
+    )
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await never.wait()  # a client that sent its headers and then stalls
+        raise AssertionError("unreachable")
+
+    status, body, headers = asyncio.run(scorer.respond(_scope(), receive))
+    assert status == 408 and b'"code":"BODY_TIMEOUT"' in body
+    assert (b"connection", b"close") in headers
+
+
+def test_run_timeout_gives_504_then_503_while_the_thread_is_held() -> None:
+    import threading
+
+    from trainyard._serving.scoring import Scorer
+
+    release = threading.Event()
+
+    def run(data: str) -> str:
+        if data == "slow":
+            release.wait(30)
+        return data
+
+    scorer = Scorer(_ready(run), max_request_bytes=100, run_concurrency=1, run_timeout_s=0.05)
+
+    def body(text: bytes) -> Any:
+        receive, _ = _receiver([{"type": "http.request", "body": text}])
+        return receive
+
+    async def main() -> None:
+        status, payload, _ = await scorer.respond(_scope(), body(b"slow"))
+        assert status == 504 and b'"code":"SCORING_TIMEOUT"' in payload
+        status, payload, headers = await scorer.respond(_scope(), body(b"next"))
+        assert status == 503 and b'"code":"SCORING_OVERLOADED"' in payload
+        assert (b"retry-after", b"1") in headers
+        release.set()
+        while scorer.threads.stuck:
+            await asyncio.sleep(0.01)
+        assert await scorer.respond(_scope(), body(b"next")) == (200, b'"next"', [])
+
+    asyncio.run(main())
+
+
+def test_async_run_is_cancelled_at_the_timeout() -> None:
+    from trainyard._serving.scoring import Scorer
+
+    cancelled = []
+
+    async def run(data: str) -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(data)
+            raise
+        return data
+
+    scorer = Scorer(
+        _ready(run, run_is_async=True), max_request_bytes=100, run_concurrency=1, run_timeout_s=0.05
+    )
+    receive, _ = _receiver([{"type": "http.request", "body": b"x"}])
+    status, _, _ = asyncio.run(scorer.respond(_scope(), receive))
+    assert status == 504 and cancelled == ["x"]
+
+
+def test_run_raising_timeout_error_itself_is_a_500_not_a_504() -> None:
+    from trainyard._serving.scoring import Scorer
+
+    def run(data: str) -> str:
+        raise TimeoutError("the model's own backend timed out")
+
+    scorer = Scorer(_ready(run), max_request_bytes=100, run_concurrency=1, run_timeout_s=30)
+    receive, _ = _receiver([{"type": "http.request", "body": b"x"}])
+    status, payload, _ = asyncio.run(scorer.respond(_scope(), receive))
+    assert status == 500 and b"TimeoutError: the model" in payload

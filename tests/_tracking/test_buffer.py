@@ -220,7 +220,9 @@ def test_background_failure_is_reported_once(capsys: pytest.CaptureFixture[str])
     buf.log_number("x", 2.0, None)
     while rec.calls < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    buf._closed = True  # stop the thread without a final flush
+    assert rec.calls >= 2
+    assert buf.pending == 0  # a finished run takes no more points: dropped, not kept forever
+    buf.close()
     err = capsys.readouterr().err
     assert err.count("metrics could not be written") == 1 and "run is Completed" in err
 
@@ -247,3 +249,157 @@ def test_close_flushes_and_stops_the_thread() -> None:
     assert thread is not None
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+# -- durability (issue 11): a failed write keeps its points ----------------------------------------
+class Gate:
+    """A writer that fails with ``StoreError`` while ``down`` is set, blocks while ``held`` is
+    clear, and otherwise keeps every batch (exactly what it was handed, in order)."""
+
+    def __init__(self) -> None:
+        self.down = threading.Event()
+        self.held = threading.Event()
+        self.held.set()
+        self.entered = threading.Event()
+        self.rec = Recorder()
+
+    def __call__(self, chunks: Sequence[MetricChunk]) -> None:
+        self.entered.set()
+        self.held.wait()
+        if self.down.is_set():
+            with self.rec.lock:
+                self.rec.calls += 1
+            raise StoreError("database or disk is full")
+        self.rec(chunks)
+
+
+def test_failed_flush_keeps_the_points_and_the_next_flush_writes_them() -> None:
+    gate = Gate()
+    buf = MetricBuffer(gate, flush_interval=3600)
+    for i in range(1000):
+        buf.log_number("x", float(i), None)
+    buf.flush()
+    gate.down.set()
+    for i in range(1000, 5000):
+        buf.log_number("x", float(i), None)
+        if i % 1000 == 0:
+            buf.log_json("note", "scalar", f"n{i}")
+    with pytest.raises(StoreError) as info:
+        buf.flush(0.3)
+    assert "4004 metric points" in str(info.value) and "flush() again" in str(info.value)
+    assert buf.pending == 4004  # kept, not dropped
+    gate.down.clear()
+    buf.flush()
+    assert buf.pending == 0
+    assert gate.rec.values("x") == [float(i) for i in range(5000)]  # in order, none twice
+    assert gate.rec.values("note") == [f"n{i}" for i in range(1000, 5000, 1000)]
+    buf.close()
+
+
+def test_writer_failing_n_times_then_succeeding_loses_and_duplicates_nothing() -> None:
+    rec = Recorder(fail_first=5)
+    buf = MetricBuffer(rec, flush_interval=0.001, batch_points=50)
+    for i in range(2000):
+        buf.log_number("a", float(i), None)
+        buf.log_number("b", i, i)
+    buf.flush()
+    assert rec.calls > 5
+    assert rec.values("a") == [float(i) for i in range(2000)]
+    assert rec.values("b") == list(range(2000))
+    buf.close()
+
+
+def test_unexpected_writer_errors_keep_the_points_too() -> None:
+    rec = Recorder(fail_first=3, error=OSError("No space left on device"))
+    buf = MetricBuffer(rec, flush_interval=3600)
+    buf.log_number("x", 1.0, None)
+    buf.flush()
+    assert rec.values("x") == [1.0]
+    buf.close()
+
+
+def test_flush_honours_its_timeout_while_a_write_hangs() -> None:
+    gate = Gate()
+    gate.held.clear()  # the write blocks, like a database lock held elsewhere
+    buf = MetricBuffer(gate, flush_interval=0.01)
+    buf.log_number("x", 1.0, None)
+    assert gate.entered.wait(5)
+    with pytest.raises(StoreError) as info:
+        buf.flush(0.2)  # the old buffer waited for the writer's lock, for as long as it was held
+    assert "still in progress" in str(info.value)
+    buf.log_number("x", 2.0, None)
+    gate.held.set()
+    buf.flush()
+    assert gate.rec.values("x") == [1.0, 2.0]
+    buf.close()
+
+
+def test_back_pressure_holds_the_bound_while_the_store_is_down() -> None:
+    gate = Gate()
+    gate.down.set()
+    buf = MetricBuffer(gate, capacity=1000, batch_points=100, flush_interval=0.001)
+    logged = 0
+    blocked = threading.Event()
+
+    def log() -> None:
+        nonlocal logged
+        for i in range(3000):
+            buf.log_number("x", float(i), None)
+            logged += 1
+        blocked.set()
+
+    t = threading.Thread(target=log, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while buf.pending < 1000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls = gate.rec.calls
+    while gate.rec.calls < calls + 2 and time.monotonic() < deadline:  # more failed attempts
+        time.sleep(0.01)
+    assert gate.rec.calls >= calls + 2
+    assert logged == 1000 and buf.pending == 1000 and not blocked.is_set()  # log() is blocked
+    gate.down.clear()
+    t.join(10)
+    buf.flush()
+    assert gate.rec.values("x") == [float(i) for i in range(3000)]
+    buf.close()
+
+
+@pytest.mark.parametrize("error", [RunFinishedError("done"), RunNotFound("gone")])
+def test_permanent_refusals_drop_the_batch_and_reach_the_covering_flush(error: Exception) -> None:
+    rec = Recorder(fail_first=1, error=error)
+    buf = MetricBuffer(rec, flush_interval=3600)
+    buf.log_number("x", 1.0, None)
+    with pytest.raises(type(error)):
+        buf.flush()
+    assert buf.pending == 0
+    buf.log_number("x", 2.0, None)
+    buf.flush()  # later points are not blamed for the earlier refusal
+    assert rec.values("x") == [2.0]
+    buf.close()
+
+
+def test_recovery_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    rec = Recorder(fail_first=2)
+    buf = MetricBuffer(rec, flush_interval=3600)
+    buf.log_number("x", 1.0, None)
+    buf.flush()
+    buf.close()
+    err = capsys.readouterr().err
+    assert "could not be written yet" in err and "1 points are kept" in err
+    assert "reachable again" in err
+
+
+def test_values_that_cannot_be_encoded_are_dropped_with_a_typed_error() -> None:
+    rec = Recorder()
+    buf = MetricBuffer(rec, flush_interval=3600)
+    buf.log_number("x", 1.0, None)
+    buf.log_json("bad", "scalar", object())  # the callers validate; this one slipped through
+    buf.log_json("note", "scalar", "fine")
+    with pytest.raises(MetricValueError, match="1 metric points could not be encoded"):
+        buf.flush()
+    assert buf.pending == 0
+    buf.log_number("x", 2.0, None)
+    buf.flush()
+    assert rec.values("x") == [1.0, 2.0] and rec.values("note") == ["fine"]
+    buf.close()

@@ -13,7 +13,10 @@ Routes:
 - ``GET /swagger.json``: the OpenAPI document; ``/docs`` only with ``enable_docs``.
 
 With auth on, every route but ``GET /`` and ``GET /ready`` needs ``Authorization: Bearer <key>``, else
-``401 {"error": "Unauthorized"}``. One access line per request goes to stdout.
+``401 {"error": "Unauthorized"}``. Before that, every request must name an accepted ``Host`` and, from a
+browser, an accepted ``Origin`` (``403``; see :mod:`trainyard._serving.gate`). ``POST /score`` has a
+body timeout (``408``) and a ``run()`` timeout (``504``; see :mod:`trainyard._serving.scoring`). One
+access line per request goes to stdout, control characters escaped.
 
 Example::
 
@@ -42,9 +45,11 @@ except ImportError as _err:  # pragma: no cover - exercised only without the ext
         "pip install 'trainyard[serving]'"
     ) from None
 
+from trainyard._serving import protocol
 from trainyard._serving.auth import KeyStore
 from trainyard._serving.config import CONFIG_ENV_VAR, ServingConfig
 from trainyard._serving.gate import GateMiddleware
+from trainyard._serving.hosts import HostPolicy
 from trainyard._serving.process import prepare_process
 from trainyard._serving.scoring import JSON_MEDIA_TYPE, Scorer
 from trainyard._serving.state import READY, ServiceState, exit_on_init_failure, initialise
@@ -65,9 +70,15 @@ _SCORE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     400: {"description": "The body is not valid UTF-8"},
     401: {"description": "Missing or wrong key (auth enabled)"},
+    403: {"description": "Host or Origin not allowed (HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED)"},
+    408: {"description": "The body did not arrive within the body timeout (BODY_TIMEOUT)"},
     413: {"description": "Body larger than the service's limit"},
     500: {"description": 'run() raised; body {"error": "<Type>: <message>"}'},
-    503: {"description": "init() has not finished yet"},
+    503: {
+        "description": "init() has not finished yet, or every run() thread is held by a call "
+        "that passed the run timeout (SCORING_OVERLOADED)"
+    },
+    504: {"description": "run() did not return within the run timeout (SCORING_TIMEOUT)"},
 }
 
 
@@ -97,8 +108,13 @@ def create_app(
     state = ServiceState()
     keys = _key_store(config)
     scorer = Scorer(
-        state, max_request_bytes=config.max_request_bytes, run_concurrency=config.run_concurrency
+        state,
+        max_request_bytes=config.max_request_bytes,
+        run_concurrency=config.run_concurrency,
+        body_timeout_s=config.body_timeout_s,
+        run_timeout_s=config.run_timeout_s,
     )
+    hosts = HostPolicy(config.host, config.allowed_hosts, config.allowed_origins)
     failure_hook = on_init_failure or exit_on_init_failure
 
     @asynccontextmanager
@@ -151,7 +167,7 @@ def create_app(
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in extra}
         return Response(payload, status_code=status, media_type=JSON_MEDIA_TYPE, headers=headers)
 
-    app.add_middleware(GateMiddleware, keys=keys, scorer=scorer)
+    app.add_middleware(GateMiddleware, keys=keys, scorer=scorer, hosts=hosts)
     return app
 
 
@@ -169,4 +185,5 @@ def app_from_env() -> FastAPI:
         )
     config = ServingConfig.from_json(raw)
     prepare_process(config)
+    protocol.configure(config.header_timeout_s)
     return create_app(config)

@@ -32,6 +32,16 @@ CONFIG_ENV_VAR = "TRAINYARD_SERVING_CONFIG"
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 #: Default service name (shown as the OpenAPI title).
 DEFAULT_SERVICE_NAME = "trainyard-service"
+#: Seconds a client has to send a request's headers once it connected or started a request.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+#: Seconds a client has to send a ``POST /score`` body once its headers arrived.
+DEFAULT_BODY_TIMEOUT_S = 30.0
+#: Seconds ``run()`` may take (v1's ``scoring_timeout_ms`` default is 60,000).
+DEFAULT_RUN_TIMEOUT_S = 60.0
+#: The service log is rotated when it would pass this size (with ``log_file``).
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+#: Rotated service logs kept (``service.log.1`` … ``service.log.N``).
+DEFAULT_LOG_BACKUPS = 5
 
 
 def _absolute(path: str | os.PathLike[str] | None) -> Path | None:
@@ -61,6 +71,36 @@ def resolve_entry_script(
     return Path(os.path.abspath(path))
 
 
+def _names(values: tuple[str, ...] | list[str], what: str) -> tuple[str, ...]:
+    out = []
+    for raw in values:
+        name = str(raw).strip().lower()
+        if not name or any(c.isspace() or not c.isprintable() or c in "/@" for c in name):
+            raise ConfigError(
+                f"{what}: {raw!r} is not a host name or address (give a name such as "
+                "scoring.internal, .example.com for every subdomain, or * for any)."
+            )
+        out.append(name)
+    return tuple(out)
+
+
+def _origins(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    out = []
+    for raw in values:
+        origin = str(raw).strip().lower().rstrip("/")
+        scheme, sep, authority = origin.partition("://")
+        ok = origin in ("*", "null") or (
+            sep and scheme in ("http", "https") and authority and "/" not in authority
+        )
+        if not ok:
+            raise ConfigError(
+                f"allowed_origins: {raw!r} is not an origin; give scheme://host[:port] "
+                "(e.g. https://app.example.com), or * for any."
+            )
+        out.append(origin)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """Everything one scoring service needs; paths are made absolute at construction.
@@ -70,6 +110,18 @@ class ServingConfig:
     that file instead and re-read when it changes, so a key can be regenerated without a restart.
     ``auth_enabled`` needs at least one of the two. ``run_concurrency`` bounds how many ``run()`` calls one
     worker executes at a time (1, the default, is what v1 scripts assume).
+
+    Exposure: ``host`` is the bind address. Requests must name an accepted ``Host`` (loopback, ``host``,
+    or one of ``allowed_hosts``; ``"*"``: any) and, from browsers, come from the service's own origin or
+    one of ``allowed_origins`` (``"*"``: any); see :mod:`trainyard._serving.hosts`. Binding to anything
+    but loopback with auth off is refused unless ``allow_remote_without_auth``.
+
+    Timeouts (seconds; ``None``: no limit): ``header_timeout_s`` for a request's headers,
+    ``body_timeout_s`` for a ``POST /score`` body, ``run_timeout_s`` for ``run()``.
+
+    Log: with ``log_file``, the server writes its stdout and stderr (and its workers') to that file,
+    rotated at ``log_max_bytes`` with ``log_backups`` old files kept (see
+    :mod:`trainyard._serving.logfile`).
 
     Example::
 
@@ -87,6 +139,16 @@ class ServingConfig:
     service_name: str = DEFAULT_SERVICE_NAME
     run_concurrency: int = 1
     enable_docs: bool = False
+    host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    allow_remote_without_auth: bool = False
+    header_timeout_s: float | None = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float | None = DEFAULT_BODY_TIMEOUT_S
+    run_timeout_s: float | None = DEFAULT_RUN_TIMEOUT_S
+    log_file: Path | None = None
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    log_backups: int = DEFAULT_LOG_BACKUPS
 
     def __post_init__(self) -> None:
         source = _absolute(self.source_directory)
@@ -112,6 +174,21 @@ class ServingConfig:
             raise ConfigError(
                 f"run_concurrency must be a positive integer, got {self.run_concurrency!r}."
             )
+        object.__setattr__(self, "log_file", _absolute(self.log_file))
+        object.__setattr__(self, "allowed_hosts", _names(self.allowed_hosts, "allowed_hosts"))
+        object.__setattr__(self, "allowed_origins", _origins(self.allowed_origins))
+        for name in ("header_timeout_s", "body_timeout_s", "run_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ConfigError(
+                    f"{name} must be a positive number of seconds or None (no limit), got {value!r}."
+                )
+        if not isinstance(self.log_max_bytes, int) or self.log_max_bytes < 1024:
+            raise ConfigError(f"log_max_bytes must be at least 1024, got {self.log_max_bytes!r}.")
+        if not isinstance(self.log_backups, int) or self.log_backups < 0:
+            raise ConfigError(f"log_backups must be 0 or more, got {self.log_backups!r}.")
 
     @property
     def app_directory(self) -> Path:
@@ -134,6 +211,16 @@ class ServingConfig:
                 "service_name": self.service_name,
                 "run_concurrency": self.run_concurrency,
                 "enable_docs": self.enable_docs,
+                "host": self.host,
+                "allowed_hosts": list(self.allowed_hosts),
+                "allowed_origins": list(self.allowed_origins),
+                "allow_remote_without_auth": self.allow_remote_without_auth,
+                "header_timeout_s": self.header_timeout_s,
+                "body_timeout_s": self.body_timeout_s,
+                "run_timeout_s": self.run_timeout_s,
+                "log_file": None if self.log_file is None else str(self.log_file),
+                "log_max_bytes": self.log_max_bytes,
+                "log_backups": self.log_backups,
             }
         )
 
@@ -144,7 +231,8 @@ class ServingConfig:
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise TypeError("not an object")
-            data["key_hashes"] = tuple(data.get("key_hashes") or ())
+            for key in ("key_hashes", "allowed_hosts", "allowed_origins"):
+                data[key] = tuple(data.get(key) or ())
             return cls(**data)
         except ConfigError:
             raise

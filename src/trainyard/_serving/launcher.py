@@ -5,6 +5,12 @@ printed as ``trainyard-serving: listening on http://HOST:PORT``. With ``workers 
 supervisor starts the workers from :func:`trainyard._serving.app.app_from_env`; if any of them exits with
 :data:`EXIT_INIT_FAILED`, the others are stopped and :func:`serve` returns that code too.
 
+Before binding, the launcher refuses (:data:`~trainyard._serving.process.EXIT_USAGE`) an address other
+machines can reach (``0.0.0.0``, ``::``, a non-loopback address or name) while auth is off, unless the
+config says ``allow_remote_without_auth``. With ``log_file`` it first redirects its output (and so its
+workers') into the size-rotated log (:mod:`trainyard._serving.logfile`), and makes sure that log is
+complete before it exits. Connections get a header deadline (:mod:`trainyard._serving.protocol`).
+
 Example::
 
     from trainyard._serving.launcher import serve
@@ -13,16 +19,19 @@ Example::
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 import os
 import signal
 import socket
 import sys
 from types import FrameType
 
+from trainyard._serving import protocol
 from trainyard._serving.config import CONFIG_ENV_VAR, ServingConfig
-from trainyard._serving.process import EXIT_INIT_FAILED, EXIT_OK, prepare_process
-from trainyard.exceptions import MissingExtraError
+from trainyard._serving.hosts import is_loopback_name
+from trainyard._serving.logfile import LogRedirect
+from trainyard._serving.process import EXIT_INIT_FAILED, EXIT_OK, EXIT_USAGE, prepare_process
+from trainyard.exceptions import ConfigError, MissingExtraError
 
 #: Exit code when the address cannot be bound (port in use, bad host).
 EXIT_BIND_FAILED = 4
@@ -62,27 +71,62 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def exposure_error(config: ServingConfig) -> str | None:
+    """Why serving ``config`` on its ``host`` is refused, or ``None`` when it is fine.
+
+    Example::
+
+        exposure_error(ServingConfig(entry_script="score.py", host="0.0.0.0"))   # 'refusing ...'
+    """
+    if config.auth_enabled or config.allow_remote_without_auth or is_loopback_name(config.host):
+        return None
+    return (
+        f"refusing to listen on {config.host} with auth off: other machines (and any web page "
+        "their browsers open) could call run(). Pass --keys-file to require a key, bind to "
+        "127.0.0.1, or pass --allow-remote-without-auth if this network is trusted."
+    )
 
 
 def serve(
-    config: ServingConfig, *, host: str = "127.0.0.1", port: int = 5001, workers: int = 1
+    config: ServingConfig, *, host: str | None = None, port: int = 5001, workers: int = 1
 ) -> int:
     """Serve ``config`` until SIGTERM/SIGINT; return the process exit code.
 
-    Codes: :data:`~trainyard._serving.process.EXIT_OK` after a clean shutdown,
+    ``host`` (default: ``config.host``) is the bind address. Codes:
+    :data:`~trainyard._serving.process.EXIT_OK` after a clean shutdown,
     :data:`~trainyard._serving.process.EXIT_INIT_FAILED` when the script's import or ``init()`` failed
     (single worker: the worker process itself exits with it), :data:`EXIT_BIND_FAILED` when the address
-    cannot be bound.
+    cannot be bound, :data:`~trainyard._serving.process.EXIT_USAGE` when the exposure is refused or the
+    log file cannot be written.
 
     Example::
 
         sys.exit(serve(config, port=0))
     """
+    if host is not None and host != config.host:
+        config = dataclasses.replace(config, host=host)
+    redirect = None
+    if config.log_file is not None:
+        try:
+            redirect = LogRedirect.start(
+                config.log_file, max_bytes=config.log_max_bytes, backups=config.log_backups
+            )
+        except ConfigError as err:
+            print(f"trainyard-serving: {err}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+    try:
+        return _serve(config, port, workers)
+    finally:
+        if redirect is not None:
+            redirect.finish()
+
+
+def _serve(config: ServingConfig, port: int, workers: int) -> int:
+    host = config.host
+    refusal = exposure_error(config)
+    if refusal is not None:
+        print(f"trainyard-serving: {refusal}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     try:
         import uvicorn
         from uvicorn.supervisors import Multiprocess
@@ -100,13 +144,14 @@ def serve(
         )
         return EXIT_BIND_FAILED
     bound_port = sock.getsockname()[1]
-    if not config.auth_enabled and not _is_loopback(host):
+    if not config.auth_enabled and not is_loopback_name(host):
         print(
-            f"trainyard-serving: warning: {host} is reachable from other machines and auth is off; "
-            "anyone who can reach it can score (pass --keys-file to require a key).",
+            f"trainyard-serving: warning: {host} is reachable from other machines and auth is off "
+            "(--allow-remote-without-auth); anyone who can reach it can score.",
             file=sys.stderr,
             flush=True,
         )
+    protocol.configure(config.header_timeout_s)
     shown_host = f"[{host}]" if ":" in host else host
     print(
         f"trainyard-serving: listening on http://{shown_host}:{bound_port} "
@@ -121,6 +166,7 @@ def serve(
         "lifespan": "on",
         "server_header": False,
         "timeout_worker_healthcheck": 30,
+        "http": protocol.protocol_class(),
     }
     if workers <= 1:
         from trainyard._serving.app import create_app

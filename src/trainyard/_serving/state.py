@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from trainyard._serving.config import ServingConfig
 from trainyard._serving.loader import ScoringScript, load_scoring_script
+from trainyard._serving.logfile import finish_active_log
 from trainyard._serving.process import EXIT_INIT_FAILED
 from trainyard.exceptions import WebserviceException
 
@@ -59,6 +60,7 @@ def exit_on_init_failure(traceback_text: str) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
+    finish_active_log()  # the traceback must be in the service log before anyone sees the exit
     os._exit(EXIT_INIT_FAILED)
 
 

@@ -1,9 +1,24 @@
 """The logging hot path: a bounded in-process buffer drained by a background writer thread.
 
-``log`` appends to per-metric ``array('d')`` columns under a lock (well under 2 µs a call) and never
-touches the database. A daemon thread writes everything buffered as packed chunks every
-``flush_interval`` seconds, or sooner once ``batch_points`` are waiting. When ``capacity`` points are
-waiting, ``log`` blocks until the writer catches up (back-pressure instead of unbounded memory).
+``log`` appends to per-metric ``array('d')`` columns under a lock (about 1 µs a call) and never
+touches the database. One daemon thread does all the writing: every ``flush_interval`` seconds, or
+sooner once ``batch_points`` are waiting, it moves what is buffered into its *in-flight batch* and
+hands that batch to the writer as packed chunks.
+
+Durability rules (issue 11):
+
+* Points leave the buffer only once the writer returned. A write that raised changed nothing (the
+  store contract: writes are transactional), so the batch is kept and written again, together with
+  what was logged since, first in the same call: order per metric holds and no point is written twice.
+* A store error (``StoreError``, anything unexpected) is retried with backoff, forever, by the thread.
+  While it is down, kept plus buffered points are bounded by ``capacity``: ``log`` then blocks
+  (back-pressure) until the store is back, rather than dropping points or growing without bound.
+* A permanent refusal (the run finished or is gone, a user error) drops that batch: retrying cannot
+  help. It is reported once on stderr and raised by the ``flush`` that covers those points.
+* ``flush(timeout)`` never writes itself: it wakes the thread (cutting a retry's backoff short) and
+  waits at most ``timeout`` seconds for everything logged before it to be stored. A write can take a
+  long time (SQLite's ``busy_timeout``, the store's own lock retries), and waiting instead of writing
+  is what keeps the timeout honest.
 
 Buffers are flushed by ``flush()`` (``Run.complete``/``fail``/``flush``), at interpreter exit, and on
 SIGTERM inside a submitted run (:func:`install_sigterm_flush`).
@@ -25,11 +40,22 @@ from typing import Any
 
 from trainyard._store.entities import MetricChunk
 from trainyard._tracking.codec import json_chunk, numeric_chunk
-from trainyard.exceptions import MetricValueError, RunFinishedError, RunNotFound, TrainyardError
+from trainyard.exceptions import (
+    MetricValueError,
+    NotFoundError,
+    StoreError,
+    TrainyardError,
+    UserErrorException,
+)
 
 _time = time.time
-#: How long an explicit flush (and the exit-time flush) retries an unavailable store.
+#: How long an explicit flush (and the exit-time flush) waits for the store by default.
 FLUSH_TIMEOUT_SECONDS = 60.0
+#: Backoff between retries of a failed write: first delay, then doubled up to the cap.
+RETRY_FIRST_DELAY_S = 0.05
+RETRY_MAX_DELAY_S = 2.0
+#: Refusals that a retry cannot fix (run finished or gone, a bad value): the batch is dropped.
+PERMANENT_ERRORS: tuple[type[TrainyardError], ...] = (UserErrorException, NotFoundError)
 
 
 class _Series:
@@ -47,10 +73,21 @@ class _Series:
 
 
 Writer = Callable[[Sequence[MetricChunk]], None]
+_Taken = tuple[str, "array[float]", "array[float]", "array[int] | None", bool, "str | None"]
+_Other = tuple[str, str, Any, "int | None", float, "str | None"]
+
+
+def _fresh(err: BaseException) -> BaseException:
+    """A new instance of a trainyard error (one instance raised in many threads would collect
+    everyone's traceback frames); other exceptions are returned as they are."""
+    if isinstance(err, TrainyardError):
+        with contextlib.suppress(TypeError):  # a subclass with its own signature: reuse it
+            return type(err)(err.message, **err.details)
+    return err
 
 
 class MetricBuffer:
-    """Buffer for one run in this process. Thread-safe.
+    """Buffer for one run in this process. Thread-safe; see the module docstring for durability.
 
     Example::
 
@@ -74,15 +111,29 @@ class MetricBuffer:
         self._batch = min(batch_points, capacity)
         self._label = label
         self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._io_lock = threading.Lock()
-        self._wake = threading.Event()
+        #: Notified whenever points are stored or dropped, or a write failed (flush, back-pressure).
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()  # hot path: a batch is full
+        self._retry = threading.Event()  # flush/close: write now, even in a retry's backoff
         self._series: dict[str, _Series] = {}
-        self._other: list[tuple[str, str, Any, int | None, float, str | None]] = []
-        self._pending = 0
+        self._other: list[_Other] = []
+        # Counters (lock held): points in the columns, points in the in-flight batch, points stored
+        # or dropped since the start. The hot path compares ``_buffered`` with ``_threshold`` before
+        # appending: one less than min(batch, room left beside the in-flight batch), so that a
+        # single comparison both wakes the writer as the batch fills and stops at the capacity.
+        self._buffered = 0
+        self._inflight_n = 0
+        self._resolved = 0
+        self._threshold = self._batch - 1
+        # Writer thread only: the chunks of the in-flight batch.
+        self._inflight: list[MetricChunk] = []
+        self._last_error: BaseException | None = None
+        self._dropped_at = 0  # value of _resolved just after the latest dropped batch
+        self._dropped_error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._failed: BaseException | None = None
+        self._reported_permanent = False
+        self._outage_reported = False
         _LIVE.add(self)
 
     # -- hot path -----------------------------------------------------------------------------
@@ -91,6 +142,8 @@ class MetricBuffer:
     ) -> None:
         """Append one numeric point (the caller has validated name and value)."""
         with self._lock:
+            if self._buffered >= self._threshold:
+                self._backpressure()
             s = self._series.get(name)
             if s is None:
                 s = self._new_series(name, step is not None, description)
@@ -106,9 +159,7 @@ class MetricBuffer:
                 s.steps.append(step)  # type: ignore[arg-type]
             if s.all_ints and type(value) is not int:
                 s.all_ints = False
-            self._pending += 1
-            if self._pending >= self._batch:
-                self._backpressure()
+            self._buffered += 1
         if self._thread is None:
             self._start()
 
@@ -122,10 +173,10 @@ class MetricBuffer:
     ) -> None:
         """Append one JSON-valued point (strings, booleans, lists, rows, tables, images …)."""
         with self._lock:
-            self._other.append((name, kind, value, step, _time(), description))
-            self._pending += 1
-            if self._pending >= self._batch:
+            if self._buffered >= self._threshold:
                 self._backpressure()
+            self._other.append((name, kind, value, step, _time(), description))
+            self._buffered += 1
         if self._thread is None:
             self._start()
 
@@ -135,15 +186,18 @@ class MetricBuffer:
         return s
 
     def _backpressure(self) -> None:
-        # Called with the lock held: wake the writer, and block while the buffer is full.
-        self._wake.set()
-        while self._pending >= self._capacity and not self._closed and self._failed is None:
-            self._drained.wait(1.0)
+        # Lock held, before appending: wake the writer, and wait while buffered plus in-flight
+        # points fill the capacity (checking before the append keeps the bound exact with many
+        # logging threads). A closed buffer has no writer left to wait for.
+        if not self._wake.is_set():
+            self._wake.set()
+        while self._buffered + self._inflight_n >= self._capacity and not self._closed:
+            self._changed.wait(1.0)
 
-    # -- writer -------------------------------------------------------------------------------
+    # -- writer thread ------------------------------------------------------------------------
     def _start(self) -> None:
         with self._lock:
-            if self._thread is not None:
+            if self._thread is not None and self._thread.is_alive():
                 return
             t = threading.Thread(
                 target=self._loop, name=f"trainyard-metrics{self._label}", daemon=True
@@ -152,22 +206,50 @@ class MetricBuffer:
         t.start()
 
     def _loop(self) -> None:
+        delay = 0.0
         while not self._closed:
-            self._wake.wait(self._interval)
-            self._wake.clear()
+            if delay:
+                self._retry.wait(delay)
+            else:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+            if self._closed:
+                return
             try:
-                self._write_pending()
-            except Exception as err:  # keep logging usable; report once
-                self._report(err)
+                ok = self._attempt()
+            except Exception as err:  # a bug here must not kill the thread and strand the points
+                ok = self._failed(err)
+            delay = 0.0 if ok else min(max(delay * 2, RETRY_FIRST_DELAY_S), RETRY_MAX_DELAY_S)
 
-    def _take(self) -> list[MetricChunk]:
-        """Swap out everything buffered (lock held) and build chunks."""
-        chunks: list[MetricChunk] = []
+    def _attempt(self) -> bool:
+        """Write the in-flight batch plus everything buffered, in one call; whether it went well
+        (or was dropped for good) as opposed to failing in a way worth retrying."""
+        self._retry.clear()
+        taken, other = self._take()
+        if taken or other:
+            chunks, bad, err = _chunks(taken, other)
+            self._inflight.extend(chunks)
+            if err is not None:
+                self._drop_unencodable(bad, err)
+        if not self._inflight:
+            return True
+        try:
+            self._writer(self._inflight)
+        except Exception as err:
+            return self._failed(err)
+        self._settle(stored=True)
+        return True
+
+    def _take(self) -> tuple[list[_Taken], list[_Other]]:
+        """Swap the columns out (lock held only for the swap; chunks are packed outside it)."""
+        taken: list[_Taken] = []
         with self._lock:
+            if not self._buffered:
+                return taken, []
             for name, s in self._series.items():
-                if not s.vals:
-                    continue
                 n = len(s.vals)
+                if not n:
+                    continue
                 if len(s.ts) != n or (s.steps is not None and len(s.steps) != n):
                     # A signal can interrupt log() between two appends (SIGTERM raises SystemExit
                     # there): keep only the complete points.
@@ -176,72 +258,157 @@ class MetricBuffer:
                     if s.steps is not None:
                         del s.steps[n:]
                 if n:
-                    chunks.append(
-                        numeric_chunk(name, s.vals, s.ts, s.steps, s.all_ints, s.description)
-                    )
+                    taken.append((name, s.vals, s.ts, s.steps, s.all_ints, s.description))
                 s.vals, s.ts = array("d"), array("d")
                 s.steps = array("q") if s.stepped else None
                 s.all_ints = True
             other, self._other = self._other, []
-            self._pending = 0
-            self._drained.notify_all()
-        # Group consecutive JSON points of the same (name, kind) into one chunk each.
-        i = 0
-        while i < len(other):
-            name, kind, _, _, _, desc = other[i]
-            j = i
-            while j < len(other) and other[j][0] == name and other[j][1] == kind:
-                j += 1
-            chunks.append(json_chunk(name, kind, [(o[2], o[3], o[4]) for o in other[i:j]], desc))
-            i = j
-        return chunks
+            moved = sum(len(t[1]) for t in taken) + len(other)
+            # Points lost to an interrupted append were counted by log(): forget them here.
+            self._buffered = 0
+            self._inflight_n += moved
+            self._threshold = max(0, min(self._batch, self._capacity - self._inflight_n) - 1)
+        return taken, other
 
-    def _write_pending(self, give_up_after: float | None = None) -> None:
-        """Write what is buffered; transient store errors are retried (by the background thread
-        forever, by an explicit flush for ``give_up_after`` seconds, then raised)."""
-        with self._io_lock:
-            chunks = self._take()
-            if not chunks:
+    def _settle(self, *, stored: bool, error: BaseException | None = None) -> None:
+        """The in-flight batch is done with: stored, or dropped because of ``error``."""
+        recovered = False
+        with self._lock:
+            self._resolved += self._inflight_n
+            self._inflight_n = 0
+            self._threshold = self._batch - 1
+            if stored:
+                recovered = self._last_error is not None and self._outage_reported
+                self._last_error = None
+            else:
+                self._dropped_at, self._dropped_error = self._resolved, error
+            self._changed.notify_all()
+        self._inflight = []
+        if recovered:
+            self._outage_reported = False
+            print("trainyard: metrics store reachable again; kept points written", file=sys.stderr)
+
+    def _drop_unencodable(self, count: int, err: BaseException) -> None:
+        typed = MetricValueError(
+            f"{count} metric points could not be encoded ({type(err).__name__}: {err}) and were "
+            "dropped; log numbers, strings, booleans, lists or dicts of those."
+        )
+        with self._lock:
+            self._inflight_n -= count
+            self._resolved += count
+            self._dropped_at, self._dropped_error = self._resolved, typed
+            self._threshold = max(0, min(self._batch, self._capacity - self._inflight_n) - 1)
+            self._changed.notify_all()
+        print(f"trainyard: {typed}", file=sys.stderr)
+
+    def _failed(self, err: BaseException) -> bool:
+        if isinstance(err, PERMANENT_ERRORS):
+            count = self._inflight_n
+            self._settle(stored=False, error=err)
+            if not self._reported_permanent:
+                self._reported_permanent = True
+                print(
+                    f"trainyard: metrics could not be written: {err} ({count} points dropped)",
+                    file=sys.stderr,
+                )
+            return True
+        with self._lock:
+            self._last_error = err
+            count = self._inflight_n
+            self._changed.notify_all()
+        if not self._outage_reported:
+            self._outage_reported = True
+            print(
+                f"trainyard: metrics could not be written yet: {err}; {count} points are kept "
+                "and retried in the background",
+                file=sys.stderr,
+            )
+        return False
+
+    # -- flush / close -------------------------------------------------------------------------
+    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> None:
+        """Wait until everything logged so far is stored, at most ``timeout`` seconds.
+
+        Raises :class:`~trainyard.exceptions.StoreError` when the store is still failing (or the
+        write still running) at the deadline; the points stay buffered and the next flush, or the
+        background thread, writes them. Raises the store's own error (``RunFinishedError``,
+        ``RunNotFound`` …) when it refused some of these points for good.
+
+        Example::
+
+            buf.flush(timeout=10)
+        """
+        with self._lock:
+            start = self._resolved
+            target = start + self._buffered + self._inflight_n
+            if target == start:
                 return
-            delay = 0.05
-            deadline = None if give_up_after is None else time.monotonic() + give_up_after
-            while True:
-                try:
-                    self._writer(chunks)
-                    return
-                except (RunFinishedError, RunNotFound):
-                    raise
-                except TrainyardError:
-                    if self._closed or (deadline is not None and time.monotonic() >= deadline):
-                        raise
-                    time.sleep(delay)  # transient store error: keep the points, retry
-                    delay = min(delay * 2, 2.0)
+        thread = self._thread
+        if thread is None or not thread.is_alive():  # never started, or lost in a fork
+            self._start()
+        self._wake.set()
+        self._retry.set()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._resolved < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    raise self._not_stored(target - self._resolved, timeout, self._last_error)
+                self._changed.wait(remaining)
+            dropped = self._dropped_error if self._dropped_at > start else None
+        if dropped is not None:
+            raise _fresh(dropped) from dropped
 
-    def _report(self, err: BaseException) -> None:
-        if self._failed is None:
-            self._failed = err
-            print(f"trainyard: metrics could not be written: {err}", file=sys.stderr)
+    def _not_stored(self, missing: int, timeout: float, cause: BaseException | None) -> StoreError:
+        why = f": {cause}" if cause is not None else " (a write is still in progress)"
+        err = StoreError(
+            f"{missing} metric points{self._label and ' of run ' + self._label[1:]} are not stored "
+            f"after {timeout:g}s{why}. They are kept in memory and retried in the background; "
+            "fix the store (space, connectivity) and call flush() again.",
+            pending=missing,
+            timeout_s=timeout,
+        )
+        err.__cause__ = cause
+        return err
 
-    def flush(self, give_up_after: float = FLUSH_TIMEOUT_SECONDS) -> None:
-        """Write everything logged so far, synchronously; raises the store's error if it still
-        fails after ``give_up_after`` seconds of retries."""
-        self._write_pending(give_up_after)
-
-    def close(self) -> None:
-        """Flush and stop the writer thread."""
+    def close(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> None:
+        """Flush (see :meth:`flush`), then stop the writer thread whatever the outcome."""
         try:
-            self.flush()
+            self.flush(timeout)
         finally:
-            self._closed = True
-            self._wake.set()
             with self._lock:
-                self._drained.notify_all()
+                self._closed = True
+                self._changed.notify_all()
+            self._wake.set()
+            self._retry.set()
             _LIVE.discard(self)
 
     @property
     def pending(self) -> int:
-        """Points buffered and not yet handed to the writer."""
-        return self._pending
+        """Points logged and not yet stored (buffered, or in a write that has not succeeded)."""
+        return self._buffered + self._inflight_n
+
+
+def _chunks(
+    taken: list[_Taken], other: list[_Other]
+) -> tuple[list[MetricChunk], int, Exception | None]:
+    """The chunks, plus how many points could not be encoded and why (those are left out: values
+    that cannot be encoded can never be stored, and must not hold back the others)."""
+    chunks = [numeric_chunk(*t) for t in taken]
+    bad, error = 0, None
+    # Group consecutive JSON points of the same (name, kind) into one chunk each.
+    i = 0
+    while i < len(other):
+        name, kind, _, _, _, desc = other[i]
+        j = i
+        while j < len(other) and other[j][0] == name and other[j][1] == kind:
+            j += 1
+        try:
+            chunks.append(json_chunk(name, kind, [(o[2], o[3], o[4]) for o in other[i:j]], desc))
+        except (TypeError, ValueError) as err:
+            bad, error = bad + j - i, err
+        i = j
+    return chunks, bad, error
 
 
 _LIVE: weakref.WeakSet[MetricBuffer] = weakref.WeakSet()
