@@ -27,13 +27,18 @@ server answers with. The Azure ML SDK v1 names that user code catches are kept::
     │   ├── EnvironmentNotFound            ENVIRONMENT_NOT_FOUND
     │   ├── ModelNotFoundException         MODEL_NOT_FOUND
     │   ├── ComputeTargetNotFound          COMPUTE_TARGET_NOT_FOUND  (also a ComputeTargetException)
-    │   └── WebserviceNotFound             WEBSERVICE_NOT_FOUND      (also a WebserviceException)
+    │   ├── WebserviceNotFound             WEBSERVICE_NOT_FOUND      (also a WebserviceException)
+    │   ├── UserNotFound                   USER_NOT_FOUND
+    │   └── TokenNotFound                  TOKEN_NOT_FOUND
     ├── InvalidStatusTransition            BAD_TRANSITION    409
     ├── ComputeTargetException             COMPUTE_TARGET    400
     ├── ExperimentExecutionException       EXECUTION         500
     │   ├── ActivityFailedException        ACTIVITY_FAILED   500
     │   └── EnvironmentBuildError          ENV_BUILD         500
     ├── WebserviceException                WEBSERVICE        400
+    ├── AuthenticationError                UNAUTHENTICATED   401
+    ├── PermissionDenied                   PERMISSION_DENIED 403
+    ├── RateLimited                        RATE_LIMITED      429
     ├── StoreError                         STORE_ERROR       503
     └── MissingExtraError                  MISSING_EXTRA     501
 
@@ -254,6 +259,39 @@ class WebserviceNotFound(NotFoundError, WebserviceException):
 
     code = "WEBSERVICE_NOT_FOUND"
     http_status = 404
+
+
+class UserNotFound(NotFoundError):
+    """No user by that name or id (team server accounts)."""
+
+    code = "USER_NOT_FOUND"
+
+
+class TokenNotFound(NotFoundError):
+    """No API token by that id."""
+
+    code = "TOKEN_NOT_FOUND"
+
+
+class AuthenticationError(TrainyardError):
+    """No valid credential: the token is missing, unknown, expired, revoked or its user disabled."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class PermissionDenied(TrainyardError):
+    """The caller's role does not allow this (reader, contributor, admin; run tokens: their run)."""
+
+    code = "PERMISSION_DENIED"
+    http_status = 403
+
+
+class RateLimited(TrainyardError):
+    """Too many attempts (logins with a bad token); wait and try again."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
 
 
 class StoreError(TrainyardError):

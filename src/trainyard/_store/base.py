@@ -163,7 +163,9 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def log_metric_chunks(self, run_id: str, chunks: Sequence[MetricChunk]) -> None:
         """Append chunks in one transaction. Raises ``RunFinishedError`` for a terminal run unless
-        the run finished less than a grace period ago (late flushes of a finishing process)."""
+        the run finished less than a grace period ago (late flushes of a finishing process). A
+        chunk whose ``client_key`` the run already has is skipped (a retried upload is stored
+        once)."""
 
     @abc.abstractmethod
     def get_metric_chunks(

@@ -120,6 +120,9 @@ class MetricChunk:
     data: str | None = None
     description: str | None = None
     seq: int = 0
+    #: Set by a client that may send the chunk again (a spool's sender): the store keeps one copy
+    #: per run and key. ``None``: no deduplication.
+    client_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,3 +188,39 @@ class WebserviceRecord:
     data: dict[str, Any]
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """An account of a team server. ``is_admin``: may manage users and every workspace."""
+
+    id: str
+    name: str
+    is_admin: bool
+    disabled: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token (its secret is shown once and stored only as a hash).
+
+    ``kind`` is ``user`` (acts as its user) or ``run`` (a run-scoped credential: it may write only
+    run ``run_id`` and its children, and read its workspace ``workspace_id``).
+    """
+
+    id: str
+    kind: str
+    user_id: str | None
+    workspace_id: str | None
+    run_id: str | None
+    prefix: str
+    name: str | None
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+
+    def usable(self, now: float) -> bool:
+        """Not revoked and not expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

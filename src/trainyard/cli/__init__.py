@@ -35,6 +35,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainyard.cli.sweep",
     "trainyard.cli.compute",
     "trainyard.cli.service",
+    "trainyard.cli.server",
+    "trainyard.cli.accounts",
 )
 
 app = typer.Typer(

@@ -108,7 +108,10 @@ metric_chunks = Table(
     Column("steps", LargeBinary, nullable=True),
     Column("data", Text, nullable=True),
     Column("description", Text, nullable=True),
+    #: Set by clients that may retry an upload (the spool's sender): a repeat is ignored.
+    Column("client_key", String(96), nullable=True),
     Index("ix_metric_chunks_run_name", "run_pk", "name"),
+    Index("ux_metric_chunks_client_key", "run_pk", "client_key", unique=True),
 )
 
 environments = Table(
@@ -162,4 +165,49 @@ webservices = Table(
     Column("data", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+users = Table(
+    "ty_users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+tokens = Table(
+    "ty_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("user_id", String(36), ForeignKey("ty_users.id"), nullable=True),
+    Column("workspace_id", String(36), nullable=True),
+    Column("run_id", String(255), nullable=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("name", String(128), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+    Index("ix_tokens_user", "user_id"),
+)
+
+role_bindings = Table(
+    "ty_role_bindings",
+    metadata,
+    Column("workspace_id", String(36), ForeignKey("ty_workspaces.id"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("ty_users.id"), primary_key=True),
+    Column("role", String(16), nullable=False),
+)
+
+idempotency = Table(
+    "ty_idempotency",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("operation", String(64), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
 )

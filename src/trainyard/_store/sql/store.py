@@ -536,6 +536,21 @@ class SqlTrackingStore(
                     f"Run {run_id!r} is {status}; it takes no more metrics. Start a new run.",
                     run_id=run_id,
                 )
+            todo = list(chunks)
+            keys = [c.client_key for c in todo if c.client_key]
+            if keys:
+                # A retried upload of the same chunks (same client keys) is stored once.
+                seen = set(
+                    conn.execute(
+                        select(s.metric_chunks.c.client_key).where(
+                            s.metric_chunks.c.run_pk == pk,
+                            s.metric_chunks.c.client_key.in_(keys),
+                        )
+                    ).scalars()
+                )
+                todo = [c for c in todo if not c.client_key or c.client_key not in seen]
+                if not todo:
+                    return
             conn.execute(
                 insert(s.metric_chunks),
                 [
@@ -550,8 +565,9 @@ class SqlTrackingStore(
                         "steps": c.steps,
                         "data": c.data,
                         "description": c.description,
+                        "client_key": c.client_key,
                     }
-                    for c in chunks
+                    for c in todo
                 ],
             )
 

@@ -1,0 +1,1 @@
+"""The REST client of ``trainyard server``: the metadata and bytes seams over HTTP (stdlib only)."""

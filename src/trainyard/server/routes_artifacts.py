@@ -1,0 +1,187 @@
+"""The bytes seam over HTTP: a workspace's files, streamed both ways.
+
+``PUT /api/v1/workspaces/{ws}/artifacts/{path}`` streams the request body into the workspace's
+artifact store (staged, then published atomically; never held in memory; ``?overwrite=0`` refuses an
+existing file); ``GET``/``HEAD`` serve a file (``Range`` honoured) as an attachment with
+``X-Content-Type-Options: nosniff``; ``DELETE`` removes one; ``artifacts-list``,
+``artifacts-delete-prefix`` and ``artifacts-link`` do the rest of the :class:`ArtifactStore`
+protocol. Every path goes through the store's path-safety choke point. Readers need ``reader``,
+writers ``contributor``; a run token writes only under ``runs/<its run or a child>/`` (and may link
+its files into ``models/``, as ``run.register_model`` does).
+
+Example::
+
+    router = artifact_router(state, principal_dependency)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from trainyard._store.artifacts import safe_relpath
+from trainyard.exceptions import PermissionDenied, ValidationError
+from trainyard.server.auth import Principal, require, require_run_write
+from trainyard.server.state import ServerState
+
+_PREFIX = "/api/v1/workspaces/{workspace}"
+
+
+class _BodyReader:
+    """A blocking ``read(n)`` over the request's body stream, for a worker thread (the bytes are
+    pulled from the event loop chunk by chunk: memory stays flat for any upload size)."""
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self._done = False
+
+    async def _next(self) -> bytes:
+        try:
+            return await self._stream.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            chunk = anyio.from_thread.run(self._next)
+            if not chunk:
+                self._done = True
+                break
+            self._buffer += chunk
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+
+def _check(
+    state: ServerState, principal: Principal, workspace: str, need: str, paths: tuple[str, ...]
+) -> None:
+    workspace_id = state.workspace_id(workspace)
+    if principal.is_run:
+        if principal.token.workspace_id != workspace_id:
+            raise PermissionDenied("This run token belongs to another workspace.")
+        if need == "read":
+            return
+        for path in paths:
+            parts = path.split("/")
+            if parts[0] == "models" and need == "link-dst":
+                continue
+            if parts[0] != "runs" or len(parts) < 3:
+                raise PermissionDenied(f"A run token may write only its run's files, not {path!r}.")
+            require_run_write(state, principal, parts[1])
+        return
+    require(state, principal, workspace_id, "read" if need == "read" else "write")
+
+
+def artifact_router(state: ServerState, principal_dep: Callable[..., Principal]) -> APIRouter:
+    """The artifact routes (see the module docstring)."""
+    router = APIRouter(tags=["artifacts"])
+    read_rule = {"x-trainyard-access": "artifacts:read"}
+    write_rule = {"x-trainyard-access": "artifacts:write"}
+
+    @router.put(f"{_PREFIX}/artifacts/{{path:path}}", openapi_extra=write_rule)
+    async def put_artifact(
+        request: Request,
+        workspace: str,
+        path: str,
+        overwrite: bool = True,
+        principal: Principal = Depends(principal_dep),
+    ) -> JSONResponse:
+        """Write a file (streamed body)."""
+        rel = safe_relpath(path)
+        await anyio.to_thread.run_sync(_check, state, principal, workspace, "write", (rel,))
+        store = await anyio.to_thread.run_sync(state.artifacts, workspace)
+        reader: Any = _BodyReader(request.stream().__aiter__())
+        written = await anyio.to_thread.run_sync(
+            lambda: store.write_stream(rel, reader, overwrite=overwrite)
+        )
+        return JSONResponse({"path": rel, "bytes": written})
+
+    @router.api_route(
+        f"{_PREFIX}/artifacts/{{path:path}}", methods=["GET", "HEAD"], openapi_extra=read_rule
+    )
+    def get_artifact(
+        workspace: str, path: str, principal: Principal = Depends(principal_dep)
+    ) -> Response:
+        """Read a file (``Range`` supported)."""
+        rel = safe_relpath(path)
+        _check(state, principal, workspace, "read", (rel,))
+        local = state.artifacts(workspace).local_file(rel)
+        assert local is not None  # the server's store is a local folder
+        name = rel.rsplit("/", 1)[-1]
+        return FileResponse(
+            local,
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @router.delete(f"{_PREFIX}/artifacts/{{path:path}}", openapi_extra=write_rule)
+    def delete_artifact(
+        workspace: str, path: str, principal: Principal = Depends(principal_dep)
+    ) -> JSONResponse:
+        """Delete one file."""
+        rel = safe_relpath(path)
+        _check(state, principal, workspace, "write", (rel,))
+        state.artifacts(workspace).delete(rel)
+        return JSONResponse({"deleted": rel})
+
+    @router.get(f"{_PREFIX}/artifacts-list", openapi_extra=read_rule)
+    def list_artifacts(
+        workspace: str, prefix: str = "", principal: Principal = Depends(principal_dep)
+    ) -> JSONResponse:
+        """Every file under a folder prefix."""
+        rel = safe_relpath(prefix) if prefix not in ("", ".") else ""
+        _check(state, principal, workspace, "read", (rel,))
+        return JSONResponse({"paths": state.artifacts(workspace).list(rel)})
+
+    @router.post(f"{_PREFIX}/artifacts-delete-prefix", openapi_extra=write_rule)
+    def delete_prefix(
+        workspace: str,
+        body: dict[str, Any] = Body(...),
+        principal: Principal = Depends(principal_dep),
+    ) -> JSONResponse:
+        """Delete every file under a folder prefix."""
+        raw = body.get("prefix")
+        if not isinstance(raw, str):
+            raise ValidationError("Give the folder to delete as {'prefix': 'runs/<id>/…'}.")
+        rel = safe_relpath(raw) if raw not in ("", ".") else ""
+        if rel:
+            _check(state, principal, workspace, "write", (rel + "/x",))
+        else:  # every file of the workspace: its admins only
+            require(state, principal, state.workspace_id(workspace), "admin")
+        return JSONResponse({"deleted": state.artifacts(workspace).delete_prefix(rel)})
+
+    @router.post(f"{_PREFIX}/artifacts-link", openapi_extra=write_rule)
+    def link(
+        workspace: str,
+        body: dict[str, Any] = Body(...),
+        principal: Principal = Depends(principal_dep),
+    ) -> JSONResponse:
+        """Make ``dst`` share ``src``'s bytes."""
+        src, dst = body.get("src"), body.get("dst")
+        if not isinstance(src, str) or not isinstance(dst, str):
+            raise ValidationError("Give {'src': path, 'dst': path}.")
+        src, dst = safe_relpath(src), safe_relpath(dst)
+        _check(state, principal, workspace, "read", (src,))
+        _check(state, principal, workspace, "link-dst", (dst,))
+        state.artifacts(workspace).link(src, dst)
+        return JSONResponse({"src": src, "dst": dst})
+
+    return router

@@ -1,0 +1,133 @@
+"""The metadata seam over HTTP: one route per operation of :mod:`trainyard._store.rest.protocol`.
+
+Each route decodes its JSON arguments with the types of the ``TrackingStore`` method, checks the
+caller (see :func:`authorize`), answers a repeated non-idempotent call from its ``Idempotency-Key``,
+and calls the server's SQL store.
+
+Example::
+
+    router = store_router(state, principal_dependency)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+
+from trainyard._store.entities import ModelInfo, NewRun
+from trainyard._store.rest.codec import decode, encode
+from trainyard._store.rest.protocol import OPERATIONS, Operation
+from trainyard.exceptions import PermissionDenied, ValidationError
+from trainyard.server.auth import (
+    Principal,
+    require,
+    require_run_write,
+    require_server_admin,
+)
+from trainyard.server.state import ServerState
+
+
+def decode_args(op: Operation, body: Any) -> dict[str, Any]:
+    """The call's arguments, typed; ``ValidationError`` naming what is wrong."""
+    if not isinstance(body, Mapping):
+        raise ValidationError(f"{op.name}: the body must be a JSON object of arguments.")
+    known = {p.name for p in op.params}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ValidationError(f"{op.name}: unknown arguments {unknown}; it takes {sorted(known)}.")
+    args: dict[str, Any] = {}
+    for p in op.params:
+        if p.name in body:
+            args[p.name] = decode(p.annotation, body[p.name])
+        elif p.required:
+            raise ValidationError(f"{op.name}: argument {p.name!r} is required.")
+    return args
+
+
+def _workspace_of(state: ServerState, op: Operation, args: Mapping[str, Any]) -> str:
+    if op.scope == "workspace_id":
+        return str(args["workspace_id"])
+    if op.scope == "run_id":
+        return state.run_facts(str(args["run_id"]))[0]
+    if op.scope == "experiment_id":
+        return state.workspace_of_experiment(int(args["experiment_id"]))
+    if op.scope == "new":
+        new: NewRun = args["new"]
+        return state.workspace_of_experiment(new.experiment_id)
+    if op.scope == "model":
+        model: ModelInfo = args["model"]
+        return model.workspace_id
+    return state.workspace_id(str(args["name"]))
+
+
+def authorize(
+    state: ServerState, principal: Principal, op: Operation, args: Mapping[str, Any]
+) -> None:
+    """Deny unless the caller may make this call (see :mod:`trainyard.server.auth`)."""
+    if op.name == "ensure_workspace":
+        require_server_admin(principal)
+        return
+    workspace_id = _workspace_of(state, op, args)
+    if not principal.is_run:
+        require(state, principal, workspace_id, op.access)
+        return
+    if principal.token.workspace_id != workspace_id:
+        raise PermissionDenied("This run token belongs to another workspace.")
+    if op.access == "read":
+        return
+    if op.name == "create_run":
+        require_run_write(state, principal, args["new"].parent_run_id)
+    elif op.name == "create_model":
+        require_run_write(state, principal, args["model"].run_id)
+    elif op.run_arg is not None:
+        require_run_write(state, principal, str(args[op.run_arg]))
+    else:
+        raise PermissionDenied(f"A run token may not call {op.name}.")
+
+
+def store_router(state: ServerState, principal: Callable[..., Principal]) -> APIRouter:
+    """One POST route per store operation."""
+    router = APIRouter(tags=["store"])
+    for op in OPERATIONS.values():
+        router.add_api_route(
+            op.path,
+            _handler(state, op, principal),
+            methods=["POST"],
+            name=f"store.{op.name}",
+            summary=f"TrackingStore.{op.name}",
+            openapi_extra={"x-trainyard-access": f"store:{op.access}"},
+            response_class=Response,
+        )
+    return router
+
+
+def _handler(
+    state: ServerState, op: Operation, principal_dep: Callable[..., Principal]
+) -> Callable[..., Response]:
+    def handler(
+        request: Request,
+        body: dict[str, Any] = Body(default_factory=dict),
+        principal: Principal = Depends(principal_dep),
+    ) -> Response:
+        args = decode_args(op, body)
+        authorize(state, principal, op, args)
+        key = None if op.idempotent else request.headers.get("idempotency-key")
+        if key:
+            earlier = state.accounts.recall(key, op.name)
+            if earlier is not None:
+                return Response(earlier, media_type="application/json")
+        result = getattr(state.store, op.name)(**args)
+        if op.name == "ensure_workspace":
+            state.workspace_folder(result.name).mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"result": encode(result)})
+        if key:
+            state.accounts.remember(key, op.name, payload)
+        return Response(payload, media_type="application/json")
+
+    handler.__name__ = f"store_{op.name}"
+    handler.__doc__ = (getattr(type(state.store), op.name).__doc__ or "").strip() or None
+    return handler
