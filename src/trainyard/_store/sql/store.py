@@ -17,13 +17,16 @@ from trainyard._lifecycle import RunStatus, check_transition
 from trainyard._store.base import TrackingStore
 from trainyard._store.entities import (
     ExperimentInfo,
-    MetricChunk,
     NewRun,
     RunInfo,
     StatusEvent,
     WorkspaceInfo,
 )
 from trainyard._store.sql import schema as s
+from trainyard._store.sql._metrics import (
+    LATE_FLUSH_GRACE_SECONDS,  # noqa: F401 (re-export)
+    SqlMetricsMixin,
+)
 from trainyard._store.sql._models import SqlModelsMixin
 from trainyard._store.sql._registry import SqlRegistryMixin
 from trainyard._store.sql._util import SqlBase, _dumps, _loads
@@ -33,17 +36,13 @@ from trainyard.exceptions import (
     AlreadyExistsError,
     ExperimentNotFound,
     ImmutablePropertyError,
-    RunFinishedError,
     RunNotFound,
     WorkspaceNotFound,
 )
 
-#: Metrics flushed this long after a run ended are still accepted (a finishing process's last batch).
-LATE_FLUSH_GRACE_SECONDS = 30.0
-
 
 class SqlTrackingStore(
-    SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, SqlBase, TrackingStore
+    SqlMetricsMixin, SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, SqlBase, TrackingStore
 ):
     """Tracking store on any SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
 
@@ -60,24 +59,6 @@ class SqlTrackingStore(
             ensure_schema(self.engine)
 
     # -- helpers ------------------------------------------------------------------------------
-    @staticmethod
-    def _run_pk(
-        conn: Connection, run_id: str, *, lock: bool = False
-    ) -> tuple[int, str, float | None]:
-        q = select(s.runs.c.pk, s.runs.c.status, s.runs.c.end_time).where(s.runs.c.run_id == run_id)
-        if lock:
-            # PostgreSQL: serialise read-check-write changes of one run (status compare-and-set,
-            # add-only properties, tag replacement). SQLite already serialises writers.
-            q = q.with_for_update()
-        row = conn.execute(q).first()
-        if row is None:
-            raise RunNotFound(
-                f"No run with id {run_id!r} in this workspace. List runs with "
-                "`trainyard runs list` or Experiment.get_runs().",
-                run_id=run_id,
-            )
-        return int(row.pk), str(row.status), row.end_time
-
     # -- workspaces ---------------------------------------------------------------------------
     def ensure_workspace(self, name: str) -> WorkspaceInfo:
         def read(conn: Connection) -> Row[Any] | None:
@@ -523,80 +504,3 @@ class SqlTrackingStore(
         self._tx(tx)
 
     # -- metrics ------------------------------------------------------------------------------
-    def log_metric_chunks(self, run_id: str, chunks: Sequence[MetricChunk]) -> None:
-        if not chunks:
-            return
-
-        def tx(conn: Connection) -> None:
-            pk, status, end_time = self._run_pk(conn, run_id)
-            if RunStatus.parse(status).is_terminal() and (
-                end_time is None or time.time() - end_time > LATE_FLUSH_GRACE_SECONDS
-            ):
-                raise RunFinishedError(
-                    f"Run {run_id!r} is {status}; it takes no more metrics. Start a new run.",
-                    run_id=run_id,
-                )
-            todo = list(chunks)
-            keys = [c.client_key for c in todo if c.client_key]
-            if keys:
-                # A retried upload of the same chunks (same client keys) is stored once.
-                seen = set(
-                    conn.execute(
-                        select(s.metric_chunks.c.client_key).where(
-                            s.metric_chunks.c.run_pk == pk,
-                            s.metric_chunks.c.client_key.in_(keys),
-                        )
-                    ).scalars()
-                )
-                todo = [c for c in todo if not c.client_key or c.client_key not in seen]
-                if not todo:
-                    return
-            conn.execute(
-                insert(s.metric_chunks),
-                [
-                    {
-                        "run_pk": pk,
-                        "name": c.name,
-                        "kind": c.kind,
-                        "dtype": c.dtype,
-                        "count": c.count,
-                        "timestamps": c.timestamps,
-                        "vals": c.values,
-                        "steps": c.steps,
-                        "data": c.data,
-                        "description": c.description,
-                        "client_key": c.client_key,
-                    }
-                    for c in todo
-                ],
-            )
-
-        self._tx(tx)
-
-    def get_metric_chunks(
-        self, run_id: str, names: Sequence[str] | None = None
-    ) -> list[MetricChunk]:
-        def tx(conn: Connection) -> list[MetricChunk]:
-            pk, _, _ = self._run_pk(conn, run_id)
-            q = select(s.metric_chunks).where(s.metric_chunks.c.run_pk == pk)
-            if names is not None:
-                q = q.where(s.metric_chunks.c.name.in_(list(names)))
-            rows = conn.execute(q.order_by(s.metric_chunks.c.id)).all()
-            return [
-                MetricChunk(
-                    name=r.name,
-                    kind=r.kind,
-                    dtype=r.dtype,
-                    count=int(r._mapping["count"]),
-                    timestamps=bytes(r.timestamps),
-                    values=None if r.vals is None else bytes(r.vals),
-                    steps=None if r.steps is None else bytes(r.steps),
-                    data=r.data,
-                    description=r.description,
-                    seq=int(r.id),
-                )
-                for r in rows
-            ]
-
-        result: list[MetricChunk] = self._tx(tx, write=False)
-        return result

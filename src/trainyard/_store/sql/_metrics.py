@@ -1,0 +1,100 @@
+"""Metric chunks of the SQL store (mixed into :class:`SqlTrackingStore`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
+
+from trainyard._lifecycle import RunStatus
+from trainyard._store.entities import MetricChunk
+from trainyard._store.sql import schema as s
+from trainyard._store.sql._util import SqlBase
+from trainyard.exceptions import RunFinishedError
+
+#: Metrics flushed this long after a run ended are still accepted (a finishing process's last batch).
+LATE_FLUSH_GRACE_SECONDS = 30.0
+
+
+class SqlMetricsMixin(SqlBase):
+    """Append and read packed metric chunks, on the shared engine."""
+
+    def log_metric_chunks(self, run_id: str, chunks: Sequence[MetricChunk]) -> None:
+        if not chunks:
+            return
+
+        def tx(conn: Connection) -> None:
+            pk, status, end_time = self._run_pk(conn, run_id)
+            if RunStatus.parse(status).is_terminal() and (
+                end_time is None or time.time() - end_time > LATE_FLUSH_GRACE_SECONDS
+            ):
+                raise RunFinishedError(
+                    f"Run {run_id!r} is {status}; it takes no more metrics. Start a new run.",
+                    run_id=run_id,
+                )
+            todo = list(chunks)
+            keys = [c.client_key for c in todo if c.client_key]
+            if keys:
+                # A retried upload of the same chunks (same client keys) is stored once.
+                seen = set(
+                    conn.execute(
+                        select(s.metric_chunks.c.client_key).where(
+                            s.metric_chunks.c.run_pk == pk,
+                            s.metric_chunks.c.client_key.in_(keys),
+                        )
+                    ).scalars()
+                )
+                todo = [c for c in todo if not c.client_key or c.client_key not in seen]
+                if not todo:
+                    return
+            conn.execute(
+                insert(s.metric_chunks),
+                [
+                    {
+                        "run_pk": pk,
+                        "name": c.name,
+                        "kind": c.kind,
+                        "dtype": c.dtype,
+                        "count": c.count,
+                        "timestamps": c.timestamps,
+                        "vals": c.values,
+                        "steps": c.steps,
+                        "data": c.data,
+                        "description": c.description,
+                        "client_key": c.client_key,
+                    }
+                    for c in todo
+                ],
+            )
+
+        self._tx(tx)
+
+    def get_metric_chunks(
+        self, run_id: str, names: Sequence[str] | None = None
+    ) -> list[MetricChunk]:
+        def tx(conn: Connection) -> list[MetricChunk]:
+            pk, _, _ = self._run_pk(conn, run_id)
+            q = select(s.metric_chunks).where(s.metric_chunks.c.run_pk == pk)
+            if names is not None:
+                q = q.where(s.metric_chunks.c.name.in_(list(names)))
+            rows = conn.execute(q.order_by(s.metric_chunks.c.id)).all()
+            return [
+                MetricChunk(
+                    name=r.name,
+                    kind=r.kind,
+                    dtype=r.dtype,
+                    count=int(r._mapping["count"]),
+                    timestamps=bytes(r.timestamps),
+                    values=None if r.vals is None else bytes(r.vals),
+                    steps=None if r.steps is None else bytes(r.steps),
+                    data=r.data,
+                    description=r.description,
+                    seq=int(r.id),
+                )
+                for r in rows
+            ]
+
+        result: list[MetricChunk] = self._tx(tx, write=False)
+        return result
