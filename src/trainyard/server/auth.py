@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from trainyard._store.entities import TokenInfo, UserInfo
-from trainyard._store.sql.accounts import ROLES
+from trainyard._store.sql.accounts import ROLES, hash_token
 from trainyard.exceptions import AuthenticationError, PermissionDenied, RateLimited
 from trainyard.server.state import ServerState
 
@@ -59,7 +59,19 @@ class FailureLimiter:
     def __init__(self, per_minute: int) -> None:
         self._per_minute = per_minute
         self._failures: dict[str, deque[float]] = {}
+        self._valid: set[str] = set()
         self._lock = threading.Lock()
+
+    def known(self, secret: str) -> bool:
+        """Whether this secret was valid before (its hash is kept, never the secret)."""
+        with self._lock:
+            return hash_token(secret) in self._valid
+
+    def remember(self, secret: str) -> None:
+        with self._lock:
+            if len(self._valid) > 100_000:
+                self._valid.clear()
+            self._valid.add(hash_token(secret))
 
     def check(self, client: str) -> None:
         with self._lock:
@@ -86,19 +98,24 @@ class FailureLimiter:
 def authenticate(
     state: ServerState, authorization: str | None, client: str, limiter: FailureLimiter
 ) -> Principal:
-    """The caller behind an ``Authorization`` header; ``AuthenticationError`` if none is valid."""
-    limiter.check(client)
+    """The caller behind an ``Authorization`` header; ``AuthenticationError`` if none is valid.
+
+    Guessing is rate limited: after too many wrong tokens from one address in a minute, further
+    tries from there get 429 before any is checked — except tokens this process has already seen
+    valid, so the people behind a shared address keep working during an attack.
+    """
     secret = ""
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer":
             secret = value.strip()
     if not secret:
-        limiter.failed(client)
         raise AuthenticationError(
             "This server needs a token: send `Authorization: Bearer <token>` (set TRAINYARD_TOKEN, "
             "or run `trainyard login URL`)."
         )
+    if not limiter.known(secret):
+        limiter.check(client)
     token = state.accounts.authenticate(secret)
     if token is None:
         limiter.failed(client)
@@ -106,6 +123,7 @@ def authenticate(
             "The token is unknown, expired or revoked, or its user is disabled. Create a new one "
             "with `trainyard token create` (or ask an admin)."
         )
+    limiter.remember(secret)
     user = state.accounts.get_user_by_id(token.user_id) if token.user_id else None
     return Principal(token=token, user=user)
 

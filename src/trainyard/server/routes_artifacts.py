@@ -110,13 +110,21 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         )
         return JSONResponse({"path": rel, "bytes": written})
 
-    @router.api_route(
-        f"{_PREFIX}/artifacts/{{path:path}}", methods=["GET", "HEAD"], openapi_extra=read_rule
-    )
+    @router.get(f"{_PREFIX}/artifacts/{{path:path}}", openapi_extra=read_rule)
     def get_artifact(
         workspace: str, path: str, principal: Principal = Depends(principal_dep)
     ) -> Response:
         """Read a file (``Range`` supported)."""
+        return _serve(workspace, path, principal)
+
+    @router.head(f"{_PREFIX}/artifacts/{{path:path}}", openapi_extra=read_rule)
+    def head_artifact(
+        workspace: str, path: str, principal: Principal = Depends(principal_dep)
+    ) -> Response:
+        """A file's size (``Content-Length``), or 404."""
+        return _serve(workspace, path, principal)
+
+    def _serve(workspace: str, path: str, principal: Principal) -> Response:
         rel = safe_relpath(path)
         _check(state, principal, workspace, "read", (rel,))
         local = state.artifacts(workspace).local_file(rel)
