@@ -54,6 +54,15 @@ class WorkspaceContext:
     settings: Settings
     store_url: str
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: The team server this workspace lives on (``None``: an embedded workspace). Then ``store``
+    #: and ``artifacts`` talk to it over HTTP, runs execute on its compute, and ``home`` is only a
+    #: local folder for caches (or, on the server machine, the workspace's run files).
+    server: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the workspace lives on a team server."""
+        return self.server is not None
 
     @property
     def snapshots_dir(self) -> Path:
@@ -153,6 +162,9 @@ def open_context(
         raise WorkspaceException(
             f"The workspace at {home} is named {name!r}, not {expected_name!r}.", path=str(home)
         )
+    server = meta.get("server")
+    if isinstance(server, str) and server:
+        return open_remote_context(server, name, settings=settings, home=home, meta=meta)
     uri = meta.get("tracking_uri")
     if not uri:
         _check_embedded_db(home / DB_FILE, creating)
@@ -171,6 +183,52 @@ def open_context(
         settings=settings,
         store_url=store_url,
         meta=dict(meta),
+    )
+
+
+def open_remote_context(
+    server: str,
+    name: str,
+    *,
+    token: str | None = None,
+    settings: Settings | None = None,
+    home: Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> WorkspaceContext:
+    """Open workspace ``name`` on the team server ``server``.
+
+    The token is ``token``, else ``$TRAINYARD_TOKEN``, else the one ``trainyard login`` saved;
+    ``home`` is a local folder for caches (default: one per server and workspace under
+    ``$TRAINYARD_HOME/remote``). Raises ``AuthenticationError`` / ``PermissionDenied`` /
+    ``WorkspaceNotFound`` as the server answers, ``StoreError`` if it cannot be reached.
+    """
+    import hashlib
+
+    from trainyard._store.rest.artifacts import RestArtifactStore
+    from trainyard._store.rest.credentials import token_for
+    from trainyard._store.rest.tracking import RestTrackingStore
+    from trainyard._store.rest.transport import Transport
+
+    settings = settings or load_settings()
+    url = server.rstrip("/")
+    secret = token or token_for(url)
+    transport = Transport(url, secret)
+    store = RestTrackingStore(url, transport=transport)
+    info = store.get_workspace(name)
+    if home is None:
+        digest = hashlib.sha256(f"{url}\0{name}".encode()).hexdigest()[:16]
+        home = settings.home / "remote" / digest
+    home.mkdir(parents=True, exist_ok=True)
+    return WorkspaceContext(
+        home=home,
+        name=info.name,
+        workspace_id=info.id,
+        store=store,
+        artifacts=RestArtifactStore(transport, info.name),
+        settings=settings,
+        store_url=url,
+        meta=dict(meta or {"name": info.name}),
+        server=url,
     )
 
 

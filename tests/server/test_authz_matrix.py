@@ -72,9 +72,7 @@ def test_every_route_has_an_authorisation_rule(tmp_path: Path) -> None:
     assert store_routes == {op.path for op in OPERATIONS.values()}
     # The OpenAPI document (what clients and schemathesis see) lists exactly these routes.
     documented = {
-        (path, method.upper())
-        for path, item in app.openapi()["paths"].items()
-        for method in item
+        (path, method.upper()) for path, item in app.openapi()["paths"].items() for method in item
     }
     served = {(r.path.replace(":path}", "}"), m) for r in routes for m in r.methods}
     assert documented == served
@@ -119,7 +117,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     run = admin.create_run(NewRun(run_id=unique_name("run"), experiment_id=exp.id, run_type="t"))
     other = admin.create_run(NewRun(run_id=unique_name("run"), experiment_id=exp.id, run_type="t"))
     child = admin.create_run(
-        NewRun(run_id=unique_name("child"), experiment_id=exp.id, run_type="t", parent_run_id=run.run_id)
+        NewRun(
+            run_id=unique_name("child"),
+            experiment_id=exp.id,
+            run_type="t",
+            parent_run_id=run.run_id,
+        )
     )
     accounts = SqlAccounts(SqlTrackingStore(server.store_url).engine)
     tokens: dict[str, str | None] = {"anonymous": None, "bad token": "ty_not-a-real-token"}
@@ -146,19 +149,35 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def _model(w: World, run_id: str | None) -> dict[str, Any]:
     return encode(
         ModelInfo(
-            workspace_id=w.ws_id, name="m", version=0, description=None, tags={}, properties={},
-            run_id=run_id, experiment_name=None, framework=None, framework_version=None,
-            created_at=time.time(), storage_prefix="models/m", model_root="m", files=(),
+            workspace_id=w.ws_id,
+            name="m",
+            version=0,
+            description=None,
+            tags={},
+            properties={},
+            run_id=run_id,
+            experiment_name=None,
+            framework=None,
+            framework_version=None,
+            created_at=time.time(),
+            storage_prefix="models/m",
+            model_root="m",
+            files=(),
         )
     )
 
 
 def _args(w: World, op: str, target_run: str) -> dict[str, Any]:
     """Valid arguments for ``op`` in the test workspace (``target_run``: the run written)."""
-    new = encode(NewRun(run_id=unique_name("r"), experiment_id=w.exp_id, run_type="t", parent_run_id=target_run))
+    new = encode(
+        NewRun(
+            run_id=unique_name("r"), experiment_id=w.exp_id, run_type="t", parent_run_id=target_run
+        )
+    )
     table: dict[str, dict[str, Any]] = {
         "ensure_workspace": {"name": unique_name("ws")},
         "get_workspace": {"name": w.ws_name},
+        "list_workspaces": {},
         "get_or_create_experiment": {"workspace_id": w.ws_id, "name": "exp2"},
         "get_experiment": {"workspace_id": w.ws_id, "name": "exp"},
         "get_experiment_by_id": {"experiment_id": w.exp_id},
@@ -176,10 +195,20 @@ def _args(w: World, op: str, target_run: str) -> dict[str, Any]:
         "add_properties": {"run_id": target_run, "properties": {"p": "1"}},
         "log_metric_chunks": {"run_id": target_run, "chunks": []},
         "get_metric_chunks": {"run_id": target_run},
-        "register_environment": {"workspace_id": w.ws_id, "name": "env", "spec": {"a": 1}, "spec_hash": "h"},
+        "register_environment": {
+            "workspace_id": w.ws_id,
+            "name": "env",
+            "spec": {"a": 1},
+            "spec_hash": "h",
+        },
         "get_environment": {"workspace_id": w.ws_id, "name": "env"},
         "list_environments": {"workspace_id": w.ws_id},
-        "put_compute_target": {"workspace_id": w.ws_id, "name": "cpu", "target_type": "local", "config": {}},
+        "put_compute_target": {
+            "workspace_id": w.ws_id,
+            "name": "cpu",
+            "target_type": "local",
+            "config": {},
+        },
         "get_compute_target": {"workspace_id": w.ws_id, "name": "cpu"},
         "list_compute_targets": {"workspace_id": w.ws_id},
         "delete_compute_target": {"workspace_id": w.ws_id, "name": "nope"},
@@ -188,7 +217,12 @@ def _args(w: World, op: str, target_run: str) -> dict[str, Any]:
         "list_models": {"workspace_id": w.ws_id},
         "update_model": {"workspace_id": w.ws_id, "name": "nope", "version": 1},
         "delete_model": {"workspace_id": w.ws_id, "name": "nope", "version": 1},
-        "create_webservice": {"workspace_id": w.ws_id, "name": unique_name("s"), "state": "Healthy", "data": {}},
+        "create_webservice": {
+            "workspace_id": w.ws_id,
+            "name": unique_name("s"),
+            "state": "Healthy",
+            "data": {},
+        },
         "get_webservice": {"workspace_id": w.ws_id, "name": "svc"},
         "list_webservices": {"workspace_id": w.ws_id},
         "update_webservice": {"workspace_id": w.ws_id, "name": "svc", "data": {"x": 1}},
@@ -205,7 +239,7 @@ def _store_allowed(caller: str, op_name: str, writes_own_run: bool) -> bool:
     op = OPERATIONS[op_name]
     if caller in ("anonymous", "bad token", "outsider"):
         return False
-    if op_name == "ensure_workspace":
+    if op_name in ("ensure_workspace", "list_workspaces"):
         return caller == "server-admin"
     if caller == "run token":
         if op.access == "read":
@@ -214,7 +248,16 @@ def _store_allowed(caller: str, op_name: str, writes_own_run: bool) -> bool:
     return _LEVEL[caller] >= _NEED[op.access]
 
 
-CALLERS = ("anonymous", "bad token", "reader", "contributor", "ws-admin", "outsider", "server-admin", "run token")
+CALLERS = (
+    "anonymous",
+    "bad token",
+    "reader",
+    "contributor",
+    "ws-admin",
+    "outsider",
+    "server-admin",
+    "run token",
+)
 
 
 def _expect(world: World, status: int, allowed: bool, caller: str, what: str) -> None:
@@ -235,9 +278,19 @@ def test_store_route_matrix(world: World, op_name: str) -> None:
             if not own and OPERATIONS[op_name].run_arg is None and op_name != "create_model":
                 continue  # the target run only matters to run-scoped writes
             status = _http(
-                world.server, "POST", OPERATIONS[op_name].path, world.tokens[caller], _args(world, op_name, target)
+                world.server,
+                "POST",
+                OPERATIONS[op_name].path,
+                world.tokens[caller],
+                _args(world, op_name, target),
             )
-            _expect(world, status, _store_allowed(caller, op_name, own), caller, f"{op_name} on {target}")
+            _expect(
+                world,
+                status,
+                _store_allowed(caller, op_name, own),
+                caller,
+                f"{op_name} on {target}",
+            )
 
 
 def _artifact_calls(w: World) -> list[tuple[str, str, Any, str, Callable[[str], bool]]]:
@@ -249,14 +302,50 @@ def _artifact_calls(w: World) -> list[tuple[str, str, Any, str, Callable[[str], 
     return [
         ("GET", f"{base}/artifacts-list?prefix=runs", None, "list", lambda c: c in readers),
         ("GET", f"{base}/artifacts/{own}", None, "read", lambda c: c in readers),
-        ("PUT", f"{base}/artifacts/{own}", b"x", "write own run", lambda c: c in writers | {"run token"}),
+        (
+            "PUT",
+            f"{base}/artifacts/{own}",
+            b"x",
+            "write own run",
+            lambda c: c in writers | {"run token"},
+        ),
         ("PUT", f"{base}/artifacts/{other}", b"x", "write other run", lambda c: c in writers),
-        ("PUT", f"{base}/artifacts/datastores/x/a.txt", b"x", "write datastore", lambda c: c in writers),
-        ("DELETE", f"{base}/artifacts/{other}", None, "delete other run's file", lambda c: c in writers),
-        ("POST", f"{base}/artifacts-delete-prefix", {"prefix": "datastores/x"}, "delete a folder", lambda c: c in writers),
-        ("POST", f"{base}/artifacts-delete-prefix", {"prefix": ""}, "delete everything", lambda c: c in {"ws-admin", "server-admin"}),
+        (
+            "PUT",
+            f"{base}/artifacts/datastores/x/a.txt",
+            b"x",
+            "write datastore",
+            lambda c: c in writers,
+        ),
+        (
+            "DELETE",
+            f"{base}/artifacts/{other}",
+            None,
+            "delete other run's file",
+            lambda c: c in writers,
+        ),
+        (
+            "POST",
+            f"{base}/artifacts-delete-prefix",
+            {"prefix": "datastores/x"},
+            "delete a folder",
+            lambda c: c in writers,
+        ),
+        (
+            "POST",
+            f"{base}/artifacts-delete-prefix",
+            {"prefix": ""},
+            "delete everything",
+            lambda c: c in {"ws-admin", "server-admin"},
+        ),
         ("GET", "/api/v1/users", None, "list users", lambda c: c == "server-admin"),
-        ("POST", "/api/v1/users", {"name": unique_name("u")}, "create a user", lambda c: c == "server-admin"),
+        (
+            "POST",
+            "/api/v1/users",
+            {"name": unique_name("u")},
+            "create a user",
+            lambda c: c == "server-admin",
+        ),
         ("GET", f"{base}/roles", None, "list roles", lambda c: c in {"ws-admin", "server-admin"}),
         ("GET", "/api/v1/whoami", None, "whoami", lambda c: c not in {"anonymous", "bad token"}),
     ]
@@ -277,7 +366,9 @@ def test_artifact_and_account_route_matrix(world: World) -> None:
                     status = int(err.code)
             else:
                 status = _http(world.server, method, path, token, body)
-            ok = allowed(caller) and not (caller == "outsider" and "/users" not in path and "whoami" not in path)
+            ok = allowed(caller) and not (
+                caller == "outsider" and "/users" not in path and "whoami" not in path
+            )
             if caller == "outsider" and "whoami" in path:
                 ok = True
             _expect(world, status, ok, caller, what)

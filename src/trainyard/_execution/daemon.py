@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 #: Variables that describe *a run*: a detached process started from inside a run (a notebook run
 #: submitting a sweep, say) must not inherit them, or it would think it is that run.
 _RUN_VARIABLE_PREFIXES = ("TRAINYARD_RUN_ID", "AZUREML_RUN_ID")
+#: A team server's own configuration (its database URL) never reaches what it starts.
+_SERVER_INTERNALS = ("TRAINYARD_SERVER_CONFIG",)
 _POLL_S = 0.05
 
 
@@ -57,6 +59,8 @@ class Entrypoint:
     args: tuple[str, ...]
     log: Path
     cwd: Path | None = None
+    #: Variables added to the caller's environment for this process (e.g. a run token).
+    env: tuple[tuple[str, str], ...] = ()
 
     def argv(self, python: str | None = None) -> list[str]:
         """The command line of a cold start."""
@@ -73,7 +77,11 @@ class Entrypoint:
 def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a detached process gets: the caller's, without run variables."""
     source = os.environ if base is None else base
-    return {k: v for k, v in source.items() if not k.startswith(_RUN_VARIABLE_PREFIXES)}
+    return {
+        k: v
+        for k, v in source.items()
+        if not k.startswith(_RUN_VARIABLE_PREFIXES) and k not in _SERVER_INTERNALS
+    }
 
 
 def spawn(entrypoint: Entrypoint, env: Mapping[str, str] | None = None) -> int:
@@ -84,6 +92,7 @@ def spawn(entrypoint: Entrypoint, env: Mapping[str, str] | None = None) -> int:
     """
     entrypoint.log.parent.mkdir(parents=True, exist_ok=True)
     child_env = child_environment(env)
+    child_env.update(dict(entrypoint.env))
     cwd = entrypoint.cwd or entrypoint.home
     from trainyard._execution import forkserver
 

@@ -36,6 +36,8 @@ def reap_stale_runs(ctx: WorkspaceContext, timeout: float | None = None) -> list
 
     ``timeout`` defaults to the settings' ``heartbeat_timeout``.
     """
+    if ctx.server is not None:
+        return []  # a team server reaps its own runs (a client or a run token may not)
     store, workspace_id = ctx.store, ctx.workspace_id
     timeout = ctx.settings.heartbeat_timeout if timeout is None else timeout
     now = time.time()

@@ -257,6 +257,77 @@ class SnapshotStore:
                 raise
         return SnapshotInfo(snapshot_id, len(entries), total, new_bytes)
 
+    # ---- receiving (a team server) --------------------------------------------------------------
+
+    def missing_objects(self, digests: Iterable[str]) -> list[str]:
+        """The digests among ``digests`` whose content is not stored yet."""
+        return [d for d in dict.fromkeys(digests) if not self._object_path(d).exists()]
+
+    def put_object(self, digest: str, stream: BinaryIO) -> int:
+        """Store one object sent by a client; ``SnapshotException`` if its bytes do not hash to
+        ``digest`` (nothing is stored then). Returns the bytes written (0 if it was there)."""
+        obj = self._object_path(digest)
+        if obj.exists():
+            return 0
+        fd, tmp = self._temp_file()
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                actual, size = _copy_hashing(stream, dst)
+            if actual != digest:
+                raise SnapshotException(
+                    f"The uploaded object's content hashes to {actual}, not {digest}: it was "
+                    "damaged on the way. Submit again."
+                )
+            os.chmod(tmp, 0o644)
+            self._publish(tmp, obj)
+            return size
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def put_manifest(self, manifest: dict[str, Any]) -> str:
+        """Store a manifest sent by a client after checking its id and that every object it names
+        is stored; returns the snapshot id."""
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            raise SnapshotException("A snapshot manifest needs its 'files'.")
+        entries: dict[str, dict[str, Any]] = {}
+        for rel, entry in files.items():
+            if not isinstance(entry, dict):
+                raise SnapshotException(f"Damaged snapshot manifest entry for {rel!r}.")
+            digest, size, mode = entry.get("sha256"), entry.get("size"), entry.get("mode", 0o644)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise SnapshotException(f"Damaged snapshot manifest entry for {rel!r}.")
+            if not self._object_path(str(digest)).exists():
+                raise SnapshotException(
+                    f"The snapshot names content {digest} that was never uploaded ({rel!r})."
+                )
+            entries[safe_relpath(str(rel))] = {
+                "sha256": digest,
+                "size": size,
+                "mode": 0o755 if int(mode) & 0o111 else 0o644,
+            }
+        canonical = json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        snapshot_id = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        if manifest.get("id") != snapshot_id:
+            raise SnapshotException("The snapshot id does not match its files; submit again.")
+        final = self._manifest_path(snapshot_id)
+        if not final.exists():
+            record = {
+                "id": snapshot_id,
+                "created": datetime.now(UTC).isoformat(),
+                "files": entries,
+                "total_bytes": sum(e["size"] for e in entries.values()),
+                "file_count": len(entries),
+            }
+            fd, tmp = self._temp_file()
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(record, out, sort_keys=True, indent=1, ensure_ascii=False)
+            os.chmod(tmp, 0o644)
+            self._publish(tmp, final)
+        return snapshot_id
+
     # ---- read ----------------------------------------------------------------------------------
 
     def exists(self, snapshot_id: str) -> bool:

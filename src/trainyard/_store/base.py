@@ -52,6 +52,10 @@ class TrackingStore(abc.ABC):
     def get_workspace(self, name: str) -> WorkspaceInfo:
         """The workspace ``name``; raises ``WorkspaceNotFound``."""
 
+    @abc.abstractmethod
+    def list_workspaces(self) -> list[WorkspaceInfo]:
+        """Every workspace of the store, by name."""
+
     # -- experiments ------------------------------------------------------------------------
     @abc.abstractmethod
     def get_or_create_experiment(self, workspace_id: str, name: str) -> ExperimentInfo:

@@ -177,7 +177,8 @@ def submit_script_run(
     **_: Any,
 ) -> ScriptRun:
     """Validate, snapshot, create the run Queued, start its supervisor; returns at once."""
-    from trainyard._execution.snapshot import SnapshotStore, scan_source
+    from trainyard._execution.snapshot import scan_source
+    from trainyard._execution.snapshot_upload import take_snapshot
 
     ctx = experiment.workspace.context
     definition = validate_submission(experiment, config)
@@ -198,7 +199,7 @@ def submit_script_run(
             script=script,
             warnings=list(plan.warnings),
         )
-    snap = SnapshotStore(ctx.snapshots_dir).take(plan)
+    snap = take_snapshot(ctx, plan)
     return submit_definition(
         experiment,
         definition,

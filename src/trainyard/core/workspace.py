@@ -223,12 +223,21 @@ class Workspace:
 
         ``path`` is a config file or a folder to start from (default: the cwd). At each folder level
         it looks in ``.trainyard/``, then ``.azureml/``, then ``aml_config/``, then the folder itself,
-        walking up to the filesystem root.
+        walking up to the filesystem root. A config naming a team server
+        (``{"server": "http://…", "workspace_name": "team"}``) opens that workspace on the server;
+        the token comes from ``$TRAINYARD_TOKEN`` or ``trainyard login URL`` (never the config).
         """
         found = find_config(path, _file_name)
         data = read_json(found)
         home = data.get("workspace_path")
         name = data.get("workspace_name")
+        server = data.get("server")
+        if server:
+            if not name:
+                raise ConfigError(
+                    f"{found} names a server but no 'workspace_name'.", file=str(found)
+                )
+            return cls.connect(str(server), str(name))
         if home:
             home_path = Path(home)
             if not home_path.is_absolute():
@@ -242,6 +251,28 @@ class Workspace:
             )
         return cls(workspace_name=str(name))
 
+    @classmethod
+    def connect(cls, server: str, workspace_name: str, *, token: str | None = None) -> Workspace:
+        """**Trainyard extension:** open ``workspace_name`` on the team server ``server``.
+
+        The token is ``token``, else ``$TRAINYARD_TOKEN``, else the one ``trainyard login`` saved.
+
+        Example::
+
+            ws = Workspace.connect("http://127.0.0.1:8765", "team")
+            ws.write_config()            # later: Workspace.from_config()
+        """
+        from trainyard._context import open_remote_context
+
+        return cls.from_context(open_remote_context(server, workspace_name, token=token))
+
+    def get_mlflow_tracking_uri(self) -> str:
+        """A URI MLflow clients log to (v1 name): the team server's URL for a server workspace,
+        ``trainyard://<folder>`` (the tracking-store plugin) for an embedded one."""
+        if self._ctx.server:
+            return self._ctx.server
+        return f"trainyard://{self._ctx.home}"
+
     def write_config(
         self, path: str | os.PathLike[str] | None = None, file_name: str | None = None
     ) -> Path:
@@ -250,15 +281,16 @@ class Workspace:
         target_dir = folder / ".trainyard"
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / (file_name or "config.json")
-        atomic_write_json(
-            target,
-            {
-                "subscription_id": self.subscription_id,
-                "resource_group": self.resource_group,
-                "workspace_name": self.name,
-                "workspace_path": str(self._ctx.home),
-            },
-        )
+        config: dict[str, Any] = {
+            "subscription_id": self.subscription_id,
+            "resource_group": self.resource_group,
+            "workspace_name": self.name,
+        }
+        if self._ctx.server:
+            config["server"] = self._ctx.server  # the token stays in the user's credentials
+        else:
+            config["workspace_path"] = str(self._ctx.home)
+        atomic_write_json(target, config)
         return target
 
     # -- attributes ---------------------------------------------------------------------------

@@ -15,10 +15,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -124,13 +125,24 @@ def _too_large(limit: int) -> ValidationError:
 
 def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAPI:
     """The server app over ``config``'s store (opened here unless ``state`` is given)."""
+    from trainyard.server.execution import Execution
     from trainyard.server.routes_accounts import accounts_router
     from trainyard.server.routes_artifacts import artifact_router
+    from trainyard.server.routes_runs import runs_router
     from trainyard.server.routes_store import store_router
 
     state = state or ServerState.open(config)
+    execution = Execution(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        execution.start_reaper()
+        yield
+        execution.stop()
+
     limiter = FailureLimiter(config.auth_failures_per_minute)
     app = FastAPI(
+        lifespan=lifespan,
         title="trainyard server",
         version=__version__,
         description="The team server of a trainyard workspace: the metadata store, files and "
@@ -197,6 +209,7 @@ def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAP
     app.include_router(store_router(state, principal))
     app.include_router(artifact_router(state, principal))
     app.include_router(accounts_router(state, principal))
+    app.include_router(runs_router(state, execution, principal))
     policy = HostPolicy(
         bind_host=config.host,
         allowed_hosts=config.allowed_hosts,

@@ -34,7 +34,7 @@ from trainyard.server.state import ServerState
 _PREFIX = "/api/v1/workspaces/{workspace}"
 
 
-class _BodyReader:
+class BodyReader:
     """A blocking ``read(n)`` over the request's body stream, for a worker thread (the bytes are
     pulled from the event loop chunk by chunk: memory stays flat for any upload size)."""
 
@@ -104,7 +104,7 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         rel = safe_relpath(path)
         await anyio.to_thread.run_sync(_check, state, principal, workspace, "write", (rel,))
         store = await anyio.to_thread.run_sync(state.artifacts, workspace)
-        reader: Any = _BodyReader(request.stream().__aiter__())
+        reader: Any = BodyReader(request.stream().__aiter__())
         written = await anyio.to_thread.run_sync(
             lambda: store.write_stream(rel, reader, overwrite=overwrite)
         )

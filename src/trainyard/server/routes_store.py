@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
+from trainyard._lifecycle import RunStatus
 from trainyard._store.entities import ModelInfo, NewRun
 from trainyard._store.rest.codec import decode, encode
 from trainyard._store.rest.protocol import OPERATIONS, Operation
@@ -61,6 +62,16 @@ def _workspace_of(state: ServerState, op: Operation, args: Mapping[str, Any]) ->
     if op.scope == "model":
         model: ModelInfo = args["model"]
         return model.workspace_id
+    if op.scope == "run_query":
+        if args.get("workspace_id") is not None:
+            return str(args["workspace_id"])
+        if args.get("experiment_id") is not None:
+            return state.workspace_of_experiment(int(args["experiment_id"]))
+        if args.get("parent_run_id") is not None:
+            return state.run_facts(str(args["parent_run_id"]))[0]
+        raise PermissionDenied(
+            "list_runs needs a workspace_id, experiment_id or parent_run_id on a team server."
+        )
     return state.workspace_id(str(args["name"]))
 
 
@@ -68,7 +79,7 @@ def authorize(
     state: ServerState, principal: Principal, op: Operation, args: Mapping[str, Any]
 ) -> None:
     """Deny unless the caller may make this call (see :mod:`trainyard.server.auth`)."""
-    if op.name == "ensure_workspace":
+    if op.name == "ensure_workspace" or op.scope == "global":
         require_server_admin(principal)
         return
     workspace_id = _workspace_of(state, op, args)
@@ -123,6 +134,8 @@ def _handler(
         result = getattr(state.store, op.name)(**args)
         if op.name == "ensure_workspace":
             state.workspace_folder(result.name).mkdir(parents=True, exist_ok=True)
+        if op.name == "update_run_status" and RunStatus.parse(result.status).is_terminal():
+            state.accounts.revoke_run_tokens(result.run_id)  # a run's credential ends with it
         payload = json.dumps({"result": encode(result)})
         if key:
             state.accounts.remember(key, op.name, payload)

@@ -48,6 +48,11 @@ def backend_for(
     from trainyard._execution.targets import resolve_target_record
 
     record = target if not isinstance(target, str | None) else resolve_target_record(ctx, target)
+    if ctx.server is not None:
+        # A server workspace's work runs on the server, which picks its own backend per target.
+        from trainyard._execution.backends.remote import RemoteBackend
+
+        return RemoteBackend(ctx, record)
     factory = _FACTORIES.get(record.target_type.lower())
     if factory is None:
         known = ", ".join(sorted(_FACTORIES))

@@ -19,6 +19,7 @@ Contract (checked for every backend by :mod:`trainyard.testing.backend`):
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from trainyard._lifecycle import RunStatus
@@ -42,8 +43,9 @@ class ComputeBackend(abc.ABC):
         when it runs on this machine (else ``None``)."""
 
     @abc.abstractmethod
-    def submit(self, run_id: str) -> None:
-        """Start owning the run (it is Queued in the store)."""
+    def submit(self, run_id: str, env: Mapping[str, str] | None = None) -> None:
+        """Start owning the run (it is Queued in the store); ``env`` adds variables to its
+        supervisor's environment (a server passes the run's token this way)."""
 
     @abc.abstractmethod
     def cancel(self, run_id: str) -> bool:

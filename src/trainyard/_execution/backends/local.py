@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from trainyard._execution import daemon
 from trainyard._execution.backends.base import ComputeBackend
 from trainyard._execution.control import request_cancel
@@ -23,12 +25,16 @@ class LocalProcessBackend(ComputeBackend):
     def launch(self, entrypoint: daemon.Entrypoint) -> int | None:
         return daemon.spawn(entrypoint)
 
-    def submit(self, run_id: str) -> None:
+    def submit(self, run_id: str, env: Mapping[str, str] | None = None) -> None:
         paths = RunPaths(self.ctx.home, run_id)
         paths.live.mkdir(parents=True, exist_ok=True)
         self.launch(
             daemon.Entrypoint(
-                SUPERVISOR_MODULE, self.ctx.home, ("--run-id", run_id), paths.supervisor_log
+                SUPERVISOR_MODULE,
+                self.ctx.home,
+                ("--run-id", run_id),
+                paths.supervisor_log,
+                env=tuple(sorted((env or {}).items())),
             )
         )
 

@@ -31,8 +31,12 @@ STORE_PREFIX = f"{API_PREFIX}/store"
 Access = Literal["read", "write", "admin"]
 #: How the server finds the workspace an operation touches, to check the caller's role there:
 #: ``workspace_id``/``run_id``/``experiment_id`` name the argument; ``new`` is a ``NewRun``
-#: (its experiment), ``model`` a ``ModelInfo`` (its workspace); ``name`` is a workspace name.
-Scope = Literal["workspace_id", "run_id", "experiment_id", "new", "model", "name"]
+#: (its experiment), ``model`` a ``ModelInfo`` (its workspace); ``name`` is a workspace name;
+#: ``global``: the whole store (server admins only); ``run_query``: ``list_runs``'s filters (its
+#: workspace, experiment or parent run; none of them means the whole store).
+Scope = Literal[
+    "workspace_id", "run_id", "experiment_id", "new", "model", "name", "global", "run_query"
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Operation:
 _TABLE: dict[str, tuple[Access, Scope, bool, str | None]] = {
     "ensure_workspace": ("admin", "name", True, None),
     "get_workspace": ("read", "name", True, None),
+    "list_workspaces": ("admin", "global", True, None),
     "get_or_create_experiment": ("write", "workspace_id", True, None),
     "get_experiment": ("read", "workspace_id", True, None),
     "get_experiment_by_id": ("read", "experiment_id", True, None),
@@ -75,7 +80,7 @@ _TABLE: dict[str, tuple[Access, Scope, bool, str | None]] = {
     "set_experiment_archived": ("write", "experiment_id", True, None),
     "create_run": ("write", "new", False, "new"),
     "get_run": ("read", "run_id", True, None),
-    "list_runs": ("read", "workspace_id", True, None),
+    "list_runs": ("read", "run_query", True, None),
     "update_run_status": ("write", "run_id", False, "run_id"),
     "update_run": ("write", "run_id", True, "run_id"),
     "heartbeat": ("write", "run_id", True, "run_id"),

@@ -61,6 +61,10 @@ class RestTrackingStore(TrackingStore):
         result: WorkspaceInfo = self._call("get_workspace", {"name": name})
         return result
 
+    def list_workspaces(self) -> list[WorkspaceInfo]:
+        result: list[WorkspaceInfo] = self._call("list_workspaces", {})
+        return result
+
     def get_or_create_experiment(self, workspace_id: str, name: str) -> ExperimentInfo:
         result: ExperimentInfo = self._call(
             "get_or_create_experiment", {"workspace_id": workspace_id, "name": name}

@@ -89,6 +89,13 @@ class SqlTrackingStore(
             raise WorkspaceNotFound(f"No workspace named {name!r} in {self.url}.", name=name)
         return WorkspaceInfo(id=row.id, name=row.name, created_at=row.created_at)
 
+    def list_workspaces(self) -> list[WorkspaceInfo]:
+        rows = self._tx(
+            lambda c: c.execute(select(s.workspaces).order_by(s.workspaces.c.name)).all(),
+            write=False,
+        )
+        return [WorkspaceInfo(id=r.id, name=r.name, created_at=r.created_at) for r in rows]
+
     # -- experiments --------------------------------------------------------------------------
     @staticmethod
     def _exp(row: Row[Any]) -> ExperimentInfo:

@@ -35,6 +35,14 @@ class RunsConformance(ConformanceBase):
     def test_is_a_tracking_store(self, store: TrackingStore) -> None:
         assert isinstance(store, TrackingStore)
 
+    def test_list_workspaces(self, store: TrackingStore) -> None:
+        names = [_name("ws"), _name("ws")]
+        made = [store.ensure_workspace(n) for n in names]
+        listed = store.list_workspaces()
+        by_name = {w.name: w for w in listed}
+        assert all(by_name[w.name] == w for w in made)
+        assert [w.name for w in listed] == sorted(w.name for w in listed)
+
     def test_ensure_workspace_gets_or_creates(self, store: TrackingStore) -> None:
         name = _name("ws")
         first = store.ensure_workspace(name)

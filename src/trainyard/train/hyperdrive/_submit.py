@@ -107,7 +107,8 @@ def submit_sweep(
     experiment: Experiment, config: HyperDriveConfig, tags: Mapping[str, str]
 ) -> HyperDriveRun:
     """Validate the template, snapshot its source, create the parent Queued, start the controller."""
-    from trainyard._execution.snapshot import SnapshotStore, scan_source
+    from trainyard._execution.snapshot import scan_source
+    from trainyard._execution.snapshot_upload import take_snapshot
     from trainyard.train.hyperdrive._template import validate_template
 
     ws = experiment.workspace
@@ -118,7 +119,7 @@ def submit_sweep(
         max_bytes=settings.snapshot_max_bytes,
         max_files=None if settings.snapshot_no_file_limit else settings.snapshot_max_files,
     )
-    snap = SnapshotStore(ws.context.snapshots_dir).take(plan)
+    snap = take_snapshot(ws.context, plan)
     run_id = config.custom_run_id or f"HD_{uuid.uuid4().hex}"
     platform_config = {
         "WorkspaceName": ws.name,
