@@ -74,6 +74,12 @@ def metrics_table(run_id: str, metrics: dict[str, object]) -> Table:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", default=".trainyard-demo", help="workspace folder")
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        help="use workspace 'demo' on this team server instead (created if missing; the token "
+        "comes from $TRAINYARD_TOKEN or `trainyard login`)",
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batchsize", type=int, default=128)
     parser.add_argument(
@@ -83,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     t0 = time.perf_counter()
 
-    ws = Workspace.create("demo", path=Path(args.workspace).resolve(), exist_ok=True)
-    console.rule(f"[bold]Workspace {ws.name}[/] at {ws.path}")
+    if args.server:
+        ws = Workspace.create("demo", server=args.server, exist_ok=True)
+        console.rule(f"[bold]Workspace {ws.name}[/] on {args.server}")
+    else:
+        ws = Workspace.create("demo", path=Path(args.workspace).resolve(), exist_ok=True)
+        console.rule(f"[bold]Workspace {ws.name}[/] at {ws.path}")
     datastore = ws.get_default_datastore()
     datastore.upload(
         src_dir=str(REPO / "data" / "mnist"),
@@ -133,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     local = model.download(target_dir=target, exist_ok=True)
     console.print(f"Downloaded to {local}")
 
-    python = runtime.get("python") or sys.executable
+    python = runtime.get("python")
+    if not python or not Path(python).exists():  # a server on another machine built it there
+        python = sys.executable
     code = _EVAL.format(source=str(SOURCE), data=str(REPO / "data" / "mnist"), n_compare=N_COMPARE)
     proc = subprocess.run(
         [python, "-c", code],

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,8 +136,12 @@ def open_context(
     *,
     expected_name: str | None = None,
     creating: bool = False,
+    spool_name: str = "client",
 ) -> WorkspaceContext:
     """Open the workspace folder ``home``; raises ``WorkspaceNotFound`` / ``ConfigError``.
+
+    ``spool_name``: for a folder that names a team server, the spool folder this process's records
+    go through (a submitted run's script uses its run id, so its supervisor ships its leftovers).
 
     A folder workspace whose SQLite database is missing or empty is refused (it would silently open
     as an empty workspace) unless ``creating`` (``Workspace.create`` makes the database).
@@ -164,7 +169,9 @@ def open_context(
         )
     server = meta.get("server")
     if isinstance(server, str) and server:
-        return open_remote_context(server, name, settings=settings, home=home, meta=meta)
+        return open_remote_context(
+            server, name, settings=settings, home=home, meta=meta, spool_name=spool_name
+        )
     uri = meta.get("tracking_uri")
     if not uri:
         _check_embedded_db(home / DB_FILE, creating)
@@ -194,31 +201,41 @@ def open_remote_context(
     settings: Settings | None = None,
     home: Path | None = None,
     meta: Mapping[str, Any] | None = None,
+    spool_name: str = "client",
 ) -> WorkspaceContext:
     """Open workspace ``name`` on the team server ``server``.
 
     The token is ``token``, else ``$TRAINYARD_TOKEN``, else the one ``trainyard login`` saved;
     ``home`` is a local folder for caches (default: one per server and workspace under
-    ``$TRAINYARD_HOME/remote``). Raises ``AuthenticationError`` / ``PermissionDenied`` /
-    ``WorkspaceNotFound`` as the server answers, ``StoreError`` if it cannot be reached.
+    ``$TRAINYARD_HOME/remote``). The run records this process writes go through a spool under
+    ``home/spool/<spool_name>`` (see :mod:`trainyard._store.rest.spooling`). Raises
+    ``AuthenticationError`` / ``PermissionDenied`` / ``WorkspaceNotFound`` as the server answers,
+    ``ServerUnreachable`` if it cannot be reached.
     """
     import hashlib
 
     from trainyard._store.rest.artifacts import RestArtifactStore
     from trainyard._store.rest.credentials import token_for
-    from trainyard._store.rest.tracking import RestTrackingStore
+    from trainyard._store.rest.spooling import SpoolingRestStore
     from trainyard._store.rest.transport import Transport
 
     settings = settings or load_settings()
     url = server.rstrip("/")
     secret = token or token_for(url)
-    transport = Transport(url, secret)
-    store = RestTrackingStore(url, transport=transport)
-    info = store.get_workspace(name)
+    transport = Transport(url, secret, retry_seconds=settings.server_retry_seconds)
     if home is None:
         digest = hashlib.sha256(f"{url}\0{name}".encode()).hexdigest()[:16]
         home = settings.home / "remote" / digest
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / META_FILE).exists():
+        # The local folder of a remote workspace names its server: a process started here (a
+        # local service's deployer, `trainyard sync`) opens the same workspace from the folder.
+        atomic_write_json(home / META_FILE, {"name": name, "server": url, "format": 1})
+    if not _SPOOL_NAME.fullmatch(spool_name):
+        spool_name = "client"
+    store = SpoolingRestStore(url, transport=transport, folder=home / "spool" / spool_name)
+    info = store.get_workspace(name)
+    _drain_at_exit(settings.spool_exit_seconds)
     return WorkspaceContext(
         home=home,
         name=info.name,
@@ -230,6 +247,27 @@ def open_remote_context(
         meta=dict(meta or {"name": info.name}),
         server=url,
     )
+
+
+_SPOOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_exit_hook: list[float] = []
+
+
+def _drain_at_exit(seconds: float) -> None:
+    """At exit, flush metric buffers, then wait for the spools to reach the server (once)."""
+    if _exit_hook:
+        return
+    _exit_hook.append(seconds)
+    import atexit
+
+    def _flush_then_drain() -> None:
+        from trainyard._store.rest.spooling import drain_all
+        from trainyard._tracking.buffer import flush_all
+
+        flush_all()
+        drain_all(_exit_hook[0])
+
+    atexit.register(_flush_then_drain)
 
 
 def _check_embedded_db(db: Path, creating: bool) -> None:

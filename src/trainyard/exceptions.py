@@ -40,6 +40,7 @@ server answers with. The Azure ML SDK v1 names that user code catches are kept::
     ├── PermissionDenied                   PERMISSION_DENIED 403
     ├── RateLimited                        RATE_LIMITED      429
     ├── StoreError                         STORE_ERROR       503
+    │   └── ServerUnreachable              SERVER_UNREACHABLE 503
     └── MissingExtraError                  MISSING_EXTRA     501
 
 Example::
@@ -299,6 +300,15 @@ class StoreError(TrainyardError):
 
     code = "STORE_ERROR"
     http_status = 503
+
+
+class ServerUnreachable(StoreError):
+    """The team server did not answer (down, restarting, network cut); the call was retried first.
+
+    Records a run logs meanwhile are kept in its local spool and sent when the server is back
+    (or by ``trainyard sync``)."""
+
+    code = "SERVER_UNREACHABLE"
 
 
 class MissingExtraError(TrainyardError):

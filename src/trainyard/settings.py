@@ -96,6 +96,12 @@ class Settings:
     forkserver: bool = True
     #: ``TRAINYARD_FORKSERVER_IDLE_SECONDS``: a fork server with no request for this long exits.
     forkserver_idle_seconds: float = 600.0
+    #: ``TRAINYARD_SERVER_RETRY_SECONDS``: how long a call to a team server is retried while it
+    #: cannot be reached (connection refused, 502/503/504) before ``ServerUnreachable``.
+    server_retry_seconds: float = 60.0
+    #: ``TRAINYARD_SPOOL_EXIT_SECONDS``: at exit, how long a process waits for its spooled records
+    #: to reach the team server before leaving them for ``trainyard sync``.
+    spool_exit_seconds: float = 30.0
 
     @property
     def env_cache_dir(self) -> Path:
@@ -132,6 +138,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cancel_grace_seconds=_float(e, "TRAINYARD_CANCEL_GRACE_SECONDS", 10.0),
         forkserver=_bool(e, "TRAINYARD_FORKSERVER", True),
         forkserver_idle_seconds=max(1.0, _float(e, "TRAINYARD_FORKSERVER_IDLE_SECONDS", 600.0)),
+        server_retry_seconds=max(0.0, _float(e, "TRAINYARD_SERVER_RETRY_SECONDS", 60.0)),
+        spool_exit_seconds=max(0.0, _float(e, "TRAINYARD_SPOOL_EXIT_SECONDS", 30.0)),
     )
 
 

@@ -31,10 +31,14 @@ _WATCHED = [s.value for s in RunStatus if s not in TERMINAL and s != RunStatus.N
 STARTUP_TIMEOUTS = 3.0
 
 
-def reap_stale_runs(ctx: WorkspaceContext, timeout: float | None = None) -> list[str]:
+def reap_stale_runs(
+    ctx: WorkspaceContext, timeout: float | None = None, *, alive_since: float = 0.0
+) -> list[str]:
     """Mark the workspace's stale supervised runs Failed; returns their ids.
 
-    ``timeout`` defaults to the settings' ``heartbeat_timeout``.
+    ``timeout`` defaults to the settings' ``heartbeat_timeout``. ``alive_since``: no heartbeat is
+    judged older than this time (a team server passes its start: while it was down, nobody could
+    heartbeat).
     """
     if ctx.server is not None:
         return []  # a team server reaps its own runs (a client or a run token may not)
@@ -54,7 +58,7 @@ def reap_stale_runs(ctx: WorkspaceContext, timeout: float | None = None) -> list
         for info in infos:
             if info.run_type not in SUPERVISED_TYPES:
                 continue
-            last = info.heartbeat_at or info.created_at
+            last = max(info.heartbeat_at or info.created_at, alive_since)
             limit = timeout if info.heartbeat_at else timeout * STARTUP_TIMEOUTS
             if now - last <= limit:
                 continue

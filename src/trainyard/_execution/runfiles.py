@@ -95,6 +95,9 @@ def script_env(
     for key in list(env):
         if key.startswith(("TRAINYARD_RUN", "AZUREML_")):
             env.pop(key)
+    # The supervisor waits long for a team server that is away; its script need not: what the
+    # script could not send before it exits, the supervisor sends for it.
+    env.pop("TRAINYARD_SPOOL_EXIT_SECONDS", None)
     prefix = Path(python).parent.parent
     if (prefix / "pyvenv.cfg").exists():
         env["VIRTUAL_ENV"] = str(prefix)

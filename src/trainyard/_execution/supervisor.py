@@ -32,7 +32,7 @@ from trainyard._execution.inputs import build_argv
 from trainyard._execution.processes import ProcessId
 from trainyard._execution.slots import slot_dir, try_acquire
 from trainyard._lifecycle import RunStatus
-from trainyard.exceptions import InvalidStatusTransition, TrainyardError
+from trainyard.exceptions import InvalidStatusTransition, StoreError, TrainyardError
 
 if TYPE_CHECKING:
     from trainyard._context import WorkspaceContext
@@ -271,7 +271,8 @@ class Supervisor:
                 rc = returncode
                 break
             if time.monotonic() >= next_sync:
-                syncer.sync()
+                with contextlib.suppress(StoreError):  # a server away: the next tick tries again
+                    syncer.sync()
                 next_sync = time.monotonic() + 2.0
             cancel: _Canceled | None = None
             if self._cancel_signal or cancel_file.exists() or time.monotonic() >= next_cancel_check:
@@ -283,6 +284,8 @@ class Supervisor:
                     self.check_cancel()
                 except _Canceled as c:
                     cancel = c
+                except StoreError as err:  # the store is away: keep running, ask again later
+                    self.log(f"cancel check failed: {err}")
             if cancel is None and limit and time.monotonic() - started > float(limit):
                 msg = f"The run exceeded max_run_duration_seconds={limit} and was canceled."
                 cancel = _Canceled(msg, {"code": "MaxRunDurationExceeded", "message": msg})
@@ -313,6 +316,20 @@ class Supervisor:
             log=self.log,
         )
         proc.wait()
+
+    def ship_script_spool(self) -> None:
+        """Send what the script spooled for a team server but could not send before it exited
+        (killed, or the server was away): its records land before the run leaves Running."""
+        from trainyard._store.rest.spooling import SpoolingRestStore
+
+        if isinstance(self.store, SpoolingRestStore):
+            files, records = self.store.sync_sibling(
+                self.run_id,
+                timeout=self.settings.spool_exit_seconds,
+                on_refused=lambda seq, op, err: self.log(f"server refused a {op} record: {err}"),
+            )
+            if records:
+                self.log(f"sent {records} record(s) the script left in {files} spool file(s)")
 
     def finalize(self, upload_outputs: bool) -> None:
         """Upload outputs (if asked) and the final logs."""
@@ -345,6 +362,7 @@ class Supervisor:
             self.check_cancel(read_store=False)
             stage = "Running"
             rc = self.run_script(python, env_extra)
+            self.ship_script_spool()
             stage = "Finalizing"
             # A failure is recorded as the run enters Finalizing: a watcher that stops at
             # Finalizing (wait_post_processing=False) must see it, not report success.
@@ -358,6 +376,8 @@ class Supervisor:
             return 0
         except _Canceled as c:
             self.log(c.reason)
+            with contextlib.suppress(Exception):
+                self.ship_script_spool()
             with contextlib.suppress(Exception):
                 self.finalize(upload_outputs=stage in ("Running", "Finalizing"))
             with contextlib.suppress(InvalidStatusTransition):

@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainyard.cli.service",
     "trainyard.cli.server",
     "trainyard.cli.accounts",
+    "trainyard.cli.sync",
 )
 
 app = typer.Typer(

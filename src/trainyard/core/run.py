@@ -177,7 +177,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
         from trainyard._context import open_context
         from trainyard.core.workspace import Workspace
 
-        ws = Workspace.from_context(open_context(Path(ws_path)))
+        ws = Workspace.from_context(open_context(Path(ws_path), spool_name=run_id))
         run = run_from_id(ws, run_id, in_job=True)
         install_sigterm_flush()
         Run._context_run = run

@@ -38,6 +38,7 @@ from trainyard.exceptions import (
     ConfigError,
     UserErrorException,
     WorkspaceException,
+    WorkspaceNotFound,
 )
 from trainyard.settings import Settings, load_settings
 
@@ -140,16 +141,22 @@ class Workspace:
         *,
         path: str | os.PathLike[str] | None = None,
         tracking_uri: str | None = None,
+        server: str | None = None,
+        token: str | None = None,
         **kwargs: Any,
     ) -> Workspace:
         """Create a workspace folder at ``path`` (default ``$TRAINYARD_HOME/workspaces/<name>``).
 
         ``tracking_uri`` puts the metadata in PostgreSQL (``postgresql://user@host/db``) instead of
         the folder's SQLite file. Safe when many processes create the same workspace at once.
+        **Trainyard extension:** ``server`` creates it on a team server instead (a server admin's
+        ``token``, else ``$TRAINYARD_TOKEN`` or the one ``trainyard login`` saved) and connects.
         """
         from trainyard.core._names import validate_workspace_name
 
         validate_workspace_name(name)
+        if server is not None:
+            return cls._create_on_server(server, name, token, exist_ok)
         settings = load_settings()
         home = (
             Path(path) if path is not None else settings.home / "workspaces" / name
@@ -265,6 +272,28 @@ class Workspace:
         from trainyard._context import open_remote_context
 
         return cls.from_context(open_remote_context(server, workspace_name, token=token))
+
+    @classmethod
+    def _create_on_server(
+        cls, server: str, name: str, token: str | None, exist_ok: bool
+    ) -> Workspace:
+        from trainyard._store.rest.credentials import token_for
+        from trainyard._store.rest.tracking import RestTrackingStore
+
+        store = RestTrackingStore(server, token or token_for(server.rstrip("/")))
+        try:
+            store.get_workspace(name)
+            if not exist_ok:
+                raise AlreadyExistsError(
+                    f"Workspace {name!r} already exists on {server}. Pass exist_ok=True to open "
+                    "it, or use Workspace.connect().",
+                    name=name,
+                )
+        except WorkspaceNotFound:
+            store.ensure_workspace(name)
+        finally:
+            store.close()
+        return cls.connect(server, name, token=token)
 
     def get_mlflow_tracking_uri(self) -> str:
         """A URI MLflow clients log to (v1 name): the team server's URL for a server workspace,

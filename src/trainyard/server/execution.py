@@ -30,6 +30,9 @@ from trainyard.settings import load_settings
 #: A run token lives at most this long (it is revoked as soon as the run ends).
 RUN_TOKEN_SECONDS = 30 * 86400.0
 _REAP_EVERY_S = 5.0
+#: The processes the server starts outlive a restart of the server: they keep retrying calls, and
+#: keep their spooled records until it is back (an hour), instead of failing the run.
+_PATIENT = {"TRAINYARD_SERVER_RETRY_SECONDS": "600", "TRAINYARD_SPOOL_EXIT_SECONDS": "3600"}
 
 
 class Execution:
@@ -40,6 +43,9 @@ class Execution:
         self._homes: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        #: Heartbeats could not arrive while this server was down: none is judged stale against
+        #: a time before it started.
+        self.started_at = time.time()
 
     # -- contexts -------------------------------------------------------------------------------
     def home(self, workspace: str) -> Path:
@@ -95,7 +101,7 @@ class Execution:
                 f"Run {run_id} is {info.status}; only a Queued run can be started.", run_id=run_id
             )
         token = self._run_token(ctx.workspace_id, run_id)
-        backend_for(ctx, info.target).submit(run_id, env={"TRAINYARD_TOKEN": token})
+        backend_for(ctx, info.target).submit(run_id, env={"TRAINYARD_TOKEN": token, **_PATIENT})
 
     def launch_controller(self, workspace: str, run_id: str) -> None:
         """Start the controller of a Queued HyperDrive parent run."""
@@ -113,7 +119,7 @@ class Execution:
             ctx.home,
             ("--run-id", run_id),
             controller_log_path(ctx.home, run_id),
-            env=(("TRAINYARD_TOKEN", token),),
+            env=(("TRAINYARD_TOKEN", token), *_PATIENT.items()),
         )
         backend_for(ctx, info.target).launch(entrypoint)
 
@@ -165,5 +171,6 @@ class Execution:
                 continue
             for name in names:
                 with contextlib.suppress(TrainyardError):
-                    for run_id in reap_stale_runs(self.context(name)):
+                    ctx = self.context(name)
+                    for run_id in reap_stale_runs(ctx, alive_since=self.started_at):
                         self.state.accounts.revoke_run_tokens(run_id)

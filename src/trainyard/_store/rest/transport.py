@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
-from trainyard.exceptions import ConfigError, StoreError, TrainyardError
+from trainyard.exceptions import ConfigError, ServerUnreachable, StoreError, TrainyardError
 
 #: Statuses worth another try: the server is busy or restarting.
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -74,6 +74,21 @@ class Transport:
         self._retry_seconds = retry_seconds
         self._agent = user_agent
         self._local = threading.local()
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token this transport sends (to hand to a process started on its behalf)."""
+        return self._token
+
+    def with_retry(self, retry_seconds: float) -> Transport:
+        """A transport to the same server with the same token that retries for ``retry_seconds``."""
+        return Transport(
+            self.url,
+            self._token,
+            timeout=self._timeout,
+            retry_seconds=retry_seconds,
+            user_agent=self._agent,
+        )
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
@@ -145,7 +160,7 @@ class Transport:
                     raise
                 self._drop()
                 if not rewindable or time.monotonic() + delay > deadline:
-                    raise StoreError(
+                    raise ServerUnreachable(
                         f"Cannot reach the trainyard server at {self.url}: {err}. Check that "
                         "`trainyard server` is running and the URL is right; the call is retried "
                         f"for {self._retry_seconds:g} s before this error.",

@@ -140,12 +140,28 @@ def _spawn(workspace: Workspace, name: str, op: dict[str, Any]) -> ProcessId | N
     gen = m.ServicePaths(ctx.home, name).generation(int(op["generation"]))
     gen.root.mkdir(parents=True, exist_ok=True)
     entrypoint = _deployer.entrypoint(ctx, name, str(op["id"]), gen.log)
-    pid = backend_for(ctx, "local").launch(entrypoint)
+    if ctx.server is not None:
+        pid = _spawn_here(ctx, entrypoint)
+    else:
+        pid = backend_for(ctx, "local").launch(entrypoint)
     if pid is None:
         return None
     ident = ProcessId.of(pid)
     r.commit(workspace, name, str(op["id"]), operation={"deployer": ident.to_dict()})
     return ident
+
+
+def _spawn_here(ctx: Any, entrypoint: Any) -> int | None:
+    """A server workspace's service runs on the machine that deploys it, as every trainyard
+    service does (hosting by the server itself is not built yet); its record is on the server, and
+    its deployer opens the workspace over HTTP with the caller's token."""
+    import dataclasses
+
+    from trainyard._execution import daemon
+
+    token = getattr(getattr(ctx.store, "transport", None), "token", None)
+    env = (*entrypoint.env, ("TRAINYARD_TOKEN", str(token))) if token else entrypoint.env
+    return daemon.spawn(dataclasses.replace(entrypoint, env=env))
 
 
 def _write_keys(workspace: Workspace, name: str, data: dict[str, Any]) -> None:
