@@ -62,8 +62,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
-# Targets from the issue.
-MAX_FIRST_LINE_S = 0.5
+# Targets from the issues: submit → first line on a warm environment (one house, item 8: the
+# environment is cached and the fork server is running; the cold start is in its own row).
+MAX_FIRST_LINE_S = 0.12
 MAX_OVERHEAD = 0.02
 
 PINNED = "six==1.16.0"
