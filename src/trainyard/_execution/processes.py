@@ -25,6 +25,17 @@ from typing import Any
 _POLL_S = 0.02
 
 
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+_BOOT = _boot_id()
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
@@ -70,11 +81,13 @@ class ProcessId:
     pid: int
     start: int | None
     host: str
+    #: The kernel's boot id when recorded: after a reboot, pids and start times repeat.
+    boot: str | None = None
 
     @staticmethod
     def of(pid: int) -> ProcessId:
         """Identify the running process ``pid`` (start time read now)."""
-        return ProcessId(pid=pid, start=start_ticks(pid), host=socket.gethostname())
+        return ProcessId(pid=pid, start=start_ticks(pid), host=socket.gethostname(), boot=_BOOT)
 
     @staticmethod
     def from_dict(data: Any) -> ProcessId | None:
@@ -82,15 +95,28 @@ class ProcessId:
         if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
             return None
         start = data.get("start")
+        boot = data.get("boot")
         return ProcessId(
             pid=int(data["pid"]),
             start=start if isinstance(start, int) else None,
             host=str(data.get("host") or ""),
+            boot=boot if isinstance(boot, str) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the service record."""
-        return {"pid": self.pid, "start": self.start, "host": self.host}
+        return {"pid": self.pid, "start": self.start, "host": self.host, "boot": self.boot}
+
+    @property
+    def before_reboot(self) -> bool:
+        """Recorded on this host before it last booted: the process is gone, its pid means
+        nothing now."""
+        return (
+            self.host == socket.gethostname()
+            and self.boot is not None
+            and _BOOT is not None
+            and self.boot != _BOOT
+        )
 
     @property
     def local(self) -> bool:
@@ -102,6 +128,8 @@ class ProcessId:
 
         A process recorded on another host is reported alive (it cannot be checked from here).
         """
+        if self.before_reboot:
+            return False
         if not self.local:
             return True
         try:
@@ -122,7 +150,7 @@ class ProcessId:
         has the pid any more, the group can only hold this process's orphans: Linux never hands out
         a pid that is still some group's id.
         """
-        if not self.local:
+        if not self.local or self.before_reboot:
             return False
         current = start_ticks(self.pid)
         if current is not None and self.start is not None and current != self.start:

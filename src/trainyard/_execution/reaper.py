@@ -10,13 +10,11 @@ and ``get_status`` of script runs, and by the CLI — no run stays Running forev
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import socket
 import time
 from typing import TYPE_CHECKING
 
+from trainyard._execution.processes import ProcessId
 from trainyard._lifecycle import TERMINAL, RunStatus
 from trainyard.exceptions import InvalidStatusTransition
 
@@ -97,9 +95,12 @@ def _next_step(run_type: str) -> str:
     return "Resubmit the run."
 
 
-def _kill_orphan(runtime: dict[str, object]) -> None:
-    pgid = runtime.get("script_pgid")
-    if not isinstance(pgid, int) or runtime.get("host") != socket.gethostname():
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _kill_orphan(runtime: dict[str, object]) -> bool:
+    """SIGKILL the script's process group, only if it provably is the run's: recorded on this
+    host since its last boot, and its leader is the recorded process (pid and start time) or gone
+    with only its orphans left in the group. Never a group whose id a new process has reused
+    (another run's, another machine's on a shared store, or anyone's after a reboot)."""
+    ident = ProcessId.from_dict(runtime.get("script"))
+    if ident is None or runtime.get("script_pgid") != ident.pid:
+        return False  # an old record without the process's identity: nothing is provably ours
+    return ident.signal_group(signal.SIGKILL)

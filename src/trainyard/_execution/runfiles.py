@@ -123,10 +123,19 @@ def script_env(
     return env
 
 
-def upload_tree(store: ArtifactStore, run_id: str, folder: Path, prefix: str) -> list[str]:
-    """Upload every regular file under ``folder`` as ``<prefix>/<relative path>``."""
+def upload_tree(
+    store: ArtifactStore, run_id: str, folder: Path, prefix: str, boundary: Path | None = None
+) -> list[str]:
+    """Upload every regular file under ``folder`` as ``<prefix>/<relative path>``.
+
+    Nothing outside ``boundary`` (default: ``folder``) is uploaded: not ``folder`` itself when a
+    script replaced it with a symlink to elsewhere, not a file that is a symlink out of it (the
+    path choke point's rule, applied to the upload walk). Directory symlinks are not followed.
+    """
     names: list[str] = []
-    root = folder.resolve()
+    root = (boundary or folder).resolve()
+    if folder.is_symlink() or not folder.resolve().is_relative_to(root):
+        return names
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         for fname in sorted(filenames):
@@ -173,7 +182,7 @@ class LogSyncer:
     def sync(self) -> None:
         self._maybe(self._paths.live_file(STD_LOG), STD_LOG)
         logs = self._wd / "logs"
-        if logs.is_dir():
+        if logs.is_dir() and not logs.is_symlink():  # a symlink out of the run is not its logs
             for dirpath, _, filenames in os.walk(logs):
                 for fname in filenames:
                     full = Path(dirpath) / fname

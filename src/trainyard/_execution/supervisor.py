@@ -335,9 +335,9 @@ class Supervisor:
         """Upload outputs (if asked) and the final logs."""
         wd = self.paths.workdir
         if upload_outputs and (wd / "outputs").is_dir():
-            runfiles.upload_tree(self.ctx.artifacts, self.run_id, wd / "outputs", "outputs")
+            runfiles.upload_tree(self.ctx.artifacts, self.run_id, wd / "outputs", "outputs", wd)
         if (wd / "logs").is_dir():
-            runfiles.upload_tree(self.ctx.artifacts, self.run_id, wd / "logs", "logs")
+            runfiles.upload_tree(self.ctx.artifacts, self.run_id, wd / "logs", "logs", wd)
         if upload_outputs:
             # v1's "The activity completed successfully. Finalizing run...": from here on the run's
             # files are in place, so wait_for_completion (without wait_post_processing) may return.

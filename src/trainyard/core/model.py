@@ -291,6 +291,12 @@ class Model:
         pairs: list[tuple[Path, str]] = []
         if src.is_file():
             pairs.append((src, root))
+        elif not src.is_dir():
+            raise ModelPathNotFoundException(
+                f"model_path {str(src)!r} is neither a regular file nor a folder (a FIFO, socket "
+                "or device); register a file or a folder of files.",
+                model_path=str(src),
+            )
         else:
             wanted = {safe_relpath(c) for c in child_paths} if child_paths else None
             for dirpath, dirnames, filenames in os.walk(src):
@@ -302,6 +308,13 @@ class Model:
                         continue
                     if full.is_symlink() and not full.resolve().is_relative_to(src.resolve()):
                         continue
+                    if not full.is_file():  # reading a FIFO or a device would hang or never end
+                        raise ModelPathNotFoundException(
+                            f"{str(full)!r} in model_path is not a regular file (a FIFO, socket "
+                            "or device); remove it, or pass child_paths naming the files to "
+                            "register.",
+                            model_path=str(src),
+                        )
                     pairs.append((full, f"{root}/{rel}"))
             if wanted is not None:
                 missing = wanted - {p[1][len(root) + 1 :] for p in pairs}
