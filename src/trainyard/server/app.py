@@ -122,20 +122,34 @@ class _Guard:
             await _error(_too_large(limit))(scope, receive, send)
             return
         seen = 0
+        over = False
+        answered = False
 
         async def limited() -> MutableMapping[str, Any]:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    over = True
                     raise _TooLarge()
             return message
 
+        async def guarded_send(message: MutableMapping[str, Any]) -> None:
+            # The body parser may turn our exception into its own 400: answer 413 instead.
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif not answered:
+                answered = True
+                await _error(_too_large(limit))(scope, receive, send)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded_send)
         except _TooLarge:
-            await _error(_too_large(limit))(scope, receive, send)
+            if not answered:
+                answered = True
+                await _error(_too_large(limit))(scope, receive, send)
 
 
 class _TooLarge(Exception):
