@@ -91,7 +91,7 @@ def test_chunked_body_without_length_is_cut_at_the_limit(small: tuple[LiveServer
         yield b"0\r\n\r\n"
 
     head = _head(server, "POST", "/api/v1/store/get_workspace", "Transfer-Encoding: chunked\r\n")
-    status, headers, body = _raw(server, head, chunked())
+    status, _, body = _raw(server, head, chunked())
     assert status == 413
     assert json.loads(body)["error"]["code"] == "TOO_LARGE"
 
