@@ -9,7 +9,8 @@ server answers with. The Azure ML SDK v1 names that user code catches are kept::
     │   ├── ValidationError                INVALID_VALUE     400
     │   │   ├── MetricValueError           INVALID_METRIC    400
     │   │   ├── InvalidNameError           INVALID_NAME      400
-    │   │   └── PathSafetyError            UNSAFE_PATH       400
+    │   │   ├── PathSafetyError            UNSAFE_PATH       400
+    │   │   └── RequestTooLarge            TOO_LARGE         413
     │   ├── ConfigError                    BAD_CONFIG        400
     │   ├── WorkspaceException             WORKSPACE_ERROR   400
     │   ├── SnapshotException              SNAPSHOT_ERROR    400
@@ -18,6 +19,8 @@ server answers with. The Azure ML SDK v1 names that user code catches are kept::
     │   ├── ImmutablePropertyError         IMMUTABLE         409
     │   ├── RunFinishedError               RUN_FINISHED      409
     │   ├── AlreadyExistsError             ALREADY_EXISTS    409
+    │   ├── UploadConflict                 UPLOAD_CONFLICT   409
+    │   ├── MethodNotAllowed               METHOD_NOT_ALLOWED 405
     │   └── ModelPathNotFoundException     MODEL_PATH        404
     ├── NotFoundError                      NOT_FOUND         404
     │   ├── WorkspaceNotFound              WORKSPACE_NOT_FOUND
@@ -114,6 +117,13 @@ class PathSafetyError(ValidationError):
     code = "UNSAFE_PATH"
 
 
+class RequestTooLarge(ValidationError):
+    """A request body is over the server's limit (counted on the bytes read, not a header)."""
+
+    code = "TOO_LARGE"
+    http_status = 413
+
+
 class ConfigError(UserErrorException):
     """A configuration file is missing, unreadable or malformed; the message names the file."""
 
@@ -163,6 +173,21 @@ class AlreadyExistsError(UserErrorException):
 
     code = "ALREADY_EXISTS"
     http_status = 409
+
+
+class UploadConflict(UserErrorException):
+    """A resumable upload's part does not fit what the server holds (``details['offset']`` says
+    where to resume), or its session belongs to another file or caller."""
+
+    code = "UPLOAD_CONFLICT"
+    http_status = 409
+
+
+class MethodNotAllowed(UserErrorException):
+    """The server has this route, but not for this HTTP method."""
+
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
 
 
 class ModelPathNotFoundException(UserErrorException):

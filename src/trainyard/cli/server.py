@@ -80,6 +80,14 @@ def server(
             "clear text: only on a trusted network).",
         ),
     ] = False,
+    max_json_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-json-bytes",
+            metavar="N",
+            help="Largest JSON request body, counted on the bytes read (artifacts stream).",
+        ),
+    ] = 64 * 1024 * 1024,
 ) -> None:
     """Run the team server: one workspace store for a team, over HTTP, with accounts and roles.
 
@@ -104,6 +112,7 @@ def server(
         allowed_hosts=tuple(allowed_host or ()),
         allowed_origins=tuple(allowed_origin or ()),
         insecure_allow_remote=insecure_allow_remote,
+        max_json_bytes=max_json_bytes,
         homes=data.resolve(),
     )
     serve(config)

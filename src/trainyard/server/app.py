@@ -18,20 +18,27 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trainyard._serving.hosts import HostPolicy
 from trainyard._version import __version__
 from trainyard.exceptions import (
     AuthenticationError,
+    MethodNotAllowed,
+    NotFoundError,
     PermissionDenied,
     RateLimited,
+    RequestTooLarge,
     TrainyardError,
     ValidationError,
 )
@@ -49,7 +56,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Routes anyone may call (no token): liveness and readiness probes.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 #: Paths whose bodies are streamed to disk, not limited like JSON bodies.
-_STREAMED = "/artifacts/"
+_STREAMED = re.compile(r"^/api/v1/workspaces/[^/]+/(artifacts|snapshots/objects)/")
+
+
+class _AsciiJSON(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error may quote a client's bad input
+    (a lone surrogate, say), which UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), default=str).encode("ascii")
 
 
 def _error(err: TrainyardError) -> JSONResponse:
@@ -58,7 +73,7 @@ def _error(err: TrainyardError) -> JSONResponse:
         headers["Retry-After"] = str(err.details.get("retry_after", 60))
     if isinstance(err, AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="trainyard"'
-    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
+    return _AsciiJSON({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
 
 
 class _Guard:
@@ -85,7 +100,20 @@ class _Guard:
             await _error(PermissionDenied("Cross-origin request refused."))(scope, receive, send)
             return
         path = str(scope.get("path", ""))
-        if _STREAMED in path:
+        try:  # the URL as the client sent it must be UTF-8 (decoders would replace the rest)
+            unquote_to_bytes(bytes(scope.get("raw_path") or b"")).decode("utf-8")
+            query = unquote(
+                bytes(scope.get("query_string") or b"").decode("latin-1"), errors="strict"
+            )
+        except UnicodeDecodeError:
+            await _error(ValidationError("The URL is not valid UTF-8."))(scope, receive, send)
+            return
+        if _has_control(path) or _has_control(query):
+            await _error(ValidationError("The URL contains a control character (NUL, newline …)."))(
+                scope, receive, send
+            )
+            return
+        if _STREAMED.match(path):
             await self.app(scope, receive, send)
             return
         limit = self.max_json_bytes
@@ -94,33 +122,61 @@ class _Guard:
             await _error(_too_large(limit))(scope, receive, send)
             return
         seen = 0
+        over = False
+        answered = False
 
         async def limited() -> MutableMapping[str, Any]:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    over = True
                     raise _TooLarge()
             return message
 
+        async def guarded_send(message: MutableMapping[str, Any]) -> None:
+            # The body parser may turn our exception into its own 400: answer 413 instead.
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif not answered:
+                answered = True
+                await _error(_too_large(limit))(scope, receive, send)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded_send)
         except _TooLarge:
-            await _error(_too_large(limit))(scope, receive, send)
+            if not answered:
+                answered = True
+                await _error(_too_large(limit))(scope, receive, send)
 
 
 class _TooLarge(Exception):
     pass
 
 
-def _too_large(limit: int) -> ValidationError:
-    err = ValidationError(
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
         f"The request body is over the server's limit of {limit} bytes; send metrics in smaller "
-        "batches, and files through the artifact routes (streamed)."
+        "batches, and files through the artifact routes (streamed).",
+        limit=limit,
     )
-    err.http_status = 413  # type: ignore[misc]
-    return err
+
+
+def _http_error(status: int, detail: str) -> TrainyardError:
+    """Starlette's own errors (no route, wrong method, unreadable body) as the typed tree."""
+    if status == 404:
+        return NotFoundError("No such route on this server; see /openapi.json.")
+    if status == 405:
+        return MethodNotAllowed("This route does not take this HTTP method; see /openapi.json.")
+    if status == 413:
+        return RequestTooLarge("The request body is too large.")
+    return ValidationError(f"Bad request: {detail}.", status=status)
 
 
 def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAPI:
@@ -143,6 +199,7 @@ def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAP
     limiter = FailureLimiter(config.auth_failures_per_minute)
     app = FastAPI(
         lifespan=lifespan,
+        redirect_slashes=False,  # a redirect is no answer for an API client: 404 with a code
         title="trainyard server",
         version=__version__,
         description="The team server of a trainyard workspace: the metadata store, files and "
@@ -157,6 +214,13 @@ def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAP
     @app.exception_handler(TrainyardError)
     async def _trainyard_error(request: Request, err: TrainyardError) -> JSONResponse:
         return _error(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        response = _error(_http_error(err.status_code, str(err.detail)))
+        if err.status_code >= 500:  # pragma: no cover - Starlette raises none of these itself
+            response.status_code = err.status_code
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, err: RequestValidationError) -> JSONResponse:

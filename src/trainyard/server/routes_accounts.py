@@ -20,6 +20,7 @@ from fastapi import APIRouter, Body, Depends
 from trainyard._store.entities import TokenInfo
 from trainyard.exceptions import PermissionDenied, ValidationError
 from trainyard.server.auth import Principal, require, require_server_admin
+from trainyard.server.routes_store import check_name, check_text
 from trainyard.server.state import ServerState
 
 
@@ -41,9 +42,11 @@ def accounts_router(state: ServerState, principal_dep: Callable[..., Principal])
     ) -> dict[str, Any]:
         """Create a user (server admins)."""
         require_server_admin(who)
+        check_text(body, "create_user")
         name = body.get("name")
         if not isinstance(name, str):
             raise ValidationError("Give the new user's name: {'name': 'alice'}.")
+        check_name("user", name)
         return asdict(state.accounts.create_user(name, is_admin=bool(body.get("is_admin", False))))
 
     @router.get("/users", openapi_extra=admin)
@@ -72,6 +75,7 @@ def accounts_router(state: ServerState, principal_dep: Callable[..., Principal])
         who: Principal = Depends(principal_dep),
     ) -> dict[str, Any]:
         """A new token for yourself (server admins: for anyone, with ``user``)."""
+        check_text(body, "create_token")
         if who.user is None:
             raise PermissionDenied("A run token cannot create tokens.")
         user = who.user
@@ -130,6 +134,7 @@ def accounts_router(state: ServerState, principal_dep: Callable[..., Principal])
         who: Principal = Depends(principal_dep),
     ) -> dict[str, Any]:
         """Give a user a role in the workspace (``{"role": null}`` removes it)."""
+        check_text(body, "set_role")
         workspace_id = state.workspace_id(workspace)
         require(state, who, workspace_id, "admin")
         role = body.get("role")

@@ -25,13 +25,20 @@ import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from trainyard._store.artifacts import safe_relpath
-from trainyard.exceptions import PermissionDenied, ValidationError
+from trainyard.exceptions import ArtifactNotFound, PermissionDenied, ValidationError
 from trainyard.server.auth import Principal, require, require_run_write
 from trainyard.server.state import ServerState
+from trainyard.server.uploads import UPLOAD_HEADER, Uploads
 
 _PREFIX = "/api/v1/workspaces/{workspace}"
+
+
+def _rel(path: str) -> str:
+    """A path from a client: the choke point, strict about names other systems cannot hold."""
+    return safe_relpath(path, portable=True)
 
 
 class BodyReader:
@@ -99,16 +106,50 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         path: str,
         overwrite: bool = True,
         principal: Principal = Depends(principal_dep),
-    ) -> JSONResponse:
-        """Write a file (streamed body)."""
-        rel = safe_relpath(path)
+    ) -> Response:
+        """Write a file (streamed body). With ``X-Trainyard-Upload-Id`` and ``Content-Range``
+        the body is one part of a resumable upload (see :mod:`trainyard.server.uploads`)."""
+        rel = _rel(path)
         await anyio.to_thread.run_sync(_check, state, principal, workspace, "write", (rel,))
         store = await anyio.to_thread.run_sync(state.artifacts, workspace)
         reader: Any = BodyReader(request.stream().__aiter__())
-        written = await anyio.to_thread.run_sync(
-            lambda: store.write_stream(rel, reader, overwrite=overwrite)
-        )
+        upload_id = request.headers.get(UPLOAD_HEADER)
+        try:
+            if upload_id is not None:
+                uploads = Uploads(state.workspace_folder(workspace) / "uploads")
+                answer = await anyio.to_thread.run_sync(
+                    lambda: uploads.receive(
+                        upload_id,
+                        rel,
+                        principal.token.id,
+                        request.headers.get("content-range"),
+                        reader,
+                        store,
+                        overwrite=overwrite,
+                    )
+                )
+                status = 200 if answer["complete"] else 202
+                return JSONResponse({**answer, "bytes": answer["offset"]}, status_code=status)
+            written = await anyio.to_thread.run_sync(
+                lambda: store.write_stream(rel, reader, overwrite=overwrite)
+            )
+        except ClientDisconnect:  # nobody is left to answer; a resumable part keeps its bytes
+            return Response(status_code=400)
         return JSONResponse({"path": rel, "bytes": written})
+
+    @router.get(f"{_PREFIX}/artifact-uploads/{{upload_id}}", openapi_extra=write_rule)
+    def upload_status(
+        workspace: str, upload_id: str, principal: Principal = Depends(principal_dep)
+    ) -> JSONResponse:
+        """How many bytes of a resumable upload the server holds (resume from ``offset``)."""
+        require(state, principal, state.workspace_id(workspace), "read")
+        info = Uploads(state.workspace_folder(workspace) / "uploads").session(upload_id)
+        if info.get("owner") != principal.token.id:
+            raise PermissionDenied("This upload session belongs to another caller.")
+        _check(state, principal, workspace, "write", (str(info["path"]),))
+        return JSONResponse(
+            {"path": info["path"], "offset": info["offset"], "total": info["total"]}
+        )
 
     @router.get(f"{_PREFIX}/artifacts/{{path:path}}", openapi_extra=read_rule)
     def get_artifact(
@@ -125,10 +166,11 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         return _serve(workspace, path, principal)
 
     def _serve(workspace: str, path: str, principal: Principal) -> Response:
-        rel = safe_relpath(path)
+        rel = _rel(path)
         _check(state, principal, workspace, "read", (rel,))
         local = state.artifacts(workspace).local_file(rel)
-        assert local is not None  # the server's store is a local folder
+        if local is None:  # pragma: no cover - the server's store is a local folder
+            raise ArtifactNotFound(f"No artifact {rel!r}.", path=rel)
         name = rel.rsplit("/", 1)[-1]
         return FileResponse(
             local,
@@ -145,7 +187,7 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         workspace: str, path: str, principal: Principal = Depends(principal_dep)
     ) -> JSONResponse:
         """Delete one file."""
-        rel = safe_relpath(path)
+        rel = _rel(path)
         _check(state, principal, workspace, "write", (rel,))
         state.artifacts(workspace).delete(rel)
         return JSONResponse({"deleted": rel})
@@ -155,7 +197,7 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         workspace: str, prefix: str = "", principal: Principal = Depends(principal_dep)
     ) -> JSONResponse:
         """Every file under a folder prefix."""
-        rel = safe_relpath(prefix) if prefix not in ("", ".") else ""
+        rel = _rel(prefix) if prefix not in ("", ".") else ""
         _check(state, principal, workspace, "read", (rel,))
         return JSONResponse({"paths": state.artifacts(workspace).list(rel)})
 
@@ -169,7 +211,7 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         raw = body.get("prefix")
         if not isinstance(raw, str):
             raise ValidationError("Give the folder to delete as {'prefix': 'runs/<id>/…'}.")
-        rel = safe_relpath(raw) if raw not in ("", ".") else ""
+        rel = _rel(raw) if raw not in ("", ".") else ""
         if rel:
             _check(state, principal, workspace, "write", (rel + "/x",))
         else:  # every file of the workspace: its admins only
@@ -186,7 +228,7 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
         src, dst = body.get("src"), body.get("dst")
         if not isinstance(src, str) or not isinstance(dst, str):
             raise ValidationError("Give {'src': path, 'dst': path}.")
-        src, dst = safe_relpath(src), safe_relpath(dst)
+        src, dst = _rel(src), _rel(dst)
         _check(state, principal, workspace, "read", (src,))
         _check(state, principal, workspace, "link-dst", (dst,))
         state.artifacts(workspace).link(src, dst)

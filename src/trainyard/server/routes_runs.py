@@ -92,7 +92,7 @@ def runs_router(
         if offset < 0 or limit < 0:
             raise ValidationError("offset and limit must not be negative.")
         data = execution.read_log(
-            workspace, run_id, safe_relpath(name), offset, min(limit, _MAX_LOG_READ)
+            workspace, run_id, safe_relpath(name, portable=True), offset, min(limit, _MAX_LOG_READ)
         )
         return Response(
             data,

@@ -19,10 +19,16 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
 from trainyard._lifecycle import RunStatus
+from trainyard._store.artifacts import safe_relpath
 from trainyard._store.entities import ModelInfo, NewRun
 from trainyard._store.rest.codec import decode, encode
 from trainyard._store.rest.protocol import OPERATIONS, Operation
-from trainyard.exceptions import PermissionDenied, ValidationError
+from trainyard.exceptions import (
+    InvalidNameError,
+    PathSafetyError,
+    PermissionDenied,
+    ValidationError,
+)
 from trainyard.server.auth import (
     Principal,
     require,
@@ -31,11 +37,54 @@ from trainyard.server.auth import (
 )
 from trainyard.server.state import ServerState
 
+#: Arguments (and entity fields) that name something: they become path segments on the server
+#: (``runs/<run_id>/``, ``models/<name>/``), so each must be one safe segment.
+NAME_FIELDS = ("name", "run_id", "parent_run_id", "workspace_id", "target", "snapshot_id")
+
+
+def check_name(what: str, value: object) -> None:
+    """``InvalidNameError`` unless ``value`` (when a str) is one safe, portable path segment."""
+    if not isinstance(value, str):
+        return
+    try:
+        ok = "/" not in value and safe_relpath(value, portable=True) == value
+    except PathSafetyError:
+        ok = False
+    if not ok:
+        shown = value if len(value) <= 200 else value[:200] + "..."
+        raise InvalidNameError(
+            f"{what}: {shown!r} is not a valid name (one path segment: no '/', '..', '\\', "
+            "control characters, URL or Windows device names).",
+            name=shown,
+        )
+
+
+def check_text(value: Any, where: str) -> None:
+    """Text in a JSON body must be storable: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (``"\\udcff"`` decodes to a str that UTF-8 cannot encode). A 400 otherwise."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"{where}: text must not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"{where}: text must be valid Unicode (a lone surrogate)."
+            ) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_text(key, where)
+            check_text(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(item, where)
+
 
 def decode_args(op: Operation, body: Any) -> dict[str, Any]:
     """The call's arguments, typed; ``ValidationError`` naming what is wrong."""
     if not isinstance(body, Mapping):
         raise ValidationError(f"{op.name}: the body must be a JSON object of arguments.")
+    check_text(body, op.name)
     known = {p.name for p in op.params}
     unknown = sorted(set(body) - known)
     if unknown:
@@ -46,6 +95,12 @@ def decode_args(op: Operation, body: Any) -> dict[str, Any]:
             args[p.name] = decode(p.annotation, body[p.name])
         elif p.required:
             raise ValidationError(f"{op.name}: argument {p.name!r} is required.")
+    for key, value in args.items():
+        if key in NAME_FIELDS:
+            check_name(f"{op.name}: {key}", value)
+        elif key in ("new", "model"):
+            for field_name in NAME_FIELDS:
+                check_name(f"{op.name}: {key}.{field_name}", getattr(value, field_name, None))
     return args
 
 

@@ -7,90 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trainyard._store.artifacts.paths import MAX_NAME_CHARS, safe_join, safe_relpath
+from trainyard._store.artifacts.paths import safe_join, safe_relpath
 from trainyard.exceptions import PathSafetyError, ValidationError
-
-BAD_NAMES = [
-    # parent-directory traversal, in many spellings
-    "..",
-    "../x",
-    "../../etc/passwd",
-    "a/../../x",
-    "a/..",
-    "a/../b",
-    "./../x",
-    "a//..//x",
-    "..\\x",
-    "a\\..\\..\\x",
-    ".. /x",
-    "a/.../b",
-    # absolute paths and UNC
-    "/x",
-    "/etc/passwd",
-    "//server/share/x",
-    "\\\\server\\share",
-    "\\x",
-    # backslashes anywhere
-    "a\\b",
-    # Windows drive letters
-    "C:\\x",
-    "c:/x",
-    "C:x",
-    "z:",
-    # URL fragment / parameter characters
-    "a#b",
-    "#",
-    "a;b",
-    "outputs/model.npz;rm -rf",
-    # percent-encoded traversal
-    "%2e%2e/x",
-    "%2E%2E%2Fx",
-    "..%2fx",
-    "%2e%2e%5cx",
-    "a/%2e%2e/%2e%2e/x",
-    "%2fetc%2fpasswd",
-    "%5c%5cserver%5cshare",
-    "%43%3a%2fx",
-    "a%23b",
-    "a%3bb",
-    # double and deeper encodings
-    "%252e%252e%252fx",
-    "%252e%252e/x",
-    "%25252e%25252e%25252fx",
-    "%25%32%65%25%32%65/x",
-    # NUL and control characters, raw and encoded
-    "a\x00b",
-    "\x00",
-    "a%00b",
-    "a%2500b",
-    "a\nb",
-    "a\rb",
-    "tab\there",
-    "del\x7f",
-    "c1\x85x",
-    # home-directory expansion
-    "~/x",
-    "~",
-    "~root/.ssh/id_rsa",
-    "%7e/x",
-    # Unicode look-alikes that NFKC folds into traversal
-    "\uff0e\uff0e\uff0fx",
-    "a/\u2025/b",
-    "\uff3cx",
-    # empty and dot-only names
-    "",
-    ".",
-    "./",
-    "././/.",
-    # overlong names and segments
-    "a" * (MAX_NAME_CHARS + 1),
-    "a/" + "b" * 256,
-    "é" * 128,
-    # too deeply nested encoding
-    "%" + "25" * 12 + "2e",
-    # lone surrogates (undecodable bytes smuggled through surrogateescape)
-    "bad\udcff",
-]
+from trainyard.testing.paths import BAD_NAMES, NON_PORTABLE_NAMES
 
 GOOD_NAMES = {
     "outputs/model.npz": "outputs/model.npz",
@@ -129,6 +48,19 @@ def test_bad_names_are_rejected(name: str) -> None:
     assert err.details["reason"]
     assert err.details["reason"] in err.message
     assert repr(name)[:40].rstrip("'") in err.message or len(name) > 200
+
+
+@pytest.mark.parametrize("name", NON_PORTABLE_NAMES)
+def test_non_portable_names_are_refused_only_when_asked(name: str) -> None:
+    assert safe_relpath(name)  # a Linux folder store keeps them
+    with pytest.raises(PathSafetyError) as info:
+        safe_relpath(name, portable=True)
+    assert info.value.code == "UNSAFE_PATH"
+
+
+@pytest.mark.parametrize("name", list(GOOD_NAMES), ids=[repr(n)[:40] for n in GOOD_NAMES])
+def test_good_names_are_portable(name: str) -> None:
+    assert safe_relpath(name, portable=True) == GOOD_NAMES[name]
 
 
 def test_corpus_is_big_enough() -> None:

@@ -539,6 +539,49 @@ class LocalArtifactStore:
         if self._fsync:
             _fsync_dir(target.parent)
 
+    def adopt(self, path: str, staged: Path, *, overwrite: bool = True) -> int:
+        """Publish the finished file ``staged`` (outside the store: a resumable upload's part) as
+        ``path``, atomically, by hard link where the file system allows (else a copy); ``staged``
+        is removed. Returns its size.
+
+        Example::
+
+            store.adopt("runs/r1/outputs/big.bin", Path("/srv/ty/team/uploads/ab12.part"))
+        """
+        target = self._path(path)
+        if not overwrite and os.path.lexists(target):
+            raise AlreadyExistsError(
+                f"Artifact {path!r} already exists; pass overwrite=True to replace it.", path=path
+            )
+        size = os.stat(staged).st_size
+
+        def hard_link(tmp: Path) -> Path:
+            os.link(staged, tmp)
+            return tmp
+
+        tmp: Path | None = None
+        try:
+            try:
+                tmp = self._in_folder(path, target.parent, hard_link)
+            except OSError as err:
+                if err.errno not in _NO_LINK:
+                    raise
+                with open(staged, "rb") as f:
+                    self.write_stream(path, f, overwrite=overwrite)
+            else:
+                self._commit(path, tmp, target, overwrite)
+                tmp = None
+            os.unlink(staged)
+        except OSError as err:
+            raise self._store_error("write", path, err) from err
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        if self._fsync:
+            _fsync_dir(target.parent)
+        return size
+
     def local_file(self, path: str) -> Path | None:
         return self._regular_file(path)
 

@@ -41,6 +41,15 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 # What ``os.path.expanduser`` would expand: ``~`` alone or ``~user``.
 _TILDE_USER = re.compile(r"^~[A-Za-z0-9_.-]*$")
 _FORBIDDEN_CHARS = {"#": "'#' (a URL fragment marker)", ";": "';' (a parameter separator)"}
+# IIS-style ``%uXXXX`` escapes: decoded as one more layer, so they cannot hide a dot or a slash.
+_PERCENT_U = re.compile(r"%u([0-9A-Fa-f]{4})")
+# A URL (``file:///etc/passwd``, ``http://…``): a name, never something to fetch or resolve.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+# Windows device names, with or without an extension: on a Windows client that downloads the file
+# they open a device instead (``NUL``, ``COM1``, ``aux.txt``).
+_DEVICE = re.compile(
+    r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3])(\..*)?$", re.I
+)
 
 
 def _reject(name: str, reason: str) -> PathSafetyError:
@@ -58,7 +67,13 @@ def _layers(name: str) -> list[str]:
     layers = [name]
     current = name
     for _ in range(_MAX_DECODE_ROUNDS):
-        decoded = unquote(current)
+        try:
+            decoded = unquote(current, errors="strict")
+        except UnicodeDecodeError:
+            raise _reject(
+                name, "percent-encodes bytes that are not UTF-8 (an overlong or broken sequence)"
+            ) from None
+        decoded = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), decoded)
         if decoded == current:
             break
         layers.append(decoded)
@@ -82,6 +97,8 @@ def _check_layer(original: str, layer: str) -> None:
         raise _reject(original, "is an absolute path")
     if _DRIVE.match(layer):
         raise _reject(original, "starts with a Windows drive letter")
+    if _URL.match(layer):
+        raise _reject(original, "is a URL, not a path")
     segments = layer.split("/")
     if _TILDE_USER.match(segments[0]):
         raise _reject(original, "starts with '~' home-directory expansion")
@@ -92,7 +109,15 @@ def _check_layer(original: str, layer: str) -> None:
             raise _reject(original, f"contains the parent-directory segment {seg!r}")
 
 
-def safe_relpath(name: str) -> str:
+def _check_portable(original: str, layer: str) -> None:
+    for seg in layer.split("/"):
+        if seg not in ("", ".") and seg.endswith("."):
+            raise _reject(original, f"has a segment ending in '.' ({seg!r}; Windows drops it)")
+        if _DEVICE.match(seg.rstrip(". ")):
+            raise _reject(original, f"names the Windows device {seg!r}")
+
+
+def safe_relpath(name: str, *, portable: bool = False) -> str:
     """Check a user-supplied name and return it as a normalised relative POSIX path.
 
     The result has no leading ``./``, no empty or ``.`` segments, no duplicate or trailing slash.
@@ -100,7 +125,11 @@ def safe_relpath(name: str) -> str:
     non-string, an empty name, NUL or other control characters, ``..`` segments, absolute paths,
     backslashes (so UNC paths), Windows drive letters, ``#``, ``;``, a leading ``~`` or ``~user``,
     names over :data:`MAX_NAME_CHARS` characters or segments over :data:`MAX_SEGMENT_BYTES` bytes,
-    and any of these hidden behind (repeated) percent-encoding or Unicode look-alikes.
+    URLs (``file:///…``), percent-encoding of bytes that are not UTF-8, and any of these
+    hidden behind (repeated, or IIS-style ``%uXXXX``) percent-encoding or Unicode look-alikes.
+    With ``portable=True`` (the server: its files are downloaded by clients on any system) it also
+    refuses Windows device names (``CON``, ``nul.txt``, ``COM1``) and segments ending in ``.``
+    (Windows drops the dot); a local folder store accepts those, as Linux does (``aux.py``).
 
     Example::
 
@@ -123,6 +152,8 @@ def safe_relpath(name: str) -> str:
         raise _reject(name, "is not valid Unicode (lone surrogate)") from None
     for layer in _layers(name):
         _check_layer(name, layer)
+        if portable:
+            _check_portable(name, layer)
     segments = [seg for seg in name.split("/") if seg not in ("", ".")]
     if not segments:
         raise _reject(name, "names no file or folder")
@@ -155,9 +186,12 @@ def safe_join(root: Path, name: str) -> Path:
     real_root = os.path.realpath(root)
     joined = os.path.join(real_root, *rel.split("/"))
     resolved = os.path.realpath(joined)
-    if os.path.islink(resolved):
-        # realpath (non-strict) stops at a link it cannot follow: a loop.
-        raise _reject(name, "goes through a symlink loop")
+    probe = resolved
+    while _inside(probe, real_root) and probe != real_root:
+        if os.path.islink(probe):
+            # realpath (non-strict) leaves a link it cannot follow in place: a loop.
+            raise _reject(name, "goes through a symlink loop")
+        probe = os.path.dirname(probe)
     if not _inside(resolved, real_root):
         raise _reject(name, f"resolves through a symlink to {resolved!r}, outside {real_root!r}")
     return Path(joined)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import stat
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -28,7 +30,11 @@ from urllib.parse import quote
 from trainyard._store.artifacts.paths import safe_relpath
 from trainyard._store.rest.protocol import API_PREFIX
 from trainyard._store.rest.transport import Transport, quote_path
-from trainyard.exceptions import ArtifactNotFound, ValidationError
+from trainyard.exceptions import ArtifactNotFound, NotFoundError, UploadConflict, ValidationError
+
+#: Files at least this large go up as resumable uploads: a dropped connection costs only the part
+#: in flight, not the whole file.
+RESUMABLE_BYTES = 8 << 20
 
 
 class _RemoteReader(io.RawIOBase):
@@ -108,9 +114,47 @@ class RestArtifactStore:
     def _put(self, url: str, body: BinaryIO) -> int:
         size = _remaining(body)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        if size >= RESUMABLE_BYTES:
+            return self._put_resumable(url, body, size, headers)
         resp = self.transport.request("PUT", url, body, headers=headers)
         resp.read()
         return size
+
+    def _put_resumable(self, url: str, body: BinaryIO, size: int, headers: dict[str, str]) -> int:
+        """Send the file as one resumable upload: after a dropped connection (or a part the server
+        refuses), ask what the server holds and send only the rest."""
+        upload_id = uuid.uuid4().hex
+        base = body.tell()
+
+        def part(offset: int) -> dict[str, str]:
+            body.seek(base + offset)
+            return {
+                "Content-Length": str(size - offset),
+                "Content-Range": f"bytes {offset}-{size - 1}/{size}",
+            }
+
+        def resume() -> dict[str, str]:
+            try:
+                answer = self.transport.call_json("GET", f"{self._ws}/artifact-uploads/{upload_id}")
+                offset = int(answer["offset"])
+            except NotFoundError:
+                offset = 0
+            return part(min(offset, size - 1))
+
+        hdrs = {**headers, "X-Trainyard-Upload-Id": upload_id, **part(0)}
+        for attempt in range(8):
+            try:
+                resp = self.transport.request("PUT", url, body, headers=hdrs, resume=resume)
+            except UploadConflict:
+                if attempt == 7:
+                    raise
+                hdrs.update(resume())
+                continue
+            answer = json.loads(resp.read() or b"{}")
+            if answer.get("complete", True):
+                return size
+            hdrs.update(part(int(answer["offset"])))  # the server took part: send the rest
+        raise UploadConflict(f"Upload of {url} did not complete.", upload_id=upload_id)
 
     def write_file(self, path: str, local_path: str | Path, *, overwrite: bool = True) -> int:
         try:

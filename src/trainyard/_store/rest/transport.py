@@ -26,7 +26,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
@@ -137,9 +137,14 @@ class Transport:
         *,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
+        resume: Callable[[], Mapping[str, str]] | None = None,
     ) -> http.client.HTTPResponse:
         """Send one request, retrying what may be retried; returns a 2xx response (the caller
-        reads it) or raises the server's error as its trainyard class."""
+        reads it) or raises the server's error as its trainyard class.
+
+        ``resume`` (for a streamed body) is called before each retry instead of rewinding the body
+        to its start: it positions the body where the server wants it and returns the headers
+        that say so (a resumable upload sends only what the server lacks)."""
         hdrs = self._headers(headers)
         if not idempotent:
             hdrs.setdefault("Idempotency-Key", uuid.uuid4().hex)
@@ -147,11 +152,16 @@ class Transport:
         start = body.tell() if (body is not None and not isinstance(body, bytes)) else 0
         deadline = time.monotonic() + self._retry_seconds
         delay = 0.05
+        retry = False
         while True:
             conn = self._connection()
             try:
-                if body is not None and not isinstance(body, bytes):
+                if resume is not None and retry:
+                    hdrs.update(resume())
+                    conn = self._connection()
+                elif body is not None and not isinstance(body, bytes):
                     body.seek(start)
+                retry = True
                 conn.request(method, path, body=body, headers=hdrs, encode_chunked=False)
                 resp = conn.getresponse()
             except BaseException as err:
