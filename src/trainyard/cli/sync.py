@@ -31,7 +31,8 @@ def sync(
         list[Path] | None,
         typer.Argument(
             metavar="[FOLDER]...",
-            help="Remote workspace folders to look in, besides those under $TRAINYARD_HOME/remote.",
+            help="Remote workspace folders to look in (default: every one under "
+            "$TRAINYARD_HOME/remote).",
         ),
     ] = None,
     timeout: Annotated[

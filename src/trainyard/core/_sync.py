@@ -2,8 +2,8 @@
 
 A process logging to a remote workspace spools every run record before sending it (see
 :mod:`trainyard._store.rest.spooling`). One that exits (or dies) while the server is away leaves
-its spool on disk; :func:`sync_spooled` finds those spools — in every remote workspace's local
-folder under ``$TRAINYARD_HOME/remote`` and in the folders given — and sends them, in order, once.
+its spool on disk; :func:`sync_spooled` finds those spools — in the folders given, else in every
+remote workspace's local folder under ``$TRAINYARD_HOME/remote`` — and sends them, in order, once.
 
 Example::
 
@@ -19,23 +19,34 @@ from pathlib import Path
 from typing import Any
 
 from trainyard._context import META_FILE, open_remote_context
-from trainyard._store.rest.spool import SUFFIX, sync_spools
+from trainyard._store.rest.spool import SUFFIX, Spool, sync_spools
 from trainyard._store.rest.spooling import SpoolingRestStore
 from trainyard.exceptions import ConfigError, TrainyardError
 from trainyard.settings import Settings, load_settings
 
 
-def spool_homes(extra: Iterable[Path] = (), settings: Settings | None = None) -> list[Path]:
-    """Local remote-workspace folders that hold spool files: ``extra`` and those under
-    ``$TRAINYARD_HOME/remote``."""
-    settings = settings or load_settings()
-    candidates = [p.expanduser().resolve() for p in extra]
-    remote = settings.home / "remote"
-    if remote.is_dir():
-        candidates += sorted(p for p in remote.iterdir() if p.is_dir())
+def _left_behind(home: Path) -> bool:
+    """Whether ``home`` holds a spool that no live process owns."""
+    for path in (home / "spool").rglob(f"*{SUFFIX}"):
+        spool = Spool(path)
+        owned = spool.owned
+        spool.close()  # releases the lock it took to find out
+        if owned:
+            return True
+    return False
+
+
+def spool_homes(folders: Iterable[Path] = (), settings: Settings | None = None) -> list[Path]:
+    """Local remote-workspace folders holding spools that no live process owns: ``folders`` if
+    given, else every one under ``$TRAINYARD_HOME/remote``."""
+    candidates = [p.expanduser().resolve() for p in folders]
+    if not candidates:
+        remote = (settings or load_settings()).home / "remote"
+        if remote.is_dir():
+            candidates = sorted(p for p in remote.iterdir() if p.is_dir())
     seen: list[Path] = []
     for home in candidates:
-        if home not in seen and any((home / "spool").rglob(f"*{SUFFIX}")):
+        if home not in seen and _left_behind(home):
             seen.append(home)
     return seen
 
