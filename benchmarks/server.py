@@ -392,7 +392,7 @@ def add_notes(table: _common.ResultTable, sizes: Sizes, ty: Side, ml: Side, work
         "each store's SQL tables (no tags, params or metrics), then the first page of "
         f"{sizes.page} runs {sizes.list_calls} times after 3 warm-ups: trainyard "
         "experiment.get_runs() (one list_runs call) and list_runs(workspace_id=…) through the REST "
-        f"store; MLflow search_runs([experiment], max_results={sizes.page}) and search_runs over "
+        f"store; MLflow search_runs(\\[experiment], max_results={sizes.page}) and search_runs over "
         "all its experiments. The workspace list also holds the runs of the parts above."
     )
 
@@ -440,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="trainyard-bench-server-") as tmp_name:
         tmp = Path(tmp_name)
         os.environ["TRAINYARD_HOME"] = str(tmp / "home")  # remote caches of the clients
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # "View run at" lines
         kinds = [("SQLite", f"sqlite:///{tmp / 'sqlite' / 'ty.db'}", None)]
         if args.postgres and not args.no_postgres:
             kinds.append(("PostgreSQL", args.postgres, args.postgres))
