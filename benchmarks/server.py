@@ -25,6 +25,7 @@ exit 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -33,6 +34,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -441,15 +443,15 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         os.environ["TRAINYARD_HOME"] = str(tmp / "home")  # remote caches of the clients
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # "View run at" lines
-        kinds = [("SQLite", f"sqlite:///{tmp / 'sqlite' / 'ty.db'}", None)]
+        kinds: list[tuple[str, str | None]] = [("SQLite", None)]
         if args.postgres and not args.no_postgres:
-            kinds.append(("PostgreSQL", args.postgres, args.postgres))
-        for kind, ty_url, pg in kinds:
+            kinds.append(("PostgreSQL", args.postgres))
+        for kind, pg in kinds:
             folder = tmp / kind.lower()
-            folder.mkdir(exist_ok=True)
+            folder.mkdir()
             say(f"== {kind}")
-            ty = bench_trainyard(ty_url, folder, sizes, say)
-            with _mlflow_store(pg, folder) as ml_url:
+            with _stores(kind, folder, pg) as (ty_url, ml_url):
+                ty = bench_trainyard(ty_url, folder, sizes, say)
                 ml, ml_version = bench_mlflow(ml_url, folder, sizes, say, args.mlflow_workers)
             results[kind] = (ty, ml)
     total_s = time.perf_counter() - started
@@ -498,37 +500,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _mlflow_store:
-    """The MLflow server's backend URI: SQLite next to trainyard's, or a fresh schema of the
-    PostgreSQL database (created here, dropped afterwards) so MLflow's tables start empty."""
+@contextlib.contextmanager
+def _stores(kind: str, folder: Path, pg: str | None) -> Iterator[tuple[str, str]]:
+    """(trainyard's store URL, MLflow's backend URI) on one store kind: two SQLite files side by
+    side, or two fresh schemas of the PostgreSQL database (created here, dropped afterwards, so
+    each server starts on empty tables and the seeded runs do not stay behind)."""
+    if pg is None:
+        yield f"sqlite:///{folder / 'ty.db'}", f"sqlite:///{folder / 'mlflow.db'}"
+        return
+    from trainyard._context import normalize_store_url
+    from trainyard.testing.fixtures import postgres_schema
 
-    def __init__(self, pg: str | None, folder: Path) -> None:
-        self.pg = pg
-        self.folder = folder
-        self.schema = f"mlflow_bench_{secrets.token_hex(4)}"
-
-    def __enter__(self) -> str:
-        if self.pg is None:
-            return f"sqlite:///{self.folder / 'mlflow.db'}"
-        from sqlalchemy import create_engine, text
-
-        from trainyard._context import normalize_store_url
-
-        url = normalize_store_url(self.pg)
-        with create_engine(url).begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {self.schema}"))
-        sep = "&" if "?" in url else "?"
-        return f"{url}{sep}options=-csearch_path%3D{self.schema}"
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pg is None:
-            return
-        from sqlalchemy import create_engine, text
-
-        from trainyard._context import normalize_store_url
-
-        with create_engine(normalize_store_url(self.pg)).begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {self.schema} CASCADE"))
+    base = normalize_store_url(pg)
+    with (
+        postgres_schema(base, prefix="bench_ty_") as ty_url,
+        postgres_schema(base, prefix="bench_mlflow_") as ml_url,
+    ):
+        yield ty_url, ml_url
 
 
 if __name__ == "__main__":
