@@ -283,6 +283,15 @@ class SqlTrackingStore(
             for r in rows
         ]
 
+    def _top_level(self) -> Any:
+        """The filter for runs without a parent. Nearly every run is one, but SQLite's planner
+        (no statistics) takes ``parent_run_id IS NULL`` for a selective use of ix_runs_parent and
+        then sorts the whole table for a page: there the filter is written so no index serves it.
+        PostgreSQL's statistics know better, and need the plain form to estimate it."""
+        if self.engine.dialect.name == "sqlite":
+            return func.coalesce(s.runs.c.parent_run_id, "") == ""
+        return s.runs.c.parent_run_id.is_(None)
+
     def get_run(self, run_id: str) -> RunInfo:
         def tx(conn: Connection) -> RunInfo:
             row = conn.execute(self._select_runs().where(s.runs.c.run_id == run_id)).first()
@@ -326,9 +335,7 @@ class SqlTrackingStore(
         if parent_run_id is not None:
             q = q.where(s.runs.c.parent_run_id == parent_run_id)
         elif not include_children:
-            # Top-level runs are nearly all runs: written so that no planner walks ix_runs_parent
-            # for them (SQLite, without statistics, would, then sort the whole table for a page).
-            q = q.where(func.coalesce(s.runs.c.parent_run_id, "") == "")
+            q = q.where(self._top_level())
         for table, filt in ((s.run_tags, tags), (s.run_properties, properties)):
             for key, value in (filt or {}).items():
                 cond = and_(table.c.run_pk == s.runs.c.pk, table.c.key == key)
