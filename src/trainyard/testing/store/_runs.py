@@ -273,6 +273,22 @@ class RunsConformance(ConformanceBase):
         runs, _ = store.list_runs(workspace_id=ws.id)
         assert [r.run_id for r in runs] == [r2.run_id, r1.run_id]
 
+    def test_list_runs_by_workspace_pages_across_experiments(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        exps = [store.get_or_create_experiment(ws.id, n) for n in ("a", "b", "c")]
+        created = [self._run(store, exps[i % 3]).run_id for i in range(10)]
+        self._run(store, exps[0], parent_run_id=created[0])  # a child: not top-level
+        pages: list[list[str]] = []
+        cursor: str | None = None
+        while True:
+            runs, cursor = store.list_runs(workspace_id=ws.id, limit=4, cursor=cursor)
+            pages.append([r.run_id for r in runs])
+            if cursor is None:
+                break
+            assert len(pages) < 10, "pagination does not end"
+        assert [len(p) for p in pages] == [4, 4, 2]
+        assert [rid for page in pages for rid in page] == created[::-1]
+
     def test_children_filtering(self, store: TrackingStore) -> None:
         exp = self._experiment(store)
         parent = self._run(store, exp)
