@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from trainyard._store.artifacts import safe_relpath
+from trainyard._store.rest import paging
 from trainyard.exceptions import ArtifactNotFound, PermissionDenied, ValidationError
 from trainyard.server.auth import Principal, require, require_run_write
 from trainyard.server.state import ServerState
@@ -194,12 +195,17 @@ def artifact_router(state: ServerState, principal_dep: Callable[..., Principal])
 
     @router.get(f"{_PREFIX}/artifacts-list", openapi_extra=read_rule)
     def list_artifacts(
-        workspace: str, prefix: str = "", principal: Principal = Depends(principal_dep)
+        workspace: str,
+        prefix: str = "",
+        page_cursor: str | None = None,
+        page_size: int | None = None,
+        principal: Principal = Depends(principal_dep),
     ) -> JSONResponse:
-        """Every file under a folder prefix."""
+        """The files under a folder prefix, a page at a time (``next_page_cursor``)."""
         rel = _rel(prefix) if prefix not in ("", ".") else ""
         _check(state, principal, workspace, "read", (rel,))
-        return JSONResponse({"paths": state.artifacts(workspace).list(rel)})
+        paths, after = paging.cut(state.artifacts(workspace).list(rel), page_cursor, page_size)
+        return JSONResponse({"paths": paths, paging.NEXT: after})
 
     @router.post(f"{_PREFIX}/artifacts-delete-prefix", openapi_extra=write_rule)
     def delete_prefix(

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from trainyard._lifecycle import RunStatus
 from trainyard._store.artifacts import safe_relpath
 from trainyard._store.entities import ModelInfo, NewRun
+from trainyard._store.rest import paging
 from trainyard._store.rest.codec import decode, encode
 from trainyard._store.rest.protocol import OPERATIONS, Operation
 from trainyard.exceptions import (
@@ -179,6 +180,11 @@ def _handler(
         body: dict[str, Any] = Body(default_factory=dict),
         principal: Principal = Depends(principal_dep),
     ) -> Response:
+        cursor = size = None
+        if op.paged and isinstance(body, dict):
+            body = dict(body)
+            cursor, size = body.pop(paging.PAGE_CURSOR, None), body.pop(paging.PAGE_SIZE, None)
+            paging.page_size(size)
         args = decode_args(op, body)
         authorize(state, principal, op, args)
         key = None if op.idempotent else request.headers.get("idempotency-key")
@@ -191,7 +197,11 @@ def _handler(
             state.workspace_folder(result.name).mkdir(parents=True, exist_ok=True)
         if op.name == "update_run_status" and RunStatus.parse(result.status).is_terminal():
             state.accounts.revoke_run_tokens(result.run_id)  # a run's credential ends with it
-        payload = json.dumps({"result": encode(result)})
+        if op.paged:
+            items, after = paging.cut(encode(result), cursor, size)
+            payload = json.dumps({"result": items, paging.NEXT: after})
+        else:
+            payload = json.dumps({"result": encode(result)})
         if key:
             state.accounts.remember(key, op.name, payload)
         return Response(payload, media_type="application/json")

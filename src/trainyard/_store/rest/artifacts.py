@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 from trainyard._store.artifacts.paths import safe_relpath
+from trainyard._store.rest import paging
 from trainyard._store.rest.protocol import API_PREFIX
 from trainyard._store.rest.transport import Transport, quote_path
 from trainyard.exceptions import ArtifactNotFound, NotFoundError, UploadConflict, ValidationError
@@ -213,10 +214,15 @@ class RestArtifactStore:
 
     def list(self, prefix: str = "") -> builtins.list[str]:
         rel = safe_relpath(prefix) if prefix not in ("", ".") else ""
-        answer = self.transport.call_json(
-            "GET", f"{self._ws}/artifacts-list?prefix={quote(rel, safe='/')}"
-        )
-        return [str(p) for p in (answer or {}).get("paths", [])]
+        base = f"{self._ws}/artifacts-list?prefix={quote(rel, safe='/')}"
+
+        def fetch(cursor: str | None) -> tuple[builtins.list[Any], str | None]:
+            query = f"&page_cursor={quote(cursor, safe='')}" if cursor else ""
+            answer = self.transport.call_json("GET", base + query) or {}
+            after = answer.get(paging.NEXT)
+            return list(answer.get("paths", [])), (str(after) if after else None)
+
+        return [str(p) for p in paging.follow(fetch)]
 
     def download(self, path: str, dest: str | Path) -> Path:
         target = Path(dest)

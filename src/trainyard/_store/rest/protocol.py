@@ -62,6 +62,8 @@ class Operation:
     idempotent: bool
     #: For run-scoped tokens: the argument naming the run written to (``None``: not run-scoped).
     run_arg: str | None = None
+    #: The answer is a list, cut into pages on the wire (:mod:`trainyard._store.rest.paging`).
+    paged: bool = False
 
     @property
     def path(self) -> str:
@@ -128,6 +130,7 @@ def _operation(name: str) -> Operation:
         result=hints.get("return", Any),
         idempotent=idempotent,
         run_arg=run_arg,
+        paged=typing.get_origin(hints.get("return")) is list,
     )
 
 

@@ -29,9 +29,11 @@ from trainyard._store.entities import (
     WebserviceRecord,
     WorkspaceInfo,
 )
+from trainyard._store.rest import paging
 from trainyard._store.rest.codec import decode, encode
-from trainyard._store.rest.protocol import OPERATIONS
+from trainyard._store.rest.protocol import OPERATIONS, Operation
 from trainyard._store.rest.transport import Transport
+from trainyard.exceptions import StoreError
 
 
 class RestTrackingStore(TrackingStore):
@@ -42,13 +44,27 @@ class RestTrackingStore(TrackingStore):
     ) -> None:
         self.url = url.rstrip("/")
         self.transport = transport or Transport(url, token)
+        #: Items per page of a list answer (the server cuts pages by bytes too).
+        self.page_size = paging.DEFAULT_PAGE
 
     def _call(self, name: str, args: Mapping[str, Any]) -> Any:
         op = OPERATIONS[name]
         payload = {k: encode(v) for k, v in args.items()}
+        if op.paged:
+            return decode(op.result, paging.follow(lambda cursor: self._page(op, payload, cursor)))
         answer = self.transport.call_json("POST", op.path, payload, idempotent=op.idempotent)
         result = answer.get("result") if isinstance(answer, dict) else None
         return decode(op.result, result)
+
+    def _page(
+        self, op: Operation, payload: dict[str, Any], cursor: str | None
+    ) -> tuple[list[Any], str | None]:
+        body = {**payload, paging.PAGE_CURSOR: cursor, paging.PAGE_SIZE: self.page_size}
+        answer = self.transport.call_json("POST", op.path, body, idempotent=op.idempotent)
+        if not isinstance(answer, dict) or not isinstance(answer.get("result"), list):
+            raise StoreError(f"The server at {self.url} answered {op.name} without a list.")
+        after = answer.get(paging.NEXT)
+        return list(answer["result"]), (str(after) if after else None)
 
     def close(self) -> None:
         self.transport.close()
