@@ -265,8 +265,10 @@ def run_clients(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"clients did not finish within {timeout:.0f} s")
     finally:
+        # After a failure the others may wait at the barrier forever: do not wait for them.
+        grace = 30 if len(results) == n else 0
         for p in procs:
-            p.join(timeout=30)
+            p.join(timeout=grace)
             if p.is_alive():
                 p.kill()
                 p.join()

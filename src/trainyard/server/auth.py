@@ -116,15 +116,15 @@ def authenticate(
         )
     if not limiter.known(secret):
         limiter.check(client)
-    token = state.accounts.authenticate(secret)
-    if token is None:
+    found = state.accounts.authenticate_caller(secret)
+    if found is None:
         limiter.failed(client)
         raise AuthenticationError(
             "The token is unknown, expired or revoked, or its user is disabled. Create a new one "
             "with `trainyard token create` (or ask an admin)."
         )
     limiter.remember(secret)
-    user = state.accounts.get_user_by_id(token.user_id) if token.user_id else None
+    token, user = found
     return Principal(token=token, user=user)
 
 

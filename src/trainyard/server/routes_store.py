@@ -193,7 +193,9 @@ def _handler(
             if earlier is not None:
                 return Response(earlier, media_type="application/json")
         result = getattr(state.store, op.name)(**args)
-        if op.name == "ensure_workspace":
+        if op.name == "create_run":
+            state.note_run(result)
+        elif op.name == "ensure_workspace":
             state.workspace_folder(result.name).mkdir(parents=True, exist_ok=True)
         if op.name == "update_run_status" and RunStatus.parse(result.status).is_terminal():
             state.accounts.revoke_run_tokens(result.run_id)  # a run's credential ends with it

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trainyard._store.artifacts import LocalArtifactStore
+from trainyard._store.entities import RunInfo
 from trainyard._store.sql.accounts import SqlAccounts
 from trainyard._store.sql.store import SqlTrackingStore
 from trainyard.exceptions import NotFoundError, ValidationError, WorkspaceNotFound
@@ -110,6 +111,10 @@ class ServerState:
             cached = (info.workspace_id, info.parent_run_id)
             self._runs.put(run_id, cached)
         return cached  # type: ignore[no-any-return]
+
+    def note_run(self, info: RunInfo) -> None:
+        """Remember the facts of a run just created (saves a read on its first write)."""
+        self._runs.put(info.run_id, (info.workspace_id, info.parent_run_id))
 
     def is_in_subtree(self, run_id: str, root: str) -> bool:
         """Whether ``run_id`` is ``root`` or one of its descendants."""

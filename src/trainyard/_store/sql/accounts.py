@@ -226,22 +226,49 @@ class SqlAccounts:
 
     def authenticate(self, secret: str) -> TokenInfo | None:
         """The usable token whose secret this is (its user enabled), else ``None``."""
+        found = self.authenticate_caller(secret)
+        return None if found is None else found[0]
+
+    def authenticate_caller(self, secret: str) -> tuple[TokenInfo, UserInfo | None] | None:
+        """The usable token whose secret this is and its user (``None`` for a run token), read
+        in one query; ``None`` if the token is unknown, expired or revoked, or its user disabled."""
         if not secret.startswith(TOKEN_PREFIX):
             return None
         digest = hash_token(secret)
+        u = s.users
 
         def tx(conn: Connection) -> Any:
             return conn.execute(
-                select(s.tokens, s.users.c.disabled)
-                .select_from(s.tokens.outerjoin(s.users, s.users.c.id == s.tokens.c.user_id))
+                select(
+                    s.tokens,
+                    u.c.id.label("u_id"),
+                    u.c.name.label("u_name"),
+                    u.c.is_admin.label("u_is_admin"),
+                    u.c.disabled.label("u_disabled"),
+                    u.c.created_at.label("u_created_at"),
+                )
+                .select_from(s.tokens.outerjoin(u, u.c.id == s.tokens.c.user_id))
                 .where(s.tokens.c.token_hash == digest)
             ).first()
 
         row = self._tx(tx, write=False)
-        if row is None or bool(row.disabled):
+        if row is None or bool(row.u_disabled):
             return None
         token = _token(row)
-        return token if token.usable(time.time()) else None
+        if not token.usable(time.time()):
+            return None
+        if token.user_id is None:
+            return token, None
+        if row.u_id is None:  # a user token whose user is gone
+            return None
+        user = UserInfo(
+            id=row.u_id,
+            name=row.u_name,
+            is_admin=bool(row.u_is_admin),
+            disabled=bool(row.u_disabled),
+            created_at=float(row.u_created_at),
+        )
+        return token, user
 
     def touch(self, token_id: str) -> None:
         """Record that the token was used now."""

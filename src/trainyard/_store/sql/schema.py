@@ -63,6 +63,7 @@ runs = Table(
     Column("snapshot_id", String(128), nullable=True),
     Column("submitted_by", String(255), nullable=True),
     Index("ix_runs_experiment_created", "experiment_id", "created_at"),
+    Index("ix_runs_created", "created_at"),
     Index("ix_runs_parent", "parent_run_id"),
     Index("ix_runs_status", "status"),
 )

@@ -176,7 +176,7 @@ class SqlTrackingStore(
         status = RunStatus.parse(new.status).value
         now = time.time()
 
-        def tx(conn: Connection) -> None:
+        def tx(conn: Connection) -> RunInfo:
             exists = AlreadyExistsError(f"A run with id {new.run_id!r} already exists.")
             if conn.execute(select(s.runs.c.pk).where(s.runs.c.run_id == new.run_id)).first():
                 raise exists
@@ -207,9 +207,10 @@ class SqlTrackingStore(
                     insert(s.run_properties),
                     [{"run_pk": pk, "key": k, "value": str(v)} for k, v in new.properties.items()],
                 )
+            return self._read_run(conn, new.run_id)  # the run as created, in the same transaction
 
-        self._tx(tx)
-        return self.get_run(new.run_id)
+        result: RunInfo = self._tx(tx)
+        return result
 
     @staticmethod
     def _insert_run(conn: Connection, new: NewRun, number: int, status: str, now: float) -> int:
@@ -292,14 +293,14 @@ class SqlTrackingStore(
             return func.coalesce(s.runs.c.parent_run_id, "") == ""
         return s.runs.c.parent_run_id.is_(None)
 
-    def get_run(self, run_id: str) -> RunInfo:
-        def tx(conn: Connection) -> RunInfo:
-            row = conn.execute(self._select_runs().where(s.runs.c.run_id == run_id)).first()
-            if row is None:
-                raise RunNotFound(f"No run with id {run_id!r} in this workspace.", run_id=run_id)
-            return self._hydrate(conn, [row])[0]
+    def _read_run(self, conn: Connection, run_id: str) -> RunInfo:
+        row = conn.execute(self._select_runs().where(s.runs.c.run_id == run_id)).first()
+        if row is None:
+            raise RunNotFound(f"No run with id {run_id!r} in this workspace.", run_id=run_id)
+        return self._hydrate(conn, [row])[0]
 
-        result: RunInfo = self._tx(tx, write=False)
+    def get_run(self, run_id: str) -> RunInfo:
+        result: RunInfo = self._tx(lambda conn: self._read_run(conn, run_id), write=False)
         return result
 
     def list_runs(
@@ -377,15 +378,15 @@ class SqlTrackingStore(
     ) -> RunInfo:
         new = RunStatus.parse(status)
 
-        def tx(conn: Connection) -> None:
+        def tx(conn: Connection) -> RunInfo:
             pk, current, _ = self._run_pk(conn, run_id, lock=True)
             if only_from is not None and current not in {
                 RunStatus.parse(x).value for x in only_from
             }:
-                return
+                return self._read_run(conn, run_id)
             if current == new.value:
                 check_transition(current, new, run_id)  # raises for terminal → same
-                return
+                return self._read_run(conn, run_id)
             check_transition(current, new, run_id)
             now = time.time()
             values: dict[str, Any] = {"status": new.value}
@@ -401,9 +402,10 @@ class SqlTrackingStore(
                     run_pk=pk, status=new.value, at=now, reason=reason
                 )
             )
+            return self._read_run(conn, run_id)
 
-        self._tx(tx)
-        return self.get_run(run_id)
+        result: RunInfo = self._tx(tx)
+        return result
 
     def update_run(
         self,
