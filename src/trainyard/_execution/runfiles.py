@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainyard._context import redact_url
 from trainyard.settings import RUN_ENV_VARS
 
 if TYPE_CHECKING:
@@ -107,7 +108,9 @@ def script_env(
         "TRAINYARD_EXPERIMENT_NAME": info.experiment_name,
         "TRAINYARD_WORKSPACE_NAME": ctx.name,
         "TRAINYARD_WORKSPACE_PATH": str(ctx.home),
-        "TRAINYARD_TRACKING_URI": ctx.store_url,
+        # Where the run's records go, for display: never a database password (the script opens
+        # the store from the workspace folder; a team server's scripts hold a run token instead).
+        "TRAINYARD_TRACKING_URI": redact_url(ctx.store_url),
         "TRAINYARD_SUBSCRIPTION_ID": str(ctx.meta.get("subscription_id", "local")),
         "TRAINYARD_RESOURCE_GROUP": str(ctx.meta.get("resource_group", "local")),
     }

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard._context import (
+    DB_FILE,
     META_FILE,
     WorkspaceContext,
     atomic_write_json,
     normalize_store_url,
     open_context,
     read_json,
+    redact_url,
 )
 from trainyard.exceptions import (
     AlreadyExistsError,
@@ -195,9 +197,15 @@ class Workspace:
             if tracking_uri:
                 meta["tracking_uri"] = normalize_store_url(tracking_uri)
             (home / "artifacts").mkdir(exist_ok=True)
-            atomic_write_json(meta_path, meta)
+            # A database URL with a password is a secret: only the owner reads the file then.
+            secret = bool(tracking_uri) and "***" in redact_url(str(meta["tracking_uri"]))
+            atomic_write_json(meta_path, meta, mode=0o600 if secret else 0o644)
             try:
-                return cls._from_home(home, settings, creating=True)
+                ws = cls._from_home(home, settings, creating=True)
+                db = home / DB_FILE
+                if db.exists():  # it holds the services' keys: the owner's only
+                    os.chmod(db, 0o600)
+                return ws
             except Exception:
                 meta_path.unlink(missing_ok=True)  # a store we cannot open leaves no half workspace
                 raise
