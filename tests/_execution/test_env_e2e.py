@@ -7,6 +7,7 @@ module-wide temporary folder), so the second run of a spec is a cache hit.
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -105,6 +106,22 @@ def test_run_in_built_environment_then_cache_hit(ws: Workspace, src: Path, tmp_p
     first.download_file("user_logs/std_log.txt", str(log))
     assert "six 1.16.0 trainyard" in log.read_text()
     assert "system_logs/environment_build.txt" in first.get_file_names()
+
+    # MLflow in the environment would find trainyard's plugin through its entry points, while
+    # the environment's package list stays the user's.
+    probe = subprocess.run(
+        [
+            runtime["python"],
+            "-c",
+            "from importlib.metadata import entry_points; "
+            "print(sorted(e.name for e in entry_points(group='mlflow.tracking_store')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "['trainyard']"
+    assert "trainyard-runtime" not in details["resolvedPackages"]
 
     second, details2 = _run_in_six_env(ws, src)
     runtime2 = second._refresh().runtime

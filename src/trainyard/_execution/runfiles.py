@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard._context import redact_url
+from trainyard.mlflow_plugin._uri import tracking_uri_for
 from trainyard.settings import RUN_ENV_VARS
 
 if TYPE_CHECKING:
@@ -119,6 +120,13 @@ def script_env(
         for alias in RUN_ENV_VARS.get(key, ()):
             env[alias] = value
     env["AZUREML_EXPERIMENT_ID"] = str(info.experiment_id)
+    # MLflow calls in the script land in this run, as on Azure ML (the run config's own
+    # environment variables, applied below, still win).
+    # (A team server's workspace folder opens over HTTP with the run's token.)
+    env["MLFLOW_TRACKING_URI"] = tracking_uri_for(ctx.home)
+    env["MLFLOW_RUN_ID"] = info.run_id
+    env["MLFLOW_EXPERIMENT_NAME"] = info.experiment_name
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
     env["AZUREML_WORKSPACE_ID"] = ctx.workspace_id
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)

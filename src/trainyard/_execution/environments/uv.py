@@ -32,6 +32,13 @@ from .runtime import TrainyardRuntime
 #: Lines of a failed step's output quoted in its error.
 TAIL_LINES = 80
 _PTH = "_trainyard_runtime.pth"
+#: trainyard's MLflow plugin entry points (the same as pyproject.toml's; a test keeps them equal).
+MLFLOW_ENTRY_POINTS = """[mlflow.artifact_repository]
+trainyard-artifacts = trainyard.mlflow_plugin.artifacts:TrainyardArtifactRepository
+
+[mlflow.tracking_store]
+trainyard = trainyard.mlflow_plugin.store:TrainyardStore
+"""
 
 LogSink = IO[str] | Callable[[str], None]
 
@@ -263,6 +270,16 @@ def inject_runtime(prefix: Path, runtime: TrainyardRuntime) -> None:
     runtime_dir = prefix / RUNTIME_DIR
     runtime_dir.mkdir()
     os.symlink(runtime.package_dir, runtime_dir / "trainyard", target_is_directory=True)
+    # Entry points for MLflow's plugin discovery (importlib.metadata scans every sys.path entry):
+    # a script's `mlflow` finds the trainyard tracking store. Beside the link, not in
+    # site-packages, so the environment's package list stays the user's.
+    info = runtime_dir / f"trainyard_runtime-{runtime.version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: trainyard-runtime\nVersion: {runtime.version}\n",
+        encoding="utf-8",
+    )
+    (info / "entry_points.txt").write_text(MLFLOW_ENTRY_POINTS, encoding="utf-8")
     for site in sites:
         rel = os.path.relpath(runtime_dir, site)
         (site / _PTH).write_text(rel + "\n", encoding="utf-8")
