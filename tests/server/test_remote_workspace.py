@@ -71,7 +71,7 @@ def test_a_v1_notebook_runs_against_a_server(
         """.replace("DB", repr(server.store_url.split("///")[-1])),
     )
     ws = Workspace.from_config()
-    assert ws.context.remote and ws.get_mlflow_tracking_uri() == server.url
+    assert ws.context.remote and ws.get_mlflow_tracking_uri() == f"{server.url}/mlflow/{name}"
     run = Experiment(ws, "remote").submit(ScriptRunConfig(src, "train.py"))
     assert isinstance(run, ScriptRun)
     out = io.StringIO()

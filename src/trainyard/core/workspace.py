@@ -304,10 +304,13 @@ class Workspace:
         return cls.connect(server, name, token=token)
 
     def get_mlflow_tracking_uri(self) -> str:
-        """A URI MLflow clients log to (v1 name): the team server's URL for a server workspace,
-        ``trainyard://<folder>`` (the tracking-store plugin) for an embedded one."""
+        """A URI MLflow clients log to (v1 name): the team server's MLflow endpoint for this
+        workspace (``<server>/mlflow/<name>``; the token goes in ``MLFLOW_TRACKING_TOKEN``) for a
+        server workspace, ``trainyard://<folder>`` (the tracking-store plugin) for an embedded one."""
         if self._ctx.server:
-            return self._ctx.server
+            from urllib.parse import quote
+
+            return f"{self._ctx.server}/mlflow/{quote(self._ctx.name, safe='')}"
         return f"trainyard://{self._ctx.home}"
 
     def write_config(

@@ -182,6 +182,7 @@ def _http_error(status: int, detail: str) -> TrainyardError:
 def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAPI:
     """The server app over ``config``'s store (opened here unless ``state`` is given)."""
     from trainyard.server.execution import Execution
+    from trainyard.server.mlflow_routes import mlflow_router
     from trainyard.server.routes_accounts import accounts_router
     from trainyard.server.routes_artifacts import artifact_router
     from trainyard.server.routes_runs import runs_router
@@ -274,6 +275,7 @@ def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAP
     app.include_router(artifact_router(state, principal))
     app.include_router(accounts_router(state, principal))
     app.include_router(runs_router(state, execution, principal))
+    app.include_router(mlflow_router(state, principal))
     policy = HostPolicy(
         bind_host=config.host,
         allowed_hosts=config.allowed_hosts,

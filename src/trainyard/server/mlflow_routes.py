@@ -1,0 +1,579 @@
+"""MLflow's tracking REST API on the team server: an MLflow client logs into a workspace with
+``MLFLOW_TRACKING_URI=<server>/mlflow/<workspace>`` (what ``ws.get_mlflow_tracking_uri()`` returns).
+
+Served under ``/mlflow/<workspace>/api/2.0/mlflow/`` and ``…/ajax-api/2.0/mlflow/``: experiments
+(create, get, get-by-name, search, delete, restore), runs (create, get, update, search with
+MLflow's filter and ``order_by``), log-batch, log-metric, log-parameter, set-tag, delete-tag,
+metrics/get-history, artifacts/list, and the artifact proxy ``…/api/2.0/mlflow-artifacts/
+artifacts/<experiment>/<run>/artifacts/<path>`` (PUT, GET, list). Errors are MLflow's
+``{"error_code", "message"}`` (``RESOURCE_DOES_NOT_EXIST`` is 404, so ``set_experiment`` creates).
+Accounts apply: ``MLFLOW_TRACKING_TOKEN`` (Bearer) or basic auth with the token as password; a
+reader reads, a contributor writes. Not served yet: the model registry, multipart uploads, MLflow
+3's logged-model API (its search answers empty, so MLflow 3 downloads run files), renaming
+experiments, deleting runs.
+
+Example::
+
+    $ MLFLOW_TRACKING_URI=http://127.0.0.1:8765/mlflow/team MLFLOW_TRACKING_TOKEN=ty_… python train.py
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from trainyard._store.artifacts import safe_relpath
+from trainyard._store.entities import NewRun, RunInfo
+from trainyard._tracking.codec import numeric_chunk
+from trainyard.exceptions import (
+    AlreadyExistsError,
+    AuthenticationError,
+    ExperimentNotFound,
+    NotFoundError,
+    PermissionDenied,
+    RateLimited,
+    TrainyardError,
+    UserErrorException,
+)
+from trainyard.mlflow_plugin import _mapping as m
+from trainyard.server import mlflow_views as v
+from trainyard.server.auth import Principal, require, require_run_write
+from trainyard.server.state import ServerState
+
+BASE = "/mlflow/{workspace}"
+_READ = {"x-trainyard-access": "store:read"}
+_WRITE = {"x-trainyard-access": "store:write"}
+#: MLflow's log-batch limits.
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
+MAX_SEARCH = 50_000
+
+
+class MlflowError(Exception):
+    """An answer in MLflow's error format."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _mlflow_error(err: BaseException) -> JSONResponse:
+    if isinstance(err, MlflowError):
+        code, status, message = err.code, err.status, err.message
+    elif isinstance(err, NotFoundError):
+        code, status, message = "RESOURCE_DOES_NOT_EXIST", 404, err.message
+    elif isinstance(err, AlreadyExistsError):
+        code, status, message = "RESOURCE_ALREADY_EXISTS", 400, err.message
+    elif isinstance(err, AuthenticationError):
+        code, status, message = "UNAUTHENTICATED", 401, err.message
+    elif isinstance(err, PermissionDenied):
+        code, status, message = "PERMISSION_DENIED", 403, err.message
+    elif isinstance(err, RateLimited):
+        code, status, message = "REQUEST_LIMIT_EXCEEDED", 429, err.message
+    elif isinstance(err, UserErrorException):
+        code, status, message = "INVALID_PARAMETER_VALUE", 400, err.message
+    elif isinstance(err, TrainyardError):
+        code, status, message = "INTERNAL_ERROR", err.http_status, err.message
+    else:  # a malformed request that got past the checks: the caller's input, not a fault here
+        code, status, message = "INVALID_PARAMETER_VALUE", 400, f"Bad request: {err}"
+    headers = {"X-Trainyard-Error-Code": code}
+    return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
+
+
+def _need(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if value is None or value == "":
+        raise MlflowError(
+            "INVALID_PARAMETER_VALUE", f"Missing value for required parameter '{key}'."
+        )
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter '{key}' must be a string.")
+    return str(value)
+
+
+class Api:
+    """The handlers of one request's workspace (see the module docstring)."""
+
+    def __init__(self, state: ServerState, workspace: str, principal: Principal) -> None:
+        self.state, self.workspace, self.principal = state, workspace, principal
+        self.store = state.store
+        self.ws_id = state.workspace_id(workspace)
+
+    # -- access ---------------------------------------------------------------------------------
+    def read(self) -> None:
+        require(self.state, self.principal, self.ws_id, "read")
+
+    def write(self, run_id: str | None = None) -> None:
+        if self.principal.is_run:
+            require_run_write(self.state, self.principal, run_id)
+        else:
+            require(self.state, self.principal, self.ws_id, "write")
+
+    def run(self, run_id: str) -> RunInfo:
+        info = self.store.get_run(run_id)
+        if info.workspace_id != self.ws_id:
+            raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found", 404)
+        return info
+
+    def experiment(self, experiment_id: str) -> Any:
+        try:
+            exp_id = m.to_trainyard_experiment_id(experiment_id)
+        except ValueError:
+            raise MlflowError(
+                "INVALID_PARAMETER_VALUE", f"Invalid experiment id {experiment_id!r}."
+            ) from None
+        if exp_id is None:
+            return self.store.get_or_create_experiment(self.ws_id, m.DEFAULT_EXPERIMENT_NAME)
+        exp = self.store.get_experiment_by_id(exp_id)
+        if exp.workspace_id != self.ws_id:
+            raise MlflowError(
+                "RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={experiment_id} exists", 404
+            )
+        return exp
+
+    # -- experiments ------------------------------------------------------------------------------
+    def experiments_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.write()
+        name = _need(args, "name")
+        try:
+            self.store.get_experiment(self.ws_id, name)
+        except ExperimentNotFound:
+            exp = self.store.get_or_create_experiment(self.ws_id, name)
+            return {"experiment_id": v.experiment_json(exp)["experiment_id"]}
+        raise MlflowError(
+            "RESOURCE_ALREADY_EXISTS", f"Experiment(name={name}) already exists.", 400
+        )
+
+    def experiments_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.read()
+        return {"experiment": v.experiment_json(self.experiment(_need(args, "experiment_id")))}
+
+    def experiments_get_by_name(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.read()
+        name = _need(args, "experiment_name")
+        try:
+            exp = self.store.get_experiment(self.ws_id, name)
+        except ExperimentNotFound:
+            raise MlflowError(
+                "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with name '{name}'", 404
+            ) from None
+        return {"experiment": v.experiment_json(exp)}
+
+    def experiments_search(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.read()
+        view = str(args.get("view_type") or "ACTIVE_ONLY").upper()
+        exps = self.store.list_experiments(self.ws_id, include_archived=view != "ACTIVE_ONLY")
+        if view == "DELETED_ONLY":
+            exps = [e for e in exps if e.archived]
+        views = [v.experiment_json(e) for e in exps]
+        for clause in v.parse_filter(args.get("filter")):
+            if clause.entity != "attributes" or clause.key != "name":
+                raise MlflowError(
+                    "INVALID_PARAMETER_VALUE", "Experiments are searched by name only."
+                )
+            views = [x for x in views if v.matches({"info": x, "data": {}}, [clause])]
+        limit = int(args.get("max_results") or 1000)
+        return {"experiments": views[:limit]}
+
+    def experiments_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.write()
+        self.store.set_experiment_archived(self.experiment(_need(args, "experiment_id")).id, True)
+        return {}
+
+    def experiments_restore(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.write()
+        self.store.set_experiment_archived(self.experiment(_need(args, "experiment_id")).id, False)
+        return {}
+
+    # -- runs -------------------------------------------------------------------------------------
+    def runs_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        from trainyard.core.run import INTERACTIVE_RUN_TYPE, new_run_id
+
+        self.write()
+        exp = self.experiment(str(args.get("experiment_id") or m.DEFAULT_EXPERIMENT_ID))
+        if exp.archived:
+            raise MlflowError(
+                "INVALID_STATE", f"The experiment {exp.id} must be in the 'active' state."
+            )
+        tags = {str(t["key"]): str(t["value"]) for t in args.get("tags") or []}
+        name = args.get("run_name") or tags.pop(m.RUN_NAME_TAG, None)
+        tags.pop(m.RUN_NAME_TAG, None)
+        parent = tags.pop(m.PARENT_RUN_TAG, None)
+        if parent:
+            self.run(parent)
+        if args.get("user_id") and m.USER_TAG not in tags:
+            tags[m.USER_TAG] = str(args["user_id"])
+        new = NewRun(
+            run_id=new_run_id(exp.name),
+            experiment_id=exp.id,
+            run_type=INTERACTIVE_RUN_TYPE,
+            parent_run_id=parent,
+            display_name=str(name) if name else None,
+            tags=tags,
+            submitted_by=self.principal.name,
+        )
+        info = self.store.create_run(new)
+        info = self.store.update_run_status(info.run_id, "Running")
+        return {"run": v.run_json(info)}
+
+    def runs_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.read()
+        info = self.run(_need(args, "run_id"))
+        return {"run": v.run_json(info, v.points(self.store.get_metric_chunks(info.run_id)))}
+
+    def runs_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        run_id = _need(args, "run_id")
+        self.write(run_id)
+        info = self.run(run_id)
+        if args.get("run_name"):
+            info = self.store.update_run(run_id, display_name=str(args["run_name"]))
+        status = v.FROM_MLFLOW.get(str(args.get("status") or "").upper())
+        if status and info.status != status:
+            info = self.store.update_run_status(run_id, status)
+        return {"run_info": v.run_json(info)["info"]}
+
+    def runs_search(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.read()
+        clauses = v.parse_filter(args.get("filter"))
+        limit = int(args.get("max_results") or 1000)
+        if not 1 <= limit <= MAX_SEARCH:
+            raise MlflowError("INVALID_PARAMETER_VALUE", f"max_results must be 1..{MAX_SEARCH}.")
+        need_metrics = any(c.entity == "metrics" for c in clauses) or any(
+            str(o).lower().startswith("metric") for o in args.get("order_by") or []
+        )
+        runs = []
+        for exp_id in args.get("experiment_ids") or []:
+            exp = self.experiment(str(exp_id))
+            cursor = None
+            while True:
+                infos, cursor = self.store.list_runs(
+                    exp.id, include_children=True, limit=1000, cursor=cursor
+                )
+                for info in infos:
+                    series = (
+                        v.points(self.store.get_metric_chunks(info.run_id)) if need_metrics else {}
+                    )
+                    view = v.run_json(info, series)
+                    if v.matches(view, clauses):
+                        runs.append((view, info))
+                if cursor is None:
+                    break
+        ordered = v.sort_runs([r for r, _ in runs], args.get("order_by"))
+        start = (
+            int(args.get("page_token") or 0) if str(args.get("page_token") or "0").isdigit() else 0
+        )
+        page = ordered[start : start + limit]
+        if not need_metrics:
+            by_id = {info.run_id: info for _, info in runs}
+            page = [
+                v.run_json(
+                    by_id[r["info"]["run_id"]],
+                    v.points(self.store.get_metric_chunks(r["info"]["run_id"])),
+                )
+                for r in page
+            ]
+        out: dict[str, Any] = {"runs": page}
+        if start + limit < len(ordered):
+            out["next_page_token"] = str(start + limit)
+        return out
+
+    def log_batch(self, args: dict[str, Any]) -> dict[str, Any]:
+        run_id = _need(args, "run_id")
+        self.write(run_id)
+        metrics, params, tags = (list(args.get(k) or []) for k in ("metrics", "params", "tags"))
+        if len(metrics) > MAX_METRICS or len(params) > MAX_PARAMS or len(tags) > MAX_TAGS:
+            raise MlflowError(
+                "INVALID_PARAMETER_VALUE",
+                f"A batch logging request can contain at most {MAX_METRICS} metrics, "
+                f"{MAX_PARAMS} params and {MAX_TAGS} tags; got {len(metrics)}, {len(params)}, "
+                f"{len(tags)}.",
+            )
+        info = self.run(run_id)
+        new_params = {str(p["key"]): str(p["value"]) for p in params}
+        clashes = {
+            k: (info.properties[k], val)
+            for k, val in new_params.items()
+            if k in info.properties and info.properties[k] != val
+        }
+        if clashes:
+            raise MlflowError(
+                "INVALID_PARAMETER_VALUE",
+                f"Changing param values is not allowed. Params were already logged={clashes} "
+                f"for run ID='{run_id}'.",
+            )
+        if metrics and info.status in m.TERMINAL_STATUSES:
+            raise MlflowError("INVALID_STATE", f"The run {run_id} must be in the 'active' state.")
+        chunks = _chunks(metrics)
+        if chunks:
+            self.store.log_metric_chunks(run_id, chunks)
+        if new_params:
+            self.store.add_properties(run_id, new_params)
+        tag_map = {str(t["key"]): str(t["value"]) for t in tags}
+        name = tag_map.pop(m.RUN_NAME_TAG, None)
+        tag_map.pop(m.PARENT_RUN_TAG, None)
+        if name:
+            self.store.update_run(run_id, display_name=name)
+        if tag_map:
+            self.store.set_tags(run_id, tag_map)
+        return {}
+
+    def log_metric(self, args: dict[str, Any]) -> dict[str, Any]:
+        metric = {k: args.get(k) for k in ("key", "value", "timestamp", "step")}
+        return self.log_batch({"run_id": args.get("run_id"), "metrics": [metric]})
+
+    def log_parameter(self, args: dict[str, Any]) -> dict[str, Any]:
+        param = {"key": _need(args, "key"), "value": str(args.get("value", ""))}
+        return self.log_batch({"run_id": args.get("run_id"), "params": [param]})
+
+    def set_tag(self, args: dict[str, Any]) -> dict[str, Any]:
+        tag = {"key": _need(args, "key"), "value": str(args.get("value", ""))}
+        return self.log_batch({"run_id": args.get("run_id"), "tags": [tag]})
+
+    def delete_tag(self, args: dict[str, Any]) -> dict[str, Any]:
+        run_id = _need(args, "run_id")
+        self.write(run_id)
+        key = _need(args, "key")
+        if key not in self.run(run_id).tags:
+            raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"No tag with name: {key} in run", 404)
+        self.store.remove_tags(run_id, [key])
+        return {}
+
+    def metric_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.read()
+        info = self.run(str(args.get("run_id") or args.get("run_uuid") or _need(args, "run_id")))
+        key = _need(args, "metric_key")
+        series = v.points(self.store.get_metric_chunks(info.run_id, [key])).get(key, [])
+        return {"metrics": [p.to_json() for p in series]}
+
+    def artifacts_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.read()
+        info = self.run(str(args.get("run_id") or args.get("run_uuid") or _need(args, "run_id")))
+        rel = safe_relpath(str(args["path"])) if args.get("path") else ""
+        return {
+            "root_uri": v.run_json(info)["info"]["artifact_uri"],
+            "files": self.listing(f"runs/{info.run_id}", rel),
+        }
+
+    def logged_models_search(self, args: dict[str, Any]) -> dict[str, Any]:
+        """MLflow 3 looks for logged models before it downloads a run's files; this endpoint
+        keeps none (its logged-model API is not served yet), so the answer is empty."""
+        self.read()
+        return {"models": []}
+
+    def listing(self, root: str, rel: str) -> list[dict[str, Any]]:
+        """MLflow's one-level listing of ``root/rel``: files with sizes, folders once."""
+        store = self.state.artifacts(self.workspace)
+        prefix = f"{root}/{rel}".rstrip("/")
+        seen: dict[str, dict[str, Any]] = {}
+        for path in store.list(prefix):
+            below = path[len(prefix) + 1 :] if path.startswith(prefix + "/") else ""
+            if not below:
+                continue
+            head, _, rest = below.partition("/")
+            name = f"{rel}/{head}".strip("/")
+            if rest:
+                seen.setdefault(name, {"path": name, "is_dir": True})
+            else:
+                seen[name] = {"path": name, "is_dir": False, "file_size": store.size(path)}
+        return sorted(seen.values(), key=lambda f: str(f["path"]))
+
+
+def _chunks(metrics: list[Any]) -> list[Any]:
+    """Packed chunks of MLflow metrics, per key, with their steps and timestamps (seconds)."""
+    from array import array
+
+    by_key: dict[str, list[tuple[float, float, int]]] = {}
+    for metric in metrics:
+        key = str(metric["key"])
+        raw = metric.get("value")
+        value = float(raw) if raw is not None else float("nan")
+        ts = float(metric.get("timestamp") or time.time() * 1000) / 1000.0
+        by_key.setdefault(key, []).append((value, ts, int(metric.get("step") or 0)))
+    chunks = []
+    for key, pts in by_key.items():
+        vals = array("d", (p[0] for p in pts))
+        chunk = numeric_chunk(
+            key, vals, array("d", (p[1] for p in pts)), array("q", (p[2] for p in pts)), False
+        )
+        chunks.append(chunk)
+    return chunks
+
+
+# -- routing ------------------------------------------------------------------------------------
+_ROUTES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
+    ("POST", "experiments/create", "experiments_create", _WRITE),
+    ("GET", "experiments/get", "experiments_get", _READ),
+    ("GET", "experiments/get-by-name", "experiments_get_by_name", _READ),
+    ("POST", "experiments/search", "experiments_search", _READ),
+    ("GET", "experiments/search", "experiments_search", _READ),
+    ("POST", "experiments/delete", "experiments_delete", _WRITE),
+    ("POST", "experiments/restore", "experiments_restore", _WRITE),
+    ("POST", "runs/create", "runs_create", _WRITE),
+    ("GET", "runs/get", "runs_get", _READ),
+    ("POST", "runs/update", "runs_update", _WRITE),
+    ("POST", "runs/search", "runs_search", _READ),
+    ("POST", "runs/log-batch", "log_batch", _WRITE),
+    ("POST", "runs/log-metric", "log_metric", _WRITE),
+    ("POST", "runs/log-parameter", "log_parameter", _WRITE),
+    ("POST", "runs/set-tag", "set_tag", _WRITE),
+    ("POST", "runs/delete-tag", "delete_tag", _WRITE),
+    ("GET", "metrics/get-history", "metric_history", _READ),
+    ("GET", "artifacts/list", "artifacts_list", _READ),
+    ("POST", "logged-models/search", "logged_models_search", _READ),
+)
+
+
+async def _args(request: Request) -> dict[str, Any]:
+    if request.method == "GET":
+        out: dict[str, Any] = {}
+        for key, value in request.query_params.multi_items():
+            if key in out:
+                out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), value]
+            else:
+                out[key] = [value] if key == "experiment_ids" else value
+        return out
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MlflowError("MALFORMED_REQUEST", f"The body is not JSON: {err}.") from None
+    if not isinstance(body, dict):
+        raise MlflowError("MALFORMED_REQUEST", "The body must be a JSON object.")
+    return body
+
+
+def _with_bearer(request: Request) -> Request:
+    """MLflow's basic auth (any user name, the token as password) as a bearer token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return request
+    try:
+        _, _, secret = base64.b64decode(value.strip()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return request
+    scope = dict(request.scope)
+    scope["headers"] = [
+        (k, v) for k, v in request.scope["headers"] if k.lower() != b"authorization"
+    ] + [(b"authorization", f"Bearer {secret}".encode())]
+    return Request(scope, request.receive)
+
+
+def mlflow_router(state: ServerState, principal: Callable[..., Principal]) -> APIRouter:
+    """The MLflow-compatible routes (see the module docstring)."""
+    router = APIRouter(tags=["mlflow"])
+
+    def endpoint(method_name: str) -> Callable[..., Any]:
+        async def handler(workspace: str, request: Request) -> Response:
+            try:
+                who = principal(_with_bearer(request))
+                args = await _args(request)
+
+                def call() -> dict[str, Any]:
+                    api = Api(state, workspace, who)
+                    result: dict[str, Any] = getattr(api, method_name)(args)
+                    return result
+
+                result = await anyio.to_thread.run_sync(call)
+            except Exception as err:
+                return _mlflow_error(err)
+            return Response(json.dumps(result, allow_nan=False), media_type="application/json")
+
+        handler.__name__ = f"mlflow_{method_name}"
+        return handler
+
+    for prefix in ("api", "ajax-api"):
+        for method, path, name, rule in _ROUTES:
+            router.add_api_route(
+                f"{BASE}/{prefix}/2.0/mlflow/{path}",
+                endpoint(name),
+                methods=[method],
+                name=f"mlflow.{prefix}.{method}.{path}",
+                openapi_extra=rule,
+                response_class=Response,
+            )
+    _artifact_routes(router, state, principal)
+    return router
+
+
+def _artifact_target(api: Api, path: str) -> tuple[str, str]:
+    """``<experiment>/<run>/artifacts/<rel>`` → (run id, the file's path in the artifact store)."""
+    parts = safe_relpath(path).split("/")
+    if len(parts) < 3 or parts[2] != "artifacts":
+        raise MlflowError(
+            "INVALID_PARAMETER_VALUE",
+            f"Artifact path {path!r} is not <experiment id>/<run id>/artifacts/<path>.",
+        )
+    info = api.run(parts[1])
+    rel = "/".join(parts[3:])
+    return info.run_id, f"runs/{info.run_id}/{rel}".rstrip("/")
+
+
+def _artifact_routes(
+    router: APIRouter, state: ServerState, principal: Callable[..., Principal]
+) -> None:
+    base = f"{BASE}/api/2.0/mlflow-artifacts/artifacts"
+
+    @router.put(f"{base}/{{path:path}}", openapi_extra=_WRITE)
+    async def put_artifact(workspace: str, path: str, request: Request) -> Response:
+        """Upload one run file (raw body)."""
+        try:
+            api = Api(state, workspace, principal(_with_bearer(request)))
+            run_id, target = _artifact_target(api, path)
+            api.write(run_id)
+            body = await request.body()
+            store = state.artifacts(workspace)
+            await anyio.to_thread.run_sync(lambda: store.write_bytes(target, body))
+        except Exception as err:
+            return _mlflow_error(err)
+        return JSONResponse({})
+
+    @router.get(f"{base}/{{path:path}}", openapi_extra=_READ)
+    async def get_artifact(workspace: str, path: str, request: Request) -> Response:
+        """Download one run file."""
+        try:
+            api = Api(state, workspace, principal(_with_bearer(request)))
+            api.read()
+            _, target = _artifact_target(api, path)
+            local = state.artifacts(workspace).local_file(target)
+            if local is None or not local.is_file():
+                raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"No artifact at {path!r}.", 404)
+        except Exception as err:
+            return _mlflow_error(err)
+        return FileResponse(
+            local,
+            media_type="application/octet-stream",
+            headers={"X-Content-Type-Options": "nosniff"},
+            content_disposition_type="attachment",
+            filename=local.name,
+        )
+
+    @router.get(base, openapi_extra=_READ)
+    async def list_artifacts(workspace: str, request: Request, path: str = "") -> Response:
+        """One level of a run's files (``path``: ``<experiment>/<run>/artifacts[/<dir>]``)."""
+        try:
+            api = Api(state, workspace, principal(_with_bearer(request)))
+            api.read()
+            if not path:
+                raise MlflowError(
+                    "INVALID_PARAMETER_VALUE",
+                    "Give path=<experiment id>/<run id>/artifacts[/<folder>] to list.",
+                )
+            parts = safe_relpath(path).split("/")
+            _, root = _artifact_target(api, "/".join([*parts[:3], "x"]))
+            root = root.rsplit("/", 1)[0]
+            rel = "/".join(parts[3:])
+            files = await anyio.to_thread.run_sync(lambda: api.listing(root, rel))
+            for f in files:  # relative to the folder listed, as MLflow's server answers
+                f["path"] = f["path"][len(rel) + 1 :] if rel else f["path"]
+        except Exception as err:
+            return _mlflow_error(err)
+        return JSONResponse({"files": files})
