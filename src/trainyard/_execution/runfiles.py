@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainyard._compat import with_shim
 from trainyard.settings import RUN_ENV_VARS
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ def script_env(
     env["AZUREML_EXPERIMENT_ID"] = str(info.experiment_id)
     env["AZUREML_WORKSPACE_ID"] = ctx.workspace_id
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = with_shim(None)  # v1's ``azureml.*`` names, for this run only
     env.update(extra)
     env.update({str(k): str(v) for k, v in (definition.get("environmentVariables") or {}).items()})
     return env
