@@ -365,6 +365,24 @@ def test_get_model_path_under_the_model_dir_variable(
     assert Model.get_model_path("m") == str(base / "azureml-models" / "m" / "4" / "model.pt")
 
 
+@pytest.mark.parametrize("var", ["AZUREML_MODEL_DIR", "TRAINYARD_MODEL_DIR"])
+def test_get_model_path_in_a_service_of_one_model(
+    clean_model_dirs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str
+) -> None:
+    """A service of one model points the variable at ``<root>/<name>/<version>`` (v1's layout):
+    that model, and any other under the same root, resolve by name."""
+    root = tmp_path / "gen" / "trainyard-models"
+    for name, version in (("m", "2"), ("n", "1")):
+        (root / name / version).mkdir(parents=True)
+        (root / name / version / "model.pt").write_text(name)
+    monkeypatch.setenv(var, str(root / "m" / "2"))
+    assert Model.get_model_path("m") == str(root / "m" / "2" / "model.pt")
+    assert Model.get_model_path("m", version=2) == str(root / "m" / "2" / "model.pt")
+    assert Model.get_model_path("n") == str(root / "n" / "1" / "model.pt")
+    with pytest.raises(ModelNotFoundException):
+        Model.get_model_path("m", version=3)
+
+
 def test_get_model_path_downloads_with_a_workspace(
     workspace: Workspace, run: Run, clean_model_dirs: Path
 ) -> None:

@@ -109,8 +109,6 @@ def _kwargs(case: str, src: Path, tmp_path: Path) -> dict[str, Any]:
         return {**base, "environment": _bad_env()}
     if case == "not-an-environment":
         return {**base, "environment": {"name": "x"}}
-    if case == "docker":
-        return {**base, "docker_runtime_config": DockerConfiguration(use_docker=True)}
     if case == "mpi-ranks":
         return {**base, "distributed_job_config": MpiConfiguration(process_count_per_node=2)}
     if case == "pytorch-ranks":
@@ -139,7 +137,6 @@ CASES: list[tuple[str, type[TrainyardError], str]] = [
     ("unknown-target", ComputeTargetException, "no-such-cluster"),
     ("bad-environment", ValidationError, "numpy>>=1.0 ~~"),
     ("not-an-environment", ValidationError, "must be a trainyard Environment"),
-    ("docker", ComputeTargetException, "use_docker=True"),
     ("mpi-ranks", ComputeTargetException, "needs 2 processes"),
     ("pytorch-ranks", ComputeTargetException, "needs 2 processes"),
     ("bad-duration", ValidationError, "max_run_duration_seconds"),
@@ -156,6 +153,24 @@ def test_refused_submission_stores_nothing(
     with pytest.raises(error) as info:
         submit(Experiment(ws, "refused"), config)
     assert text in info.value.message
+
+
+def test_use_docker_runs_as_a_uv_environment_with_a_warning(ws: Workspace, src: Path) -> None:
+    """Every 2021+ v1 sample sets ``DockerConfiguration(use_docker=True)``: accepted, with a
+    warning that the environment runs as a uv virtual environment (no container engine)."""
+    config = ScriptRunConfig(
+        src, "train.py", docker_runtime_config=DockerConfiguration(use_docker=True)
+    )
+    with pytest.warns(UserWarning, match="uv virtual environment"):
+        run = submit(Experiment(ws, "docker"), config)
+    assert run.wait_for_completion()["status"] == "Completed"
+
+
+def test_runconfig_reexports_conda_dependencies() -> None:
+    from trainyard.core.conda_dependencies import CondaDependencies
+    from trainyard.core.runconfig import CondaDependencies as Reexported
+
+    assert Reexported is CondaDependencies
 
 
 @pytest.mark.usefixtures("nothing_stored")

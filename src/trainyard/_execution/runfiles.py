@@ -14,13 +14,14 @@ Live logs are read by offset while the run executes and uploaded into the run's 
 from __future__ import annotations
 
 import os
-import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainyard._compat import with_shim
 from trainyard._context import redact_url
+from trainyard._execution.failure import parse_traceback
 from trainyard.mlflow_plugin._uri import tracking_uri_for
 from trainyard.settings import RUN_ENV_VARS
 
@@ -129,6 +130,7 @@ def script_env(
     env.pop("MLFLOW_EXPERIMENT_ID", None)
     env["AZUREML_WORKSPACE_ID"] = ctx.workspace_id
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = with_shim(None)  # v1's ``azureml.*`` names, for this run only
     env.update(extra)
     env.update({str(k): str(v) for k, v in (definition.get("environmentVariables") or {}).items()})
     return env
@@ -201,28 +203,21 @@ class LogSyncer:
                         self._maybe(full, f"logs/{full.relative_to(logs).as_posix()}")
 
 
-_TB = re.compile(rb"Traceback \(most recent call last\):")
-
-
-def failure_details(rc: int, std_log: Path, max_lines: int = 40) -> dict[str, Any]:
-    """Error dict for a script that exited non-zero: message, exit code and traceback tail."""
+def failure_details(rc: int, std_log: Path) -> dict[str, Any]:
+    """Error dict for a script that exited non-zero: the exception's type, whole message and last
+    frames (:func:`~trainyard._execution.failure.parse_traceback`), and the exit code."""
     tail = b""
     try:
         with open(std_log, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
+            fh.seek(max(0, size - 256 * 1024))
             tail = fh.read()
     except OSError:
         pass
-    matches = list(_TB.finditer(tail))
-    tb_text = ""
-    message = ""
-    if matches:
-        tb_text = tail[matches[-1].start() :].decode("utf-8", "replace")
-        lines = [ln for ln in tb_text.strip().splitlines() if ln.strip()]
-        tb_text = "\n".join(lines[-max_lines:])
-        message = lines[-1] if lines else ""
+    text = tail.decode("utf-8", "replace")
+    parsed = parse_traceback(text) or {}
+    message = str(parsed.get("message", ""))
     if rc < 0:
         try:
             signame = signal.Signals(-rc).name
@@ -230,16 +225,14 @@ def failure_details(rc: int, std_log: Path, max_lines: int = 40) -> dict[str, An
             signame = str(-rc)
         message = message or f"The script was killed by signal {signame}."
     if not message:
-        last = [ln for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
+        last = [ln for ln in text.splitlines() if ln.strip()]
         message = f"The script exited with code {rc}." + (
             f" Last output: {last[-1][:500]}" if last else ""
         )
-    details: dict[str, Any] = {
+    return {
+        **parsed,
         "code": "UserError",
         "message": message,
         "exitCode": rc,
         "stage": "Running",
     }
-    if tb_text:
-        details["traceback"] = tb_text
-    return details

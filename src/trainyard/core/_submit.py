@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
     from trainyard.core.experiment import Experiment
     from trainyard.core.script_run import ScriptRun
     from trainyard.core.script_run_config import ScriptRunConfig
+
+#: What ``DockerConfiguration(use_docker=True)`` gets: v1 samples set it everywhere; trainyard has no
+#: container engine, so the run goes on in its environment's uv virtual environment.
+DOCKER_WARNING = (
+    "DockerConfiguration(use_docker=True): trainyard runs without a container engine; the run's "
+    "environment is built and run as a uv virtual environment instead (the Docker base image and "
+    "Docker arguments are recorded but not used)."
+)
 
 # Any number (numpy's int64 included) and paths are stringified, as v1 does.
 _ARG_TYPES = (str, numbers.Number)
@@ -83,10 +92,7 @@ def _validate_source(config: ScriptRunConfig) -> tuple[Path, str | None]:
 
 def _validate_target(config: ScriptRunConfig, target: ComputeTarget, ranks: int) -> None:
     if config.docker_runtime_config is not None and config.docker_runtime_config.use_docker:
-        raise ComputeTargetException(
-            "DockerConfiguration(use_docker=True) needs a container engine, and this machine has none. "
-            "Use a uv-built Environment (the default) instead."
-        )
+        warnings.warn(DOCKER_WARNING, UserWarning, stacklevel=4)
     if config.requires_gpu and target.gpu_count == 0:
         raise ComputeTargetException(
             f"use_gpu=True, but compute target {target.name!r} has no GPUs. Submit to a target with "

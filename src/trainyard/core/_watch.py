@@ -96,15 +96,30 @@ def wait_for_completion(
         stream.flush()
     if details["status"] == RunStatus.FAILED.value:
         error = details.get("error") or {}
+        # The streamed log already showed the traceback: with show_output it is not repeated.
+        text = failure_text(run.id, error, with_traceback=not show_output)
         if raise_on_error:
             raise ActivityFailedException(
-                f"Run {run.id} failed: {error.get('message', 'unknown error')}",
-                error_details=json.dumps(error, indent=2),
-                run_id=run.id,
+                text, error_details=json.dumps(error, indent=2), run_id=run.id
             )
         if show_output:
-            stream.write(f"Run {run.id} failed: {json.dumps(error, indent=2)}\n")
+            stream.write(text + "\n")
     return details
+
+
+def failure_text(run_id: str, error: dict[str, Any], with_traceback: bool) -> str:
+    """``Run <id> failed: <Type>: <whole message>`` plus the last frames, or a pointer to them."""
+    text = f"Run {run_id} failed: {error.get('message', 'unknown error')}"
+    if error.get("cause"):
+        text += f"\n(raised while handling {error['cause']})"
+    if "exitCode" in error:
+        text += f"\nExit code: {error['exitCode']}."
+    if error.get("traceback"):
+        if with_traceback:
+            text += f"\n{error['traceback']}"
+        else:
+            text += f" The traceback is above and in {STD_LOG}."
+    return text
 
 
 def _stream_once(

@@ -415,11 +415,13 @@ class Model:
         """Where a model's files are: ``trainyard-models/<name>/<version>/`` (then v1's
         ``azureml-models/``) under the model directory or the cwd, then ``./<name>``, then a download
         from ``_workspace`` into ``trainyard-models/``."""
-        bases = [
-            Path(os.environ[v])
-            for v in ("TRAINYARD_MODEL_DIR", "AZUREML_MODEL_DIR")
-            if os.environ.get(v)
-        ]
+        bases: list[Path] = []
+        for var in ("TRAINYARD_MODEL_DIR", "AZUREML_MODEL_DIR"):
+            if os.environ.get(var):
+                base = Path(os.environ[var])
+                # A service of one model points the variable at <models root>/<name>/<version>:
+                # search that root as well, so any of its models resolves by name.
+                bases += [base, base.parent.parent] if base.name.isdigit() else [base]
         bases.append(Path.cwd())
         for base in bases:
             for dirname in (*MODEL_DIR_NAMES, ""):  # the caches before ./<name>, as v1

@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# v1's ``azureml.core.runconfig`` re-exports ``CondaDependencies``; v1 code imports it from here.
+from trainyard.core.conda_dependencies import CondaDependencies as CondaDependencies
 from trainyard.exceptions import ValidationError
 
 
 @dataclass
 class DockerConfiguration:
-    """v1's Docker settings. There is no container engine in embedded mode: ``use_docker=True``
-    is refused at submit with a clear error."""
+    """v1's Docker settings. trainyard runs every environment as a uv virtual environment, with no
+    container engine: ``use_docker=True`` is accepted with a warning at submit saying so."""
 
     use_docker: bool = False
     shared_volumes: bool = True

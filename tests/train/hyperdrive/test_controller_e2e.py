@@ -430,3 +430,26 @@ def test_resume_child_runs_reruns_with_the_old_outputs(ws: Workspace, src: Path)
     # the leftover budget explores a new point, not the re-run one
     assert json.loads(second.get_hyperparameters()[fresh.id]) == {"--quality": 0.7}
     assert json.loads(second.get_properties()["resume_child_runs"]) == [old.id]
+
+
+def test_unmatched_primary_metric_fails_after_the_first_child(ws: Workspace, src: Path) -> None:
+    """A primary metric name that matches nothing the first completed child logged ends the
+    sweep then, naming what the child did log and the closest name, not after the whole budget."""
+    config = HyperDriveConfig(
+        run_config=script(src, "--epochs", 1, "--sleep", 0),
+        hyperparameter_sampling=GridParameterSampling({"--quality": choice(0.1, 0.2, 0.3, 0.4)}),
+        primary_metric_name="accuracy",
+        primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
+        max_total_runs=4,
+        max_concurrent_runs=1,
+    )
+    run = Experiment(ws, "hd-wrong-metric").submit(config)
+    assert isinstance(run, HyperDriveRun)
+    with pytest.raises(ActivityFailedException) as info:
+        run.wait_for_completion()
+    assert "Did you mean 'Accuracy'?" in str(info.value)
+    error = run.get_details()["error"]
+    assert error["code"] == "PrimaryMetricNotLogged"
+    assert error["loggedMetrics"] == ["Accuracy"]
+    assert error["suggestion"] == "Accuracy"
+    assert len(list(run.get_children())) == 1  # the rest of the budget was not spent

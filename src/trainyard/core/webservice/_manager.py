@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from trainyard._compat import with_shim
 from trainyard._execution.processes import ProcessId, stop_process
 from trainyard.exceptions import WebserviceException
 
@@ -320,6 +321,7 @@ def server_environ(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[st
     env = {k: v for k, v in base.items() if k not in _DROPPED_VARS}
     env.update({str(k): str(v) for k, v in extra.items()})
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = with_shim(env.get("PYTHONPATH"))  # v1's ``azureml.*`` names
     return env
 
 

@@ -60,8 +60,10 @@ from trainyard.train.hyperdrive._history import (
     is_better,
     json_list,
     list_children,
+    metric_names,
     primary_series,
     tag_key,
+    unmatched_metric_error,
 )
 from trainyard.train.hyperdrive._submit import CONTROLLER_LOG, controller_log_path
 
@@ -102,6 +104,7 @@ class Controller:
         self.failure: dict[str, Any] | None = None
         self.best: tuple[str, float] | None = None
         self.finish_order: list[str] = []
+        self._metric_checked = False
         self._heartbeat = Heartbeat(
             lambda: self.store.heartbeat(self.run_id),
             self.settings.heartbeat_seconds,
@@ -322,6 +325,12 @@ class Controller:
             return
         shown = "no value" if value is None else f"best {self.metric}={value:.6g}"
         self.log(f"child {child.index} ({child.run_id}) {child.status}: {shown}")
+        if child.status == RunStatus.COMPLETED.value and not self._metric_checked:
+            self._metric_checked = True  # the first completed child tells whether the name matches
+            if value is None and self.best is None and self.failure is None:
+                logged = metric_names(self.store, child.run_id)
+                self.failure = unmatched_metric_error(self.metric, child.run_id, logged)
+                self.stop(self.failure["message"])
         self.finish_order.append(child.status)
         first = self.finish_order[: min(_FIRST_FAILURES, self.max_total)]
         if (

@@ -132,3 +132,37 @@ def json_list(raw: str | None) -> list[str]:
     except ValueError:
         return []
     return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def metric_names(store: TrackingStore, run_id: str) -> list[str]:
+    """Names of every metric the run logged, sorted."""
+    return sorted({chunk.name for chunk in store.get_metric_chunks(run_id)})
+
+
+def unmatched_metric_error(metric: str, child_id: str, logged: Sequence[str]) -> dict[str, Any]:
+    """The sweep's error when its first completed child logged no numeric ``metric``: the names
+    the child did log and the closest one (``difflib``, case-insensitive)."""
+    import difflib
+
+    by_lower = {n.lower(): n for n in logged}
+    close = difflib.get_close_matches(metric.lower(), list(by_lower), n=1, cutoff=0.6)
+    suggestion = by_lower[close[0]] if close else None
+    if metric in logged:
+        what = f"logged {metric!r}, but no numeric value of it"
+    else:
+        names = ", ".join(repr(n) for n in logged) or "no metrics at all"
+        what = f"did not log {metric!r}; it logged {names}"
+    message = (
+        f"primary_metric_name={metric!r} matches nothing the first completed child run "
+        f"{child_id} logged: it {what}."
+        + (f" Did you mean {suggestion!r}?" if suggestion and suggestion != metric else "")
+        + " The sweep stopped instead of spending its budget; set primary_metric_name to the "
+        "exact name the script passes to run.log()."
+    )
+    return {
+        "code": "PrimaryMetricNotLogged",
+        "message": message,
+        "primaryMetricName": metric,
+        "loggedMetrics": list(logged),
+        "suggestion": suggestion,
+    }
