@@ -370,7 +370,8 @@ def add_notes(table: _common.ResultTable, sizes: Sizes, ty: Side, ml: Side, work
     one_ty = ", ".join(_common.fmt_rate(r["rate"]) for r in ty.one)
     one_ml = ", ".join(_common.fmt_rate(r["rate"]) for r in ml.one)
     table.note(
-        "Each client is its own process (multiprocessing spawn) that connects first; all start "
+        "Samples below are from the first store kind (SQLite). Each client is its own process "
+        "(multiprocessing spawn) that connects first; all start "
         "together at a barrier. Rate = points ÷ (first log of any client → last flush returned). "
         f"trainyard: Workspace.connect + start_logging, run.log(name, value) over 5 names, "
         f"run.flush(); 1 client × {sizes.ty_points:,} points, median of {sizes.ty_repeat} "
