@@ -238,46 +238,48 @@ class Api:
             info = self.store.update_run_status(run_id, status)
         return {"run_info": v.run_json(info)["info"]}
 
+    def series_of(self, run_ids: list[str]) -> dict[str, dict[str, list[v.Point]]]:
+        """The metric points of many runs (one query on the SQL store, else one call a run)."""
+        bulk = getattr(self.store, "metric_chunks_of_runs", None)
+        chunks = (
+            bulk(run_ids)
+            if callable(bulk)
+            else {r: self.store.get_metric_chunks(r) for r in run_ids}
+        )
+        return {r: v.points(chunks.get(r, [])) for r in run_ids}
+
     def runs_search(self, args: dict[str, Any]) -> dict[str, Any]:
         self.read()
         clauses = v.parse_filter(args.get("filter"))
         limit = int(args.get("max_results") or 1000)
         if not 1 <= limit <= MAX_SEARCH:
             raise MlflowError("INVALID_PARAMETER_VALUE", f"max_results must be 1..{MAX_SEARCH}.")
+        order_by = [str(o) for o in args.get("order_by") or []]
         need_metrics = any(c.entity == "metrics" for c in clauses) or any(
-            str(o).lower().startswith("metric") for o in args.get("order_by") or []
+            o.lower().startswith("metric") for o in order_by
         )
-        runs = []
+        infos: list[RunInfo] = []
         for exp_id in args.get("experiment_ids") or []:
             exp = self.experiment(str(exp_id))
             cursor = None
             while True:
-                infos, cursor = self.store.list_runs(
+                page_infos, cursor = self.store.list_runs(
                     exp.id, include_children=True, limit=1000, cursor=cursor
                 )
-                for info in infos:
-                    series = (
-                        v.points(self.store.get_metric_chunks(info.run_id)) if need_metrics else {}
-                    )
-                    view = v.run_json(info, series)
-                    if v.matches(view, clauses):
-                        runs.append((view, info))
+                infos += page_infos
                 if cursor is None:
                     break
-        ordered = v.sort_runs([r for r, _ in runs], args.get("order_by"))
-        start = (
-            int(args.get("page_token") or 0) if str(args.get("page_token") or "0").isdigit() else 0
-        )
+        series = self.series_of([i.run_id for i in infos]) if need_metrics else {}
+        views = [v.run_json(i, series.get(i.run_id)) for i in infos]
+        ordered = v.sort_runs([x for x in views if v.matches(x, clauses)], order_by)
+        token = str(args.get("page_token") or "0")
+        start = int(token) if token.isdigit() else 0
         page = ordered[start : start + limit]
         if not need_metrics:
-            by_id = {info.run_id: info for _, info in runs}
-            page = [
-                v.run_json(
-                    by_id[r["info"]["run_id"]],
-                    v.points(self.store.get_metric_chunks(r["info"]["run_id"])),
-                )
-                for r in page
-            ]
+            by_id = {i.run_id: i for i in infos}
+            ids = [r["info"]["run_id"] for r in page]
+            got = self.series_of(ids)
+            page = [v.run_json(by_id[r], got.get(r)) for r in ids]
         out: dict[str, Any] = {"runs": page}
         if start + limit < len(ordered):
             out["next_page_token"] = str(start + limit)
