@@ -141,3 +141,25 @@ def test_without_a_token_mlflow_gets_unauthenticated(
     env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     out = client.run('emit({"code": code_of(lambda: mlflow.get_experiment_by_name("x"))})', env=env)
     assert out["code"] == "UNAUTHENTICATED"
+
+
+def test_a_batch_over_mlflows_limits_is_refused_and_writes_nothing(server: LiveServer) -> None:
+    import httpx
+
+    name = unique_name("limits")
+    ws = Workspace.create(name, server=server.url, token=server.admin_token)
+    run = Experiment(ws, "limits").start_logging()
+    base = f"{ws.get_mlflow_tracking_uri()}/api/2.0/mlflow"
+    auth = {"Authorization": f"Bearer {server.admin_token}"}
+    metrics = [{"key": "m", "value": 1.0, "timestamp": 0, "step": i} for i in range(1001)]
+    resp = httpx.post(
+        f"{base}/runs/log-batch",
+        json={"run_id": run.id, "metrics": metrics, "params": [{"key": "p", "value": "1"}]},
+        headers=auth,
+    )
+    assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "m" not in run.get_metrics() and "p" not in run.get_properties()
+    unknown = httpx.get(f"{base}/runs/get", params={"run_id": "nope"}, headers=auth)
+    assert unknown.status_code == 404
+    assert unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    run.complete()
