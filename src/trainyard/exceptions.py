@@ -337,10 +337,91 @@ class ServerUnreachable(StoreError):
 
 
 class MissingExtraError(TrainyardError):
-    """An optional dependency is not installed; the message gives the ``pip install`` to run."""
+    """An optional dependency is not installed; the message gives the ``pip install`` to run.
+
+    Build it with :meth:`for_extra`, which names the packages of the extra (from trainyard's
+    installed metadata) and how to reinstall trainyard with it from where it was installed.
+    """
 
     code = "MISSING_EXTRA"
     http_status = 501
+
+    @classmethod
+    def for_extra(cls, extra: str, feature: str, module: str | None = None) -> MissingExtraError:
+        """``feature`` needs ``extra``'s packages (``module`` is the one that failed to import).
+
+        Example::
+
+            raise MissingExtraError.for_extra("hyperdrive", "Bayesian sampling", "optuna")
+            # Bayesian sampling needs optuna, which is not installed. Install it with:
+            #   pip install 'optuna>=4.0' 'numpy>=1.24'
+            # or reinstall trainyard with its 'hyperdrive' extra: pip install '/src/trainyard[hyperdrive]'
+        """
+        packages = extra_requirements(extra)
+        missing = module or (packages[0] if packages else extra)
+        wanted = " ".join(f"'{p}'" for p in packages) or f"'{missing}'"
+        message = (
+            f"{feature} needs {missing}, which is not installed. Install it with:\n"
+            f"  pip install {wanted}\n"
+            f"or reinstall trainyard with its '{extra}' extra: pip install {install_target(extra)}"
+        )
+        return cls(message, extra=extra, module=missing, requirements=packages)
+
+
+def extra_requirements(extra: str) -> list[str]:
+    """The requirements of trainyard's ``extra`` that apply here, as installed (``[]`` when
+    unknown), without their markers.
+
+    Example::
+
+        extra_requirements("hyperdrive")   # ['numpy>=1.24', 'optuna>=4.0']
+    """
+    import importlib.metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        requires = importlib.metadata.requires("trainyard") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    out = []
+    for line in requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is None or not req.marker.evaluate({"extra": extra}):
+            continue
+        if req.marker.evaluate({"extra": ""}):
+            continue  # a core requirement, not the extra's
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        out.append(f"{req.name}{extras}{req.specifier}")
+    return out
+
+
+def install_target(extra: str) -> str:
+    """What to ``pip install`` for trainyard with ``extra``, from where it was installed: its
+    source folder (``-e`` for an editable install), else ``'trainyard[extra]'``.
+
+    Example::
+
+        install_target("serving")   # "-e '/home/me/trainyard[serving]'"
+    """
+    import importlib.metadata
+    import json
+    from urllib.parse import unquote, urlparse
+
+    try:
+        raw = importlib.metadata.distribution("trainyard").read_text("direct_url.json")
+        info = json.loads(raw) if raw else {}
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        info = {}
+    url = str(info.get("url", ""))
+    if url.startswith("file://") and "dir_info" in info:
+        folder = unquote(urlparse(url).path)
+        editable = bool(info["dir_info"].get("editable"))
+        return ("-e " if editable else "") + f"'{folder}[{extra}]'"
+    return f"'trainyard[{extra}]'"
 
 
 def _all_subclasses(cls: type[TrainyardError]) -> list[type[TrainyardError]]:

@@ -175,6 +175,30 @@ def test_always_excluded_folders(src: Path) -> None:
     assert names(src) == [".trainyard/config.json", ".trainyardignore", "pkg/m.py"]
 
 
+@pytest.mark.parametrize("ignore_file", [None, ".gitignore", ".trainyardignore", ".amlignore"])
+def test_venvs_caches_git_and_workspaces_never_snapshotted(
+    src: Path, ignore_file: str | None
+) -> None:
+    """A project's .venv (or a venv under any name), __pycache__, .git and a workspace folder
+    inside it stay out, with or without an ignore file, even one that re-includes them."""
+    write(src, ".venv/lib/python3.11/site-packages/big.py")
+    write(src, ".venv/pyvenv.cfg", "home = /usr/bin\n")
+    write(src, "env2/pyvenv.cfg", "home = /usr/bin\n")
+    write(src, "env2/bin/python", "#!")
+    write(src, "__pycache__/train.cpython-311.pyc")
+    write(src, ".git/HEAD", "ref: refs/heads/main\n")
+    write(src, "my-ws/workspace.json", "{}")
+    write(src, "my-ws/trainyard.db")
+    write(src, "data/workspace.json", "{}")  # a user's file of that name alone is kept
+    write(src, "train.py")
+    if ignore_file is not None:
+        write(src, ignore_file, "!.venv/\n!env2/\n!__pycache__/\n!.git/\n!my-ws/\n*.log\n")
+    expected = ["data/workspace.json", "train.py"]
+    if ignore_file is not None:
+        expected = sorted([*expected, ignore_file])
+    assert names(src) == expected
+
+
 def test_invalid_ignore_pattern_names_file_and_line(src: Path) -> None:
     write(src, ".amlignore", "*.log\n!\n")
     with pytest.raises(SnapshotException) as err:

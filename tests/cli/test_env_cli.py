@@ -99,15 +99,15 @@ def test_env_list_json_and_table(built: Built) -> None:
     assert row["hash"] == built.hash and len(row["hash"]) == 64
     assert row["requirements"] == ["six==1.16.0"]
     assert row["packages"] >= 2  # six and the injected trainyard runtime
-    assert row["size_bytes"] > 0
+    assert row["sizeBytes"] > 0
     assert Path(row["prefix"]).parent == built.cache
-    assert row["python_version"].count(".") == 2
-    assert row["created"] <= row["last_used"]
+    assert row["pythonVersion"].count(".") == 2
+    assert row["created"] <= row["lastUsed"]
     table = built.ty("env", "list")
     assert table.returncode == 0
     assert built.hash[:12] in table.stdout
     assert "six==1.16.0" in table.stdout
-    assert fmt_bytes(row["size_bytes"]) in table.stdout
+    assert fmt_bytes(row["sizeBytes"]) in table.stdout
 
 
 def test_env_show(built: Built) -> None:
@@ -139,9 +139,9 @@ def test_prune_needs_a_choice_and_dry_runs_without_yes(built: Built) -> None:
     assert f"Would remove {built.hash[:12]}" in dry.stdout
     assert "--yes" in dry.stdout
     data = json.loads(built.ty("env", "prune", "--all", "--json").stdout)
-    assert data["dry_run"] is True
+    assert data["dryRun"] is True
     assert [e["hash"] for e in data["environments"]] == [built.hash]
-    assert data["total_bytes"] > 0
+    assert data["totalBytes"] > 0
     recent = json.loads(built.ty("env", "prune", "--older-than-days", "1", "--json").stdout)
     assert recent["environments"] == []
     assert (built.cache / built.hash[:16]).is_dir()  # nothing deleted
@@ -173,7 +173,7 @@ def test_prune_yes_removes_and_keeps_what_a_running_run_uses(
     """
     submitted = submit_six(ty, tmp_path / "src", body, wait=False)
     assert submitted.returncode == 0, submitted.stderr
-    run_id = json.loads(submitted.stdout)["run_id"]
+    run_id = json.loads(submitted.stdout)["runId"]
     wait_for(lambda: ty("runs", "logs", run_id).stdout == "using six\n")
     (digest,) = [e["hash"] for e in json.loads(ty("env", "list", "--json").stdout)]
 

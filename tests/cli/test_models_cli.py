@@ -143,3 +143,27 @@ def test_models_download(ty: CliRun, tmp_path: Path, clean_error: Callable[..., 
     assert latest.returncode == 0, latest.stderr
     assert (here / "model.npz").read_bytes() == b"npz-bytes"
     clean_error(ty("models", "download", "nothing", "-o", str(out)), "MODEL_NOT_FOUND")
+
+
+def test_models_download_name_dir_and_version(
+    ty: CliRun, tmp_path: Path, clean_error: Callable[..., None]
+) -> None:
+    """``models download NAME DIR [--version N]``: DIR as a positional, the version as an option."""
+    first = tmp_path / "v1"
+    proc = ty("models", "download", "mnist", str(first), "--version", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["id"] == "mnist:1" and data["path"] == str((first / "model").resolve())
+    assert (first / "model" / "weights.bin").read_bytes() == b"\x00\x01\x02"
+    latest = tmp_path / "latest"
+    assert ty("models", "download", "mnist", str(latest)).returncode == 0
+    assert (latest / "model.npz").read_bytes() == b"npz-bytes"
+    shown = json.loads(ty("models", "show", "mnist", "--version", "1", "--json").stdout)
+    assert shown["id"] == "mnist:1"
+    clean_error(
+        ty("models", "download", "mnist", str(tmp_path / "x"), "--version", "9"), "MODEL_NOT_FOUND"
+    )
+    both = ty("models", "download", "mnist:2", str(tmp_path / "y"), "--version", "1")
+    assert both.returncode == 2 and "--version" in both.stderr
+    clash = ty("models", "download", "mnist", str(tmp_path / "a"), "-o", str(tmp_path / "b"))
+    assert clash.returncode == 2

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from trainyard.cli.submit import experiment_name_for, parse_tags
+from trainyard.cli.submit import experiment_name_for, parse_tags, project_requirements
 from trainyard.core.compute.target import AmlCompute, ComputeTarget
 from trainyard.core.workspace import Workspace
 
@@ -187,7 +187,7 @@ def test_submit_json_and_options(
     assert data["arguments"] == ["a", "b"]
     assert data["error"] is None
     assert "args=a,b" in proc.stderr
-    details = run_json(ty, data["run_id"])
+    details = run_json(ty, data["runId"])
     assert details["runDefinition"]["maxRunDurationSeconds"] == 600
     assert details["runDefinition"]["script"] == "sub/job.py"
 
@@ -303,7 +303,7 @@ def test_cancel_a_sleeping_run(
     script = write_script(
         tmp_path / "sleepy", "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
     )
-    run_id = json.loads(ty("submit", "--json", str(script)).stdout)["run_id"]
+    run_id = json.loads(ty("submit", "--json", str(script)).stdout)["runId"]
     # Ctrl-C stops following, not the run
     env = {**os.environ, **FAST, "TRAINYARD_WORKSPACE": str(ws)}
     with subprocess.Popen(
@@ -389,6 +389,40 @@ def test_submit_with_requirements_file_validates_it(
     clean_error(ty("submit", "--env", str(conda), str(script)), "INVALID_VALUE")
 
 
+def test_submit_uses_the_projects_requirements_txt_and_says_so(
+    ty: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    clean_error: Callable[..., None],
+) -> None:
+    """Without --env, requirements.txt next to the script is the run's environment (stderr says
+    so); --no-requirements runs in this interpreter; --env wins over it."""
+    script = write_script(tmp_path / "proj", "print('ran here')\n")
+    reqs = script.parent / "requirements.txt"
+    reqs.write_text("six==1.16.0\n-e ./local\n")  # invalid on purpose: nothing gets built
+    picked = ty("submit", str(script))
+    clean_error(picked, "INVALID_VALUE")
+    assert f"Using {reqs}" in picked.stderr and "--no-requirements" in picked.stderr
+    assert "-e ./local" in picked.stderr
+    plain = ty("submit", "--no-requirements", "--wait", "--json", str(script))
+    assert plain.returncode == 0, plain.stderr
+    data = json.loads(plain.stdout)
+    assert data["status"] == "Completed" and data["environmentFile"] is None
+    assert "Using " not in plain.stderr and "ran here" in plain.stderr
+    other = tmp_path / "other.txt"
+    other.write_text("-e ./elsewhere\n")
+    chosen = ty("submit", "--env", str(other), str(script))
+    clean_error(chosen, "INVALID_VALUE")
+    assert "./elsewhere" in chosen.stderr and "Using " not in chosen.stderr
+
+
+def test_project_requirements_rules(tmp_path: Path) -> None:
+    assert project_requirements(tmp_path, None, True) is None
+    (tmp_path / "requirements.txt").write_text("six\n")
+    assert project_requirements(tmp_path, None, True) == tmp_path / "requirements.txt"
+    assert project_requirements(tmp_path, None, False) is None
+    assert project_requirements(tmp_path, tmp_path / "env.yml", True) is None
+
+
 # -- compute list -----------------------------------------------------------------------------
 def test_compute_list(ty: Callable[..., subprocess.CompletedProcess[str]], ws: Path) -> None:
     workspace = Workspace(path=ws)
@@ -398,9 +432,9 @@ def test_compute_list(ty: Callable[..., subprocess.CompletedProcess[str]], ws: P
     rows = {r["name"]: r for r in json.loads(ty("compute", "list", "--json").stdout)}
     assert set(rows) == {"local", "cpu-cluster"}
     assert rows["cpu-cluster"]["type"] == "amlcompute"
-    assert rows["cpu-cluster"]["max_concurrent_runs"] == 3
-    assert rows["cpu-cluster"]["max_nodes"] == 3
-    assert rows["local"]["max_concurrent_runs"] >= 1
+    assert rows["cpu-cluster"]["maxConcurrentRuns"] == 3
+    assert rows["cpu-cluster"]["maxNodes"] == 3
+    assert rows["local"]["maxConcurrentRuns"] >= 1
     assert rows["local"]["gpus"] == 0
     table = ty("compute", "list")
     assert table.returncode == 0

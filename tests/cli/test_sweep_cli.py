@@ -119,7 +119,8 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory, src: Path, fast_env: None) 
         grid_sweep(src, {"--quality": choice(0)}, max_total_runs=1)
     )
     assert wait_terminal(done) == "Completed"
-    assert wait_terminal(empty) == "Completed"
+    # a child that logs no Accuracy fails the sweep after it (PrimaryMetricNotLogged)
+    assert wait_terminal(empty) == "Failed"
     return Sweeps(ws_path=ws.path, done=done.id, empty=empty.id)
 
 
@@ -192,8 +193,8 @@ def test_list_without_sweeps(cli: CliRun, tmp_path: Path) -> None:
 def test_show_sorts_children_by_the_primary_metric(ty: CliRun, sweeps: Sweeps) -> None:
     data = as_json(ty("sweep", "show", sweeps.done, "--json"))
     assert data["runId"] == sweeps.done and data["status"] == "Completed"
-    assert [c["run_id"] for c in data["children"]] == [child(sweeps.done, i) for i in (1, 2, 0)]
-    assert [c["best_primary_metric"] for c in data["children"]] == [0.9, 0.6, 0.3]
+    assert [c["runId"] for c in data["children"]] == [child(sweeps.done, i) for i in (1, 2, 0)]
+    assert [c["bestPrimaryMetric"] for c in data["children"]] == [0.9, 0.6, 0.3]
     assert data["children"][0]["hyperparameters"] == {"--quality": 0.9}
     assert {c["status"] for c in data["children"]} == {"Completed"}
     config = data["config"]
@@ -206,7 +207,7 @@ def test_show_sorts_children_by_the_primary_metric(ty: CliRun, sweeps: Sweeps) -
     assert config["template"] == {"script": "train.py", "arguments": [], "target": "local"}
 
     top = as_json(ty("sweep", "show", sweeps.done, "--top", "1", "--json"))
-    assert [c["run_id"] for c in top["children"]] == [child(sweeps.done, 1)]
+    assert [c["runId"] for c in top["children"]] == [child(sweeps.done, 1)]
     assert top["children"] and top["children"] == data["children"][:1]
     assert top["bestRunId"] == child(sweeps.done, 1)
 

@@ -111,9 +111,7 @@ def _numpy() -> Any:
     try:
         import numpy
     except ImportError:  # pragma: no cover - numpy is present wherever MNIST is read
-        raise MissingExtraError(
-            "Reading MNIST needs numpy: pip install numpy (or 'trainyard[hyperdrive]')."
-        ) from None
+        raise MissingExtraError.for_extra("hyperdrive", "Reading MNIST", "numpy") from None
     return numpy
 
 

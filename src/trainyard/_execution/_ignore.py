@@ -41,6 +41,7 @@ __all__ = [
     "IgnoreRules",
     "PlannedFile",
     "SnapshotPlan",
+    "never_snapshotted_folder",
     "pick_ignore_file",
     "scan_source",
 ]
@@ -52,8 +53,34 @@ _OFFENDERS = 10
 IGNORE_FILE_NAMES: tuple[str, ...] = (".trainyardignore", ".amlignore", ".gitignore")
 
 #: Names never snapshotted, at any depth and whatever the ignore files say: version-control data
-#: (a ``.git`` folder, or the ``.git`` file of a worktree) and interpreter/editor caches.
-ALWAYS_EXCLUDED: frozenset[str] = frozenset({".git", "__pycache__", ".ipynb_checkpoints"})
+#: (a ``.git`` folder, or the ``.git`` file of a worktree), a project's virtual environment and
+#: interpreter/editor caches. Folders that are a virtual environment under another name or a
+#: trainyard workspace are left out too (:func:`never_snapshotted_folder`).
+ALWAYS_EXCLUDED: frozenset[str] = frozenset({".git", ".venv", "__pycache__", ".ipynb_checkpoints"})
+
+#: A file that marks its folder as a virtual environment (``python -m venv``, uv, virtualenv).
+VENV_MARKER = "pyvenv.cfg"
+#: Files that, together, mark a folder as a trainyard workspace (``workspace.json`` next to its
+#: ``trainyard.db`` or ``snapshots/``): snapshotting one would copy the workspace into itself.
+WORKSPACE_MARKERS: tuple[str, tuple[str, ...]] = ("workspace.json", ("trainyard.db", "snapshots"))
+
+
+def never_snapshotted_folder(folder: Path) -> str | None:
+    """Why ``folder`` is left out of every snapshot whatever its name, or ``None``.
+
+    A virtual environment (it holds ``pyvenv.cfg``: ``venv/``, ``env/``, ...) is machine-specific
+    and large; a trainyard workspace folder holds the snapshots themselves.
+
+    Example::
+
+        never_snapshotted_folder(Path("project/venv"))   # 'a virtual environment'
+    """
+    if (folder / VENV_MARKER).is_file():
+        return "a virtual environment"
+    meta, companions = WORKSPACE_MARKERS
+    if (folder / meta).is_file() and any((folder / c).exists() for c in companions):
+        return "a trainyard workspace"
+    return None
 
 
 def pick_ignore_file(folder: Path) -> Path | None:
@@ -295,7 +322,7 @@ class _Walker:
             self.unreadable.append(f"{rel} ({err.strerror or err})")
             return
         if stat.S_ISDIR(st.st_mode):
-            if rules.is_ignored(rel, is_dir=True):
+            if rules.is_ignored(rel, is_dir=True) or never_snapshotted_folder(Path(read_path)):
                 return
             if read_path in chain:
                 self.warnings.append(f"{rel}/: skipped, symlink loop back to {read_path}")
@@ -379,8 +406,9 @@ def scan_source(source_dir: Path, *, max_bytes: int, max_files: int | None) -> S
     first that exists of ``.trainyardignore``, ``.amlignore`` (v1), ``.gitignore`` applies and the
     others there are not read, so ``.trainyardignore`` wins over ``.amlignore`` and either
     replaces ``.gitignore``. Ignore files in subfolders are honoured as git does (deeper rules
-    override; nothing inside an ignored folder can be re-included). ``.git``,
-    ``__pycache__`` and ``.ipynb_checkpoints`` are always left out.
+    override; nothing inside an ignored folder can be re-included). ``.git``, ``.venv``,
+    ``__pycache__`` and ``.ipynb_checkpoints`` are always left out, as is any folder that is a
+    virtual environment (it holds ``pyvenv.cfg``) or a trainyard workspace.
 
     Symlinks: one that resolves inside ``source_dir`` is snapshotted as the content it points to
     (folders included; loops are cut); one that points outside is never followed and is skipped

@@ -40,10 +40,7 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.responses import PlainTextResponse, Response
 except ImportError as _err:  # pragma: no cover - exercised only without the extra
-    raise MissingExtraError(
-        f"The scoring server needs FastAPI and uvicorn ({_err.name} is missing): "
-        "pip install 'trainyard[serving]'"
-    ) from None
+    raise MissingExtraError.for_extra("serving", "The scoring server", _err.name) from None
 
 from trainyard._serving import protocol
 from trainyard._serving.auth import KeyStore

@@ -131,9 +131,7 @@ def _serve(config: ServingConfig, port: int, workers: int) -> int:
         import uvicorn
         from uvicorn.supervisors import Multiprocess
     except ImportError:  # pragma: no cover - exercised only without the extra
-        raise MissingExtraError(
-            "The scoring server needs uvicorn: pip install 'trainyard[serving]'"
-        ) from None
+        raise MissingExtraError.for_extra("serving", "The scoring server", "uvicorn") from None
 
     prepare_process(config)
     try:

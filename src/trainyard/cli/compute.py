@@ -37,18 +37,18 @@ def target_summary(target: ComputeTarget) -> dict[str, Any]:
 
     Example::
 
-        target_summary(ComputeTarget(ws, "local"))["max_concurrent_runs"]   # e.g. 2
+        target_summary(ComputeTarget(ws, "local"))["maxConcurrentRuns"]   # e.g. 2
     """
     cfg = target.config
     return {
         "name": target.name,
         "type": target.type,
-        "provisioning_state": target.provisioning_state,
-        "max_concurrent_runs": target.max_concurrent_runs,
+        "provisioningState": target.provisioning_state,
+        "maxConcurrentRuns": target.max_concurrent_runs,
         "gpus": target.gpu_count,
-        "vm_size": cfg.get("vm_size"),
-        "min_nodes": cfg.get("min_nodes"),
-        "max_nodes": cfg.get("max_nodes"),
+        "vmSize": cfg.get("vm_size"),
+        "minNodes": cfg.get("min_nodes"),
+        "maxNodes": cfg.get("max_nodes"),
         "properties": dict(cfg),
     }
 
@@ -79,14 +79,14 @@ def list_targets(
     table.add_column("VM size")
     table.add_column("State")
     for r in rows:
-        nodes = "-" if r["max_nodes"] is None else f"{r['min_nodes'] or 0}–{r['max_nodes']}"
+        nodes = "-" if r["maxNodes"] is None else f"{r['minNodes'] or 0}–{r['maxNodes']}"
         table.add_row(
             r["name"],
             r["type"],
-            str(r["max_concurrent_runs"]),
+            str(r["maxConcurrentRuns"]),
             str(r["gpus"]),
             nodes,
-            r["vm_size"] or "-",
-            r["provisioning_state"],
+            r["vmSize"] or "-",
+            r["provisioningState"],
         )
     console().print(table)

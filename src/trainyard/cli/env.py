@@ -75,7 +75,7 @@ def env_summary(entry: CachedEnvironment, size: int | None = None) -> dict[str, 
 
     Example::
 
-        env_summary(default_builder().list_environments()[0])["python_version"]   # '3.11.9'
+        env_summary(default_builder().list_environments()[0])["pythonVersion"]   # '3.11.9'
     """
     from trainyard._execution.environments.builder import size_bytes
 
@@ -83,14 +83,14 @@ def env_summary(entry: CachedEnvironment, size: int | None = None) -> dict[str, 
         "hash": entry.spec_hash,
         "prefix": str(entry.prefix),
         "python": str(entry.python),
-        "python_version": entry.python_version,
+        "pythonVersion": entry.python_version,
         "requirements": list(entry.spec.requirements),
         "packages": len(entry.resolved),
-        "size_bytes": size_bytes(entry.prefix) if size is None else size,
+        "sizeBytes": size_bytes(entry.prefix) if size is None else size,
         "created": entry.created_at.isoformat(),
-        "last_used": entry.last_used_at.isoformat(),
-        "build_seconds": entry.build_seconds,
-        "user_managed": entry.spec.user_managed,
+        "lastUsed": entry.last_used_at.isoformat(),
+        "buildSeconds": entry.build_seconds,
+        "userManaged": entry.spec.user_managed,
     }
 
 
@@ -122,11 +122,11 @@ def list_envs(as_json: JsonOpt = False) -> None:
     for r in rows:
         table.add_row(
             r["hash"][:SHORT_HASH],
-            r["python_version"],
+            r["pythonVersion"],
             str(r["packages"]),
-            fmt_bytes(r["size_bytes"]),
+            fmt_bytes(r["sizeBytes"]),
             _local(r["created"]),
-            _local(r["last_used"]),
+            _local(r["lastUsed"]),
             ", ".join(r["requirements"]) or "-",
         )
     out.print(table)
@@ -179,9 +179,9 @@ def show(
         ("Hash", entry.spec_hash),
         ("Path", str(entry.prefix)),
         ("Python", f"{entry.python_version} ({entry.python})"),
-        ("Size", fmt_bytes(data["size_bytes"])),
+        ("Size", fmt_bytes(data["sizeBytes"])),
         ("Created", _local(data["created"])),
-        ("Last used", _local(data["last_used"])),
+        ("Last used", _local(data["lastUsed"])),
         ("Build time", f"{entry.build_seconds:.1f}s"),
         ("Index URL", spec.index_url or "-"),
         ("Extra index URLs", ", ".join(spec.extra_index_urls) or "-"),
@@ -277,7 +277,7 @@ def prune(
 
     Give --older-than-days N or --all. Environments that unfinished runs of the workspace in use
     were prepared with are kept, as is every --keep HASH. --json prints
-    {"dry_run", "environments" (removed, or that would be), "kept", "total_bytes"}.
+    {"dryRun", "environments" (removed, or that would be), "kept", "totalBytes"}.
 
     Example: [bold]trainyard env prune --older-than-days 30 --yes[/bold]
     """
@@ -307,13 +307,13 @@ def prune(
     if yes:
         removed = builder.prune(older_than_days=older_than_days, keep_hashes=kept)
         # prune() decides again under its locks: report what it actually removed.
-        gone = [rows.get(h, {"hash": h, "size_bytes": 0}) for h in removed]
+        gone = [rows.get(h, {"hash": h, "sizeBytes": 0}) for h in removed]
     else:
         gone = list(rows.values())
-    freed = sum(int(r.get("size_bytes") or 0) for r in gone)
+    freed = sum(int(r.get("sizeBytes") or 0) for r in gone)
     if as_json:
         print_json(
-            {"dry_run": not yes, "environments": gone, "kept": protected, "total_bytes": freed}
+            {"dryRun": not yes, "environments": gone, "kept": protected, "totalBytes": freed}
         )
         return
     out = console()
@@ -325,7 +325,7 @@ def prune(
     verb = "Removed" if yes else "Would remove"
     for r in gone:
         out.print(
-            f"{verb} {r['hash'][:SHORT_HASH]}  {fmt_bytes(int(r.get('size_bytes') or 0))}  "
+            f"{verb} {r['hash'][:SHORT_HASH]}  {fmt_bytes(int(r.get('sizeBytes') or 0))}  "
             f"{', '.join(r.get('requirements') or []) or '-'}"
         )
     noun = "environment" if len(gone) == 1 else "environments"

@@ -4,7 +4,7 @@ Example::
 
     $ trainyard models list --latest
     $ trainyard models show chainer-dnn-mnist:2 --json
-    $ trainyard models download chainer-dnn-mnist --output ./model
+    $ trainyard models download chainer-dnn-mnist ./model --version 2
 """
 
 from __future__ import annotations
@@ -163,14 +163,18 @@ def list_models(
 
 @app.command("show")
 def show(
-    ctx: typer.Context, model: ModelRefArg, workspace: WorkspaceOpt = None, as_json: JsonOpt = False
+    ctx: typer.Context,
+    model: ModelRefArg,
+    version: VersionOpt = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show one model version: id, lineage (run, experiment), framework, tags, properties, files.
 
-    Example: [bold]trainyard models show chainer-dnn-mnist:1[/bold]
+    Example: [bold]trainyard models show chainer-dnn-mnist --version 1[/bold]
     """
     ws = open_workspace(ctx, workspace)
-    m = get_model(ws, model)
+    m = get_model(ws, with_version(model, version))
     data = model_json(m)
     if as_json:
         print_json(data)
@@ -216,16 +220,55 @@ def show(
         out.print(f"  {f}")
 
 
+VersionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--version",
+        min=1,
+        metavar="N",
+        help="The model version (default: the latest; same as NAME:N).",
+        show_default=False,
+    ),
+]
+
+
+def with_version(ref: str, version: int | None) -> str:
+    """``NAME[:VERSION]`` with ``--version`` applied; both, disagreeing, is a usage error.
+
+    Example::
+
+        with_version("mnist", 2)   # 'mnist:2'
+    """
+    if version is None:
+        return ref
+    name, given = parse_model_ref(ref)
+    if given is not None and given != version:
+        raise typer.BadParameter(
+            f"{ref!r} names version {given} but --version is {version}; give one of them.",
+            param_hint="'--version'",
+        )
+    return f"{name}:{version}"
+
+
 @app.command("download")
 def download(
     ctx: typer.Context,
     model: ModelRefArg,
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output", "-o", metavar="DIR", help="Folder to download into (default: here)."
+    target_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[DIR]",
+            help="Folder to download into (default: --output, else here).",
+            show_default=False,
         ),
-    ] = Path("."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="DIR", help="Folder to download into (same as DIR)."
+        ),
+    ] = None,
+    version: VersionOpt = None,
     exist_ok: Annotated[
         bool, typer.Option("--exist-ok", help="Overwrite files that already exist.")
     ] = False,
@@ -237,10 +280,16 @@ def download(
     Prints the local path of the model (its file, or its folder). --json prints
     {"id", "path", "files"}.
 
-    Example: [bold]trainyard models download chainer-dnn-mnist:1 --output ./model[/bold]
+    Example: [bold]trainyard models download chainer-dnn-mnist ./model --version 1[/bold]
     """
+    if target_dir is not None and output is not None and target_dir != output:
+        raise typer.BadParameter(
+            f"DIR {str(target_dir)!r} and --output {str(output)!r} differ; give one of them.",
+            param_hint="'--output'",
+        )
+    output = target_dir or output or Path(".")
     ws = open_workspace(ctx, workspace)
-    m = get_model(ws, model)
+    m = get_model(ws, with_version(model, version))
     from trainyard.exceptions import AlreadyExistsError
 
     try:

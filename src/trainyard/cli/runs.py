@@ -372,7 +372,14 @@ def summarize_metric(value: Any) -> dict[str, Any]:
 @app.command("metrics")
 def metrics(
     ctx: typer.Context,
-    run_id: RunIdArg,
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN_ID...",
+            help="One run id, or several to compare their metrics side by side.",
+            show_default=False,
+        ),
+    ],
     name: Annotated[
         str | None, typer.Option("--name", "-m", metavar="NAME", help="Only this metric.")
     ] = None,
@@ -383,8 +390,10 @@ def metrics(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run's metrics: count/last/min/max per metric, or every point with --points.
+    With several runs: a row per metric, a column per run (last values).
 
-    --json prints run.get_metrics() (with --points: {name: [{step, timestamp, value}]}).
+    --json prints run.get_metrics() (with --points: {name: [{step, timestamp, value}]}); with
+    several runs {run_id: that, ...}.
     In JSON, NaN, Infinity and -Infinity are written as the strings "NaN", "Infinity", "-Infinity".
 
     Example: [bold]trainyard runs metrics mnist_1714000000_1a2b3c4d --name loss --points[/bold]
@@ -392,6 +401,12 @@ def metrics(
     from trainyard.exceptions import NotFoundError
 
     ws = open_workspace(ctx, workspace)
+    if len(set(run_ids)) > 1:
+        from trainyard.cli.runs_compare import compare
+
+        compare(ws, run_ids, name, points, as_json)
+        return
+    run_id = run_ids[0]
     run = get_run(ws, run_id)
     values = run.get_metrics(name=name)
     if name is not None and name not in values:
@@ -406,7 +421,7 @@ def metrics(
         if as_json:
             print_json(series)
             return
-        _print_points(run_id, series)
+        print_points(run_id, series)
         return
     if as_json:
         print_json(values)
@@ -435,7 +450,8 @@ def metrics(
     out.print(table)
 
 
-def _print_points(run_id: str, series: dict[str, Any]) -> None:
+def print_points(run_id: str, series: dict[str, Any]) -> None:
+    """Print every point of each metric in ``series`` (``{name: [MetricPoint]}``) as a table."""
     from rich.table import Table
 
     out = console()

@@ -96,6 +96,7 @@ def server(
 
     Example: [bold]trainyard server --store postgresql://ty@db/ty --artifacts /srv/ty[/bold]
     """
+    require_server_extra()
     from trainyard.server.config import ServerConfig, default_data_dir
     from trainyard.server.main import serve
 
@@ -146,3 +147,20 @@ def login(
         print_json({"server": url, "user": who.get("user"), "credentials": str(path)})
         return
     typer.echo(f"Logged in to {url} as {who.get('user')}; token saved in {path}.")
+
+
+def require_server_extra() -> None:
+    """Raise ``MissingExtraError`` (with the ``pip install`` to run) unless FastAPI and uvicorn,
+    trainyard's ``server`` extra, are importable.
+
+    Example::
+
+        require_server_extra()
+    """
+    import importlib.util
+
+    from trainyard.exceptions import MissingExtraError
+
+    for module in ("fastapi", "uvicorn"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError.for_extra("server", "trainyard server", module)

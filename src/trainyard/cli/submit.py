@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 #: Extensions read as conda specifications by ``--env`` (anything else is a requirements file).
 CONDA_SUFFIXES = (".yml", ".yaml")
+#: The file in the source folder that ``submit`` uses as the environment when ``--env`` is not
+#: given (``--no-requirements`` opts out).
+REQUIREMENTS_FILE = "requirements.txt"
 _NOT_NAME_CHAR = re.compile(r"[^\w\-]")
 
 
@@ -110,6 +113,20 @@ def resolve_script(script: str, source_dir: Path | None) -> tuple[Path, str]:
     )
 
 
+def project_requirements(src: Path, env_file: Path | None, use_requirements: bool) -> Path | None:
+    """The ``requirements.txt`` of the source folder that the run's environment comes from, when
+    neither ``--env`` nor ``--no-requirements`` was given and the file exists; else ``None``.
+
+    Example::
+
+        project_requirements(Path("proj"), None, True)   # Path('proj/requirements.txt') if present
+    """
+    if env_file is not None or not use_requirements:
+        return None
+    candidate = src / REQUIREMENTS_FILE
+    return candidate if candidate.is_file() else None
+
+
 def build_environment(
     env_file: Path | None, pip: list[str] | None, default_name: str
 ) -> Environment | None:
@@ -192,6 +209,14 @@ def submit(
             show_default=False,
         ),
     ] = None,
+    use_requirements: Annotated[
+        bool,
+        typer.Option(
+            "--requirements/--no-requirements",
+            help="Without --env, build the run's environment from requirements.txt in the source "
+            "folder when there is one (--no-requirements: run in this interpreter instead).",
+        ),
+    ] = True,
     source_dir: Annotated[
         Path | None,
         typer.Option(
@@ -235,7 +260,9 @@ def submit(
     """Submit a script as a run (validated and snapshotted first) and print its run id.
 
     Without --wait it returns at once: stdout holds only the run id.
-    --json prints {"run_id", "status", "experiment", "target", "script", "arguments", ...}.
+    --json prints {"runId", "status", "experiment", "target", "script", "arguments", ...}.
+    Without --env, a requirements.txt in the source folder is the run's environment (it says so
+    on stderr; --no-requirements opts out).
 
     Example: [bold]trainyard submit -e mnist --pip six==1.16.0 --wait train.py -- --epochs 3[/bold]
     """
@@ -249,7 +276,13 @@ def submit(
     arguments = list(args or [])  # click already removed the first '--'
     exp_name = experiment or experiment_name_for(script)
     src, rel_script = resolve_script(script, source_dir)
-    environment = build_environment(env_file, pip, f"{exp_name}-pip")
+    requirements = project_requirements(src, env_file, use_requirements)
+    if requirements is not None:
+        console(stderr=True).print(
+            f"Using {requirements} for the run's environment (--no-requirements runs the script "
+            "in this interpreter instead; --env FILE picks another file)."
+        )
+    environment = build_environment(requirements or env_file, pip, f"{exp_name}-pip")
     ws = open_workspace(ctx, workspace)
     config = ScriptRunConfig(
         source_directory=src,
@@ -260,14 +293,16 @@ def submit(
         max_run_duration_seconds=max_seconds or DEFAULT_MAX_RUN_DURATION_SECONDS,
     )
     run = cast("ScriptRun", Experiment(ws, exp_name).submit(config, tags=tags))
+    env_source = requirements or env_file
     summary: dict[str, Any] = {
-        "run_id": run.id,
+        "runId": run.id,
         "status": run.get_status(),
         "experiment": exp_name,
         "target": compute or "local",
         "script": rel_script,
         "arguments": arguments,
-        "source_directory": str(src),
+        "sourceDirectory": str(src),
+        "environmentFile": str(env_source.resolve()) if env_source is not None else None,
         "workspace": ws.name,
     }
     if not wait:

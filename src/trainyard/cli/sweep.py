@@ -105,10 +105,10 @@ def _loads(raw: str | None, default: Any = None) -> Any:
 def _child_row(row: dict[str, Any]) -> dict[str, Any]:
     """A ``get_children_sorted_by_primary_metric`` row with its hyperparameters as a dict."""
     return {
-        "run_id": row["run_id"],
+        "runId": row["run_id"],
         "status": row["status"],
         "hyperparameters": _loads(row["hyperparameters"], {}),
-        "best_primary_metric": row["best_primary_metric"],
+        "bestPrimaryMetric": row["best_primary_metric"],
     }
 
 
@@ -153,7 +153,7 @@ def sweep_summary(run: HyperDriveRun, rows: list[dict[str, Any]] | None = None) 
     if rows is None:
         rows = [_child_row(r) for r in run.get_children_sorted_by_primary_metric()]
     primary = _loads(info.tags.get("primary_metric_config"), {})
-    best = next((r for r in rows if r["best_primary_metric"] is not None), None)
+    best = next((r for r in rows if r["bestPrimaryMetric"] is not None), None)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -170,8 +170,8 @@ def sweep_summary(run: HyperDriveRun, rows: list[dict[str, Any]] | None = None) 
         "maxTotalRuns": _loads(info.tags.get("max_total_jobs")),
         "primaryMetric": primary.get("name"),
         "goal": primary.get("goal"),
-        "bestRunId": None if best is None else best["run_id"],
-        "bestMetric": None if best is None else best["best_primary_metric"],
+        "bestRunId": None if best is None else best["runId"],
+        "bestMetric": None if best is None else best["bestPrimaryMetric"],
     }
 
 
@@ -399,10 +399,10 @@ def _print_sweep(
     table.add_column("Hyperparameters", overflow="fold")
     table.add_column(f"Best {metric}", justify="right")
     for i, row in enumerate(rows, start=1):
-        value = row["best_primary_metric"]
+        value = row["bestPrimaryMetric"]
         table.add_row(
             str(i),
-            row["run_id"],
+            row["runId"],
             _status_text(row["status"]),
             _hp_text(row["hyperparameters"]),
             "-" if value is None else fmt_value(value),

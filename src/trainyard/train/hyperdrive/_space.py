@@ -379,8 +379,8 @@ def quiet_optuna() -> Iterator[Any]:
     try:
         import optuna
     except ImportError as err:
-        raise MissingExtraError(
-            "Bayesian and TPE sampling need Optuna: pip install 'trainyard[hyperdrive]'"
+        raise MissingExtraError.for_extra(
+            "hyperdrive", "Bayesian and TPE sampling", "optuna"
         ) from err
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

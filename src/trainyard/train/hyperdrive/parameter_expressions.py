@@ -289,9 +289,7 @@ def require_numpy() -> Any:
     try:
         import numpy
     except ImportError as err:  # pragma: no cover - numpy ships with the hyperdrive extra
-        raise MissingExtraError(
-            "HyperDrive sampling needs numpy: pip install 'trainyard[hyperdrive]'"
-        ) from err
+        raise MissingExtraError.for_extra("hyperdrive", "HyperDrive sampling", "numpy") from err
     return numpy
 
 
