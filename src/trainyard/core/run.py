@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainyard._lifecycle import RunStatus
 from trainyard._store.entities import NewRun, RunInfo
+from trainyard._store.limits import checked_entries
 from trainyard._tracking.buffer import MetricBuffer, install_sigterm_flush, terminating_signal
 from trainyard.core._interactive import end_interrupted, own_run, reap_unowned, release_run
 from trainyard.core._run_files import RunFilesMixin
@@ -121,8 +122,8 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
                 display_name=display_name,
                 target=target,
                 definition=dict(definition or {}),
-                tags={k: str(v) for k, v in (tags or {}).items()},
-                properties={k: str(v) for k, v in (properties or {}).items()},
+                tags=checked_entries("Tag", tags or {}),
+                properties=checked_entries("Property", properties or {}),
                 submitted_by=current_user(),
             )
         )
@@ -309,7 +310,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
         """Add or overwrite tags."""
         if not isinstance(tags, Mapping):
             raise ValidationError(f"set_tags expects a dict, got {type(tags).__name__}.")
-        self._store.set_tags(self._run_id, {str(k): str(v) for k, v in tags.items()})
+        self._store.set_tags(self._run_id, checked_entries("Tag", tags))
 
     def get_tags(self) -> dict[str, str]:
         return dict(self._refresh().tags)
@@ -324,7 +325,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
             raise ValidationError(
                 f"add_properties expects a dict, got {type(properties).__name__}."
             )
-        self._store.add_properties(self._run_id, {str(k): str(v) for k, v in properties.items()})
+        self._store.add_properties(self._run_id, checked_entries("Property", properties))
 
     def get_properties(self) -> dict[str, str]:
         return dict(self._refresh().properties)
