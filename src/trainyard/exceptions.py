@@ -136,6 +136,14 @@ class WorkspaceException(UserErrorException):
     code = "WORKSPACE_ERROR"
 
 
+class SchemaTooNew(WorkspaceException):
+    """The workspace's database was written by a newer trainyard (a schema revision this one does
+    not know): upgrade trainyard to open it. Nothing was changed in the database."""
+
+    code = "SCHEMA_TOO_NEW"
+    http_status = 409
+
+
 class SnapshotException(UserErrorException):
     """The source directory cannot be snapshotted (too big, too many files, unreadable)."""
 

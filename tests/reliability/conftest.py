@@ -164,3 +164,25 @@ def post(path: str, body: bytes, *headers: str, host: str = "localhost") -> byte
     """A raw ``POST`` request (``headers``: extra ``Name: value`` lines)."""
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 48 MiB tmpfs to fill up (mounting needs root: skipped with the reason otherwise)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if proc.returncode != 0:
+        pytest.skip(
+            "needs a small real disk to fill: mounting a tmpfs failed "
+            f"({(proc.stderr or proc.stdout).strip() or proc.returncode}); run as root to include it"
+        )
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)

@@ -59,27 +59,6 @@ def _expected_phases(stop: int) -> list[object]:
 
 
 # -- SQLite on a full disk ----------------------------------------------------------------------
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if proc.returncode != 0:
-        pytest.skip(
-            "needs a small real disk to fill: mounting a tmpfs failed "
-            f"({(proc.stderr or proc.stdout).strip() or proc.returncode}); run as root to include it"
-        )
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
-
-
 def _fill(folder: Path) -> Path:
     filler = folder / "filler"
     block = b"\0" * (1 << 20)

@@ -135,6 +135,7 @@ class Heartbeat:
         self._period = period
         self._on_error = on_error
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self, beat_now: bool = True) -> Heartbeat:
@@ -145,11 +146,20 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
-        """No more beats (the thread ends within one period)."""
+        """No more beats (the thread ends at once, or after the beat in progress)."""
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Beat from the thread now rather than at the end of the period (never blocks)."""
+        self._wake.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._period):
+        while True:
+            self._wake.wait(self._period)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._beat()
             except Exception as err:

@@ -1,6 +1,7 @@
 """Liveness: find runs whose owner stopped heartbeating and end them Failed, with a reason.
 
-A supervisor heartbeats every ``heartbeat_seconds``. If a non-terminal run's last heartbeat is older
+A supervisor (a sweep's controller, an interactive run's process) heartbeats every
+``heartbeat_seconds``. If a non-terminal run's last heartbeat is older
 than ``heartbeat_timeout`` (or, before the first one, its creation is older than
 ``STARTUP_TIMEOUTS`` × ``heartbeat_timeout``), its supervisor is gone (kill -9,
 machine reboot): the run is marked Failed and, when it was on this host, its script's process group
@@ -20,9 +21,13 @@ from trainyard.exceptions import InvalidStatusTransition
 
 if TYPE_CHECKING:
     from trainyard._context import WorkspaceContext
+    from trainyard._store.entities import RunInfo
 
-#: Run types owned by a heartbeating process (interactive runs belong to the user's process).
-SUPERVISED_TYPES = ("azureml.scriptrun", "hyperdrive")
+#: ``core.run.INTERACTIVE_RUN_TYPE``: a run of ``start_logging()``, owned by the user's process,
+#: which heartbeats it from a thread; a stale one is failed, and no process is ever killed for it.
+INTERACTIVE_TYPE = "interactive"
+#: Run types owned by a heartbeating process: a supervisor, a sweep's controller, the user's.
+SUPERVISED_TYPES = ("azureml.scriptrun", "hyperdrive", INTERACTIVE_TYPE)
 _WATCHED = [s.value for s in RunStatus if s not in TERMINAL and s != RunStatus.NOT_STARTED]
 #: A run whose supervisor has not heartbeated yet is given this many timeouts from its creation:
 #: a busy machine starting many supervisors at once (a sweep) can take a while to start each.
@@ -60,26 +65,18 @@ def reap_stale_runs(
             limit = timeout if info.heartbeat_at else timeout * STARTUP_TIMEOUTS
             if now - last <= limit:
                 continue
-            _kill_orphan(info.runtime)
             age = now - last
+            if info.run_type == INTERACTIVE_TYPE:
+                error, reason = _interactive_lost(age, bool(info.heartbeat_at)), "owner lost"
+            else:
+                _kill_orphan(info.runtime)
+                error, reason = _supervisor_lost(info, age), "supervisor heartbeat lost"
             try:
                 store.update_run_status(
                     info.run_id,
                     RunStatus.FAILED.value,
-                    error={
-                        "code": "SupervisorLost",
-                        "message": (
-                            f"The run's supervisor process stopped responding (no heartbeat for "
-                            f"{age:.0f} s; it was killed or its machine went down). "
-                            + _next_step(info.run_type)
-                            if info.heartbeat_at
-                            else f"The run's supervisor process never reported ({age:.0f} s after "
-                            "submission; it failed to start or was killed). "
-                            + _next_step(info.run_type)
-                        ),
-                        "stage": info.status,
-                    },
-                    reason="supervisor heartbeat lost",
+                    error={**error, "stage": info.status},
+                    reason=reason,
                     only_from=[info.status],
                 )
                 reaped.append(info.run_id)
@@ -87,6 +84,34 @@ def reap_stale_runs(
                 pass
         if cursor is None:
             return reaped
+
+
+def _supervisor_lost(info: RunInfo, age: float) -> dict[str, str]:
+    next_step = _next_step(info.run_type)
+    if info.heartbeat_at:
+        message = (
+            f"The run's supervisor process stopped responding (no heartbeat for {age:.0f} s; it "
+            f"was killed or its machine went down). {next_step}"
+        )
+    else:
+        message = (
+            f"The run's supervisor process never reported ({age:.0f} s after submission; it "
+            f"failed to start or was killed). {next_step}"
+        )
+    return {"code": "SupervisorLost", "message": message}
+
+
+def _interactive_lost(age: float, beat: bool) -> dict[str, str]:
+    since = "no heartbeat for" if beat else "no heartbeat ever, created"
+    return {
+        "code": "InteractiveProcessLost",
+        "message": (
+            f"The process that started this interactive run (experiment.start_logging) stopped "
+            f"responding ({since} {age:.0f} s ago: it was killed, e.g. with kill -9, or its "
+            "machine went down) before calling run.complete(). Points it logged but had not "
+            "flushed are lost; start a new run."
+        ),
+    }
 
 
 def _next_step(run_type: str) -> str:

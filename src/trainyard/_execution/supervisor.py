@@ -402,13 +402,9 @@ class Supervisor:
             )
             with contextlib.suppress(Exception):
                 self.finalize(upload_outputs=False)
-            with contextlib.suppress(InvalidStatusTransition):
-                self.store.update_run_status(
-                    self.run_id,
-                    RunStatus.FAILED.value,
-                    error={"code": code, "message": msg, "stage": stage},
-                    reason=f"failed in {stage}",
-                )
+            self.record_failure(
+                {"code": code, "message": msg, "stage": stage}, f"failed in {stage}"
+            )
             return 1
         finally:
             self._heartbeat.stop()
@@ -417,6 +413,32 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 shutil.rmtree(self.paths.workdir, ignore_errors=True)
             self.syslog.close()
+
+    def record_failure(self, error: dict[str, Any], reason: str) -> None:
+        """End the run Failed with ``error``, the real cause. A full disk (the usual reason an
+        upload failed) refuses this write too: the run's working copy is removed to make room (it
+        is removed at the end anyway) and the write retried for up to half the heartbeat timeout,
+        so the run never ends as a lost supervisor or a crash at the wrong stage."""
+        deadline = time.monotonic() + self.settings.heartbeat_timeout / 2
+        freed = False
+        while True:
+            try:
+                self.store.update_run_status(
+                    self.run_id, RunStatus.FAILED.value, error=error, reason=reason
+                )
+                return
+            except InvalidStatusTransition:
+                return  # ended meanwhile (a cancel)
+            except StoreError as err:
+                with contextlib.suppress(OSError):
+                    self.log(f"recording the failure failed: {err}")
+                if not freed:
+                    shutil.rmtree(self.paths.workdir, ignore_errors=True)
+                    freed = True
+                    continue
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._cancel_signal = True

@@ -21,7 +21,7 @@ Durability rules (issue 11):
   is what keeps the timeout honest.
 
 Buffers are flushed by ``flush()`` (``Run.complete``/``fail``/``flush``), at interpreter exit, and on
-SIGTERM inside a submitted run (:func:`install_sigterm_flush`).
+SIGTERM inside a submitted run or an interactive run's process (:func:`install_sigterm_flush`).
 """
 
 from __future__ import annotations
@@ -424,10 +424,31 @@ def flush_all() -> None:
 atexit.register(flush_all)
 
 _sigterm_installed = False
+_terminated_by: int | None = None
+#: Called with the signal number after the exit-time flush of a SIGTERM, before the process dies
+#: of it (interactive runs record how they ended there).
+_termination_hooks: list[Callable[[int], None]] = []
+
+
+def terminating_signal() -> int | None:
+    """The signal (SIGTERM) this process is ending of, once :func:`install_sigterm_flush`'s handler
+    ran; ``None`` otherwise."""
+    return _terminated_by
+
+
+def on_termination(hook: Callable[[int], None]) -> None:
+    """Run ``hook(signum)`` when this process ends of a SIGTERM caught by the flush handler."""
+    if hook not in _termination_hooks:
+        _termination_hooks.append(hook)
 
 
 def _die_of_sigterm() -> None:
     flush_all()
+    for hook in list(_termination_hooks):
+        try:
+            hook(signal.SIGTERM)
+        except Exception as err:
+            print(f"trainyard: at SIGTERM: {type(err).__name__}: {err}", file=sys.stderr)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -448,6 +469,8 @@ def install_sigterm_flush() -> None:
         return
 
     def _handler(signum: int, _frame: Any) -> None:
+        global _terminated_by
+        _terminated_by = signum
         signal.signal(
             signal.SIGTERM, signal.SIG_IGN
         )  # a second SIGTERM must not interrupt the flush

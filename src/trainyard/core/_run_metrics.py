@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trainyard._store.entities import MetricPoint
+from trainyard._store.limits import check_step
 from trainyard._tracking.buffer import MetricBuffer
 from trainyard._tracking.codec import decode, decode_values, shape_metrics
 from trainyard.core._names import validate_metric_name
 from trainyard.exceptions import MetricValueError, RunFinishedError
+
+_B63 = 1 << 63  # steps outside ±2^63 take the slow path, which refuses them
 
 if TYPE_CHECKING:
     from trainyard._store.base import TrackingStore
@@ -92,7 +95,7 @@ class RunMetricsMixin:
         t = type(value)
         if (t is float or t is int) and name in self._known_names and not self._finished:
             buf = self._buffer_obj
-            if buf is not None and (step is None or type(step) is int):
+            if buf is not None and (step is None or (type(step) is int and -_B63 <= step < _B63)):
                 buf.log_number(name, value, step)
                 return
         self._log_slow(name, value, description, step)
@@ -109,6 +112,8 @@ class RunMetricsMixin:
                     f"Metric {name!r}: step must be an integer, not {type(step).__name__}.",
                     metric=name,
                 )
+        if step is not None:
+            check_step(name, step)
         if isinstance(value, (list, tuple)) or (
             hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0
         ):

@@ -58,6 +58,12 @@ def normalize_arguments(arguments: list[Any], context: dict[str, Any] | None = N
                 index=i,
                 type=type(arg).__name__,
             )
+        if "\x00" in out[-1]:
+            raise ValidationError(
+                f"Argument {i} ({out[-1]!r}) contains a NUL character, which no process argument "
+                "can hold (the operating system would cut it there). Remove it.",
+                index=i,
+            )
     return out
 
 

@@ -14,8 +14,10 @@ Interactive runs come from ``experiment.start_logging()``.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as _dt
 import getpass
+import importlib
 import os
 import secrets
 import time
@@ -24,7 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainyard._lifecycle import RunStatus
 from trainyard._store.entities import NewRun, RunInfo
-from trainyard._tracking.buffer import MetricBuffer, install_sigterm_flush
+from trainyard._store.limits import checked_entries
+from trainyard._tracking.buffer import MetricBuffer, install_sigterm_flush, terminating_signal
+from trainyard.core._interactive import end_interrupted, own_run, reap_unowned, release_run
 from trainyard.core._run_files import RunFilesMixin
 from trainyard.core._run_logs import RunLogsMixin
 from trainyard.core._run_metrics import RunMetricsMixin
@@ -118,8 +122,8 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
                 display_name=display_name,
                 target=target,
                 definition=dict(definition or {}),
-                tags={k: str(v) for k, v in (tags or {}).items()},
-                properties={k: str(v) for k, v in (properties or {}).items()},
+                tags=checked_entries("Tag", tags or {}),
+                properties=checked_entries("Property", properties or {}),
                 submitted_by=current_user(),
             )
         )
@@ -146,6 +150,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
         )
         run._interactive = True
         run._outputs = outputs
+        own_run(run, run._store, run._settings.heartbeat_seconds)
         return run
 
     @classmethod
@@ -305,7 +310,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
         """Add or overwrite tags."""
         if not isinstance(tags, Mapping):
             raise ValidationError(f"set_tags expects a dict, got {type(tags).__name__}.")
-        self._store.set_tags(self._run_id, {str(k): str(v) for k, v in tags.items()})
+        self._store.set_tags(self._run_id, checked_entries("Tag", tags))
 
     def get_tags(self) -> dict[str, str]:
         return dict(self._refresh().tags)
@@ -320,7 +325,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
             raise ValidationError(
                 f"add_properties expects a dict, got {type(properties).__name__}."
             )
-        self._store.add_properties(self._run_id, {str(k): str(v) for k, v in properties.items()})
+        self._store.add_properties(self._run_id, checked_entries("Property", properties))
 
     def get_properties(self) -> dict[str, str]:
         return dict(self._refresh().properties)
@@ -438,7 +443,10 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
 
     # -- status -------------------------------------------------------------------------------
     def get_status(self) -> str:
-        """The v1 status string (``Running``, ``Completed`` …)."""
+        """The v1 status string (``Running``, ``Completed`` …); an interactive run whose process
+        stopped heartbeating is ended by the reaper first (checked every few seconds at most)."""
+        if self._info.run_type == INTERACTIVE_RUN_TYPE and not self._finished:
+            reap_unowned(self._ctx, self._run_id)
         return self._refresh().status
 
     def get_detailed_status(self) -> dict[str, Any]:
@@ -492,6 +500,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
         # Inside a job the runtime decides the terminal status from the exit code (v1).
         if self._in_job:
             return
+        release_run(self._run_id)
         if self._outputs and os.path.isdir(self._outputs) and status == RunStatus.COMPLETED:
             self.upload_folder("outputs", self._outputs)
         self._info = self._store.update_run_status(self._run_id, status.value, error=error)
@@ -525,6 +534,7 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
             return False
         self._store.update_run_status(self._run_id, RunStatus.CANCEL_REQUESTED.value)
         if self._interactive or info.run_type == INTERACTIVE_RUN_TYPE:
+            release_run(self._run_id)
             self.flush()
             self._info = self._store.update_run_status(self._run_id, RunStatus.CANCELED.value)
             self._finished = True
@@ -538,6 +548,8 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
             self.complete()
         elif exc_type is KeyboardInterrupt:
             self.cancel()
+        elif exc_type is SystemExit and (sig := terminating_signal()) is not None:
+            end_interrupted(self, sig)  # raised by SIGTERM's flush handler
         else:
             self.fail(error_details=f"{exc_type.__name__}: {exc}")
 
@@ -574,9 +586,6 @@ def run_from_id(workspace: Workspace, run_id: str, *, in_job: bool = False) -> R
 
 
 def _load_run_types() -> None:
-    import contextlib
-    import importlib
-
     for mod in ("trainyard.core.script_run", "trainyard.train.hyperdrive.run"):
         with contextlib.suppress(ImportError):
             importlib.import_module(mod)

@@ -3,6 +3,7 @@ is the scripts' head, and many processes opening a fresh database at once migrat
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy import Column, Integer, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from trainyard._store.sql import schema
@@ -25,8 +26,10 @@ from trainyard._store.sql.engine import (
     current_revision,
     ensure_schema,
     get_engine,
+    known_revisions,
 )
 from trainyard._store.sql.store import SqlTrackingStore
+from trainyard.exceptions import SchemaTooNew, TrainyardError
 from trainyard.testing.fixtures import BACKENDS, unique_name
 
 PROCESSES = 20
@@ -90,6 +93,54 @@ def test_ensure_schema_is_idempotent(empty_db_url: str) -> None:
     ensure_schema(store.engine)
     assert current_revision(store.engine) == HEAD_REVISION
     assert SqlTrackingStore(empty_db_url).get_workspace("kept") == ws
+
+
+def test_known_revisions_are_the_scripts() -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    script = ScriptDirectory.from_config(cfg)
+    assert known_revisions() == {r.revision for r in script.walk_revisions()}
+
+
+def test_a_newer_schema_is_refused_typed_and_untouched(empty_db_url: str) -> None:
+    """Issue 11 item 8: a database a newer trainyard migrated says to upgrade trainyard (it was
+    Alembic's CommandError "Can't locate revision"), on both databases, and is left as it was."""
+    store = SqlTrackingStore(empty_db_url)
+    store.ensure_workspace("kept")
+    with store.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {_VERSION_TABLE} SET version_num = '0999'"))
+    with pytest.raises(SchemaTooNew) as info:
+        ensure_schema(store.engine)
+    err = info.value
+    assert isinstance(err, TrainyardError) and err.code == "SCHEMA_TOO_NEW"
+    assert "Upgrade trainyard" in err.message and "'0999'" in err.message
+    assert err.details["revision"] == "0999" and err.details["head"] == HEAD_REVISION
+    assert current_revision(store.engine) == "0999"
+
+
+def test_a_workspace_from_a_newer_trainyard_says_to_upgrade(tmp_path: Path) -> None:
+    from trainyard.core.workspace import Workspace
+
+    ws = Workspace.create(unique_name("ws"), path=tmp_path / "ws")
+    db = tmp_path / "ws" / "trainyard.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE {_VERSION_TABLE} SET version_num = '0999'")
+    code = f"""
+import sys
+from trainyard.core.workspace import Workspace
+from trainyard.exceptions import SchemaTooNew
+try:
+    Workspace.get({ws.name!r}, path=sys.argv[1])
+except SchemaTooNew as err:
+    print("refused:", err.message)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "refused:" in out.stdout and "Upgrade trainyard" in out.stdout, out.stderr[-2000:]
 
 
 def test_store_without_migrate_does_not_create_tables(empty_db_url: str) -> None:

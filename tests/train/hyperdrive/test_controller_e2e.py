@@ -308,6 +308,31 @@ def test_max_duration_cancels_running_children(ws: Workspace, src: Path) -> None
 # controller death, resume, warm start
 
 
+def test_sigterm_to_the_controller_cancels_the_sweep_cleanly(ws: Workspace, src: Path) -> None:
+    """Issue 11 item 7: SIGTERM (a shutdown, ``kill``) is a cancel: parent Canceled, every child
+    canceled, nothing left running (it used to die of it and end Failed as a lost supervisor)."""
+    space = {"--quality": choice(0.3, 0.5, 0.7, 0.9)}
+    hd = Experiment(ws, "sigterm").submit(
+        sweep(
+            script(src, "--epochs", "2000", "--sleep", "0.1"),
+            space,
+            max_total_runs=4,
+            max_concurrent_runs=2,
+        )
+    )
+    wait_until(
+        lambda: sum(c.get_status() == "Running" for c in hd.get_children()) == 2, what="children"
+    )
+    pid = ws.context.store.get_run(hd.id).runtime["controller_pid"]
+    os.kill(pid, signal.SIGTERM)
+    assert wait_terminal(hd, timeout=60) == "Canceled", hd.get_details().get("error")
+    statuses = [c.get_status() for c in hd.get_children()]
+    assert statuses and set(statuses) == {"Canceled"}, statuses
+    reasons = [e.reason for e in ws.context.store.status_history(hd.id)]
+    assert "the sweep controller received SIGTERM" in reasons
+    assert "sweep Canceled" in controller_log(hd)
+
+
 @pytest.mark.slow
 def test_killed_controller_is_reaped_and_resume_finishes_the_sweep(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, src: Path

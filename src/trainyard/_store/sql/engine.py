@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from trainyard.exceptions import StoreError
+from trainyard.exceptions import SchemaTooNew, StoreError
 
 #: The head Alembic revision this code expects (tests check it matches the migration scripts).
 HEAD_REVISION = "0005"
@@ -163,8 +163,10 @@ def ensure_schema(engine: Engine) -> None:
 
     An unreachable database (or a SQLite path in a missing folder) raises ``StoreError``.
     """
-    if current_revision(engine) == HEAD_REVISION:
+    revision = current_revision(engine)
+    if revision == HEAD_REVISION:
         return
+    _refuse_unknown(engine, revision)
     try:
         _migrate(engine)
     except (OperationalError, DBAPIError, OSError) as err:
@@ -176,10 +178,33 @@ def ensure_schema(engine: Engine) -> None:
         ) from err
 
 
+def known_revisions() -> frozenset[str]:
+    """The schema revisions this trainyard's migrations know (``0001`` … :data:`HEAD_REVISION`)."""
+    names = (_MIGRATIONS / "versions").glob("[0-9]*_*.py")
+    return frozenset(p.name.split("_", 1)[0] for p in names)
+
+
+def _refuse_unknown(engine: Engine, revision: str | None) -> None:
+    """A revision none of our migrations knows is a newer trainyard's: refuse it, typed, before
+    Alembic would fail with its own ``CommandError`` ("Can't locate revision")."""
+    if revision is None or revision in known_revisions():
+        return
+    raise SchemaTooNew(
+        f"This workspace's metadata database is at schema revision {revision!r}, written by a "
+        f"newer trainyard than this one (which knows revisions up to {HEAD_REVISION!r}). "
+        "Upgrade trainyard (pip install --upgrade trainyard) to open it; nothing was changed.",
+        url=engine.url.render_as_string(hide_password=True),
+        revision=revision,
+        head=HEAD_REVISION,
+    )
+
+
 def _migrate(engine: Engine) -> None:
     with _migration_lock(engine):
-        if current_revision(engine) == HEAD_REVISION:
+        revision = current_revision(engine)
+        if revision == HEAD_REVISION:
             return
+        _refuse_unknown(engine, revision)  # a newer trainyard may have migrated meanwhile
         from alembic import command
         from alembic.config import Config
 

@@ -22,6 +22,7 @@ from trainyard._store.entities import (
     StatusEvent,
     WorkspaceInfo,
 )
+from trainyard._store.limits import check_entries
 from trainyard._store.sql import schema as s
 from trainyard._store.sql._metrics import (
     LATE_FLUSH_GRACE_SECONDS,  # noqa: F401 (re-export)
@@ -174,6 +175,8 @@ class SqlTrackingStore(
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, new: NewRun) -> RunInfo:
         status = RunStatus.parse(new.status).value
+        check_entries("Tag", new.tags)
+        check_entries("Property", new.properties)
         now = time.time()
 
         def tx(conn: Connection) -> RunInfo:
@@ -467,6 +470,8 @@ class SqlTrackingStore(
         return result
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        check_entries("Tag", tags)
+
         def tx(conn: Connection) -> None:
             pk, _, _ = self._run_pk(conn, run_id, lock=True)
             if not tags:
@@ -494,6 +499,8 @@ class SqlTrackingStore(
         self._tx(tx)
 
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        check_entries("Property", properties)
+
         def tx(conn: Connection) -> None:
             pk, _, _ = self._run_pk(conn, run_id, lock=True)
             existing = {

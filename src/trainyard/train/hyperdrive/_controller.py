@@ -16,7 +16,7 @@ Running, and then, every ``_TICK`` seconds:
    while fewer than ``max_concurrent_runs`` are active and ``max_total_runs`` is not used up;
 5. stops creating at the budget, when the space is exhausted, when ``max_duration_minutes`` passed
    (running children are cancelled) or on ``cancel()`` (CancelRequested on the parent: every active
-   child is cancelled).
+   child is cancelled; a SIGTERM to the controller requests exactly that cancel).
 
 When nothing more will be created and every child is terminal it appends the final best row
 (``final=True``), uploads its log as ``system_logs/hyperdrive.txt`` and ends the parent Completed
@@ -33,12 +33,14 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from trainyard._execution.control import request_cancel
 from trainyard._execution.daemon import Heartbeat, run_daemon
 from trainyard._execution.processes import ExitWatcher, ProcessId
 from trainyard._lifecycle import RunStatus
@@ -115,6 +117,7 @@ class Controller:
         self._last_upload = 0.0
         self._last_reap = 0.0
         self._started: float | None = None
+        self._sigterm = False
 
     # -- small helpers ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -450,6 +453,9 @@ class Controller:
         status = self.parent_status()
         if status.is_terminal():
             raise _SweepFailed(f"The parent run became {status.value} under the controller.")
+        if self._sigterm and status != RunStatus.CANCEL_REQUESTED:  # SIGTERM: v1's cancel()
+            request_cancel(self.ctx, self.run_id, reason="the sweep controller received SIGTERM")
+            status = self.parent_status()
         if status == RunStatus.CANCEL_REQUESTED:
             self.stop("the sweep was cancelled")
         self._maybe_reap()
@@ -536,6 +542,7 @@ class Controller:
             runtime={"controller_pid": os.getpid(), "host": socket.gethostname()},
         )
         self._heartbeat.start(beat_now=False)
+        signal.signal(signal.SIGTERM, lambda _s, _f: setattr(self, "_sigterm", True))
         try:
             self.store.update_run_status(
                 self.run_id,
