@@ -187,3 +187,22 @@ def test_a_sweep_runs_on_the_server(team: tuple[LiveServer, str], tmp_path: Path
     best = sweep.get_best_run_by_primary_metric()  # type: ignore[attr-defined]
     assert best.get_metrics()["score"] == 0
     assert len(list(sweep.get_children())) == 3
+
+
+def test_an_interactive_run_on_a_server_heartbeats_straight_to_it(
+    team: tuple[LiveServer, str],
+) -> None:
+    """Issue 11 item 3: the server's reaper watches interactive runs too, so a client's run must
+    heartbeat there; the beat is a direct call (never queued in the spool behind records)."""
+    import time
+
+    server, name = team
+    ws = Workspace.connect(server.url, name, token=server.admin_token)
+    run = Experiment(ws, "beats").start_logging()
+    direct = SqlTrackingStore(server.store_url)
+    deadline = time.monotonic() + 15
+    while direct.get_run(run.id).heartbeat_at is None:
+        assert time.monotonic() < deadline, "no heartbeat reached the server"
+        time.sleep(0.1)
+    run.complete()
+    assert direct.get_run(run.id).status == "Completed"
