@@ -75,11 +75,14 @@ def never_snapshotted_folder(folder: Path) -> str | None:
 
         never_snapshotted_folder(Path("project/venv"))   # 'a virtual environment'
     """
-    if (folder / VENV_MARKER).is_file():
-        return "a virtual environment"
-    meta, companions = WORKSPACE_MARKERS
-    if (folder / meta).is_file() and any((folder / c).exists() for c in companions):
-        return "a trainyard workspace"
+    try:
+        if (folder / VENV_MARKER).is_file():
+            return "a virtual environment"
+        meta, companions = WORKSPACE_MARKERS
+        if (folder / meta).is_file() and any((folder / c).exists() for c in companions):
+            return "a trainyard workspace"
+    except PermissionError:  # an unreadable folder is reported by the walk, with its name
+        return None
     return None
 
 

@@ -99,3 +99,32 @@ def test_regen_key_rejects_unknown_names(service: AciWebservice) -> None:
         service.regen_key("Tertiary")
     with pytest.raises(WebserviceException, match="Token auth"):
         service.get_token()
+
+
+def test_the_database_holds_only_the_keys_hashes(ws: Workspace, service: AciWebservice) -> None:
+    import stat
+
+    primary, secondary = service.get_keys()
+    record = service.get_record().data
+    assert "primaryKey" not in {k for k, v in record.items() if v}
+    assert record["primaryKeyHash"] != primary
+    db = (ws.path / "trainyard.db").read_bytes()
+    wal = ws.path / "trainyard.db-wal"
+    db += wal.read_bytes() if wal.exists() else b""
+    assert primary.encode() not in db and secondary.encode() not in db
+    secret = ws.path / "services" / "auth-svc" / "keys.secret.json"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_keys_kept_on_another_machine_are_not_read_from_the_store(
+    ws: Workspace, service: AciWebservice
+) -> None:
+    secret = ws.path / "services" / "auth-svc" / "keys.secret.json"
+    moved = secret.with_name("moved.json")
+    secret.rename(moved)
+    try:
+        with pytest.raises(WebserviceException, match="kept only on the machine"):
+            Webservice(ws, "auth-svc").get_keys()
+    finally:
+        moved.rename(secret)
+    assert Webservice(ws, "auth-svc").get_keys() == service.get_keys()

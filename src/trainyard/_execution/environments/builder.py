@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -58,7 +59,7 @@ from .cache import (
 from .pipconfig import PipConfig, read_pip_config
 from .runtime import TrainyardRuntime
 from .spec import EnvSpec, python_version_matches, spec_hash
-from .uv import LogSink, UvProcesses, emitter, find_uv, inject_runtime
+from .uv import LogSink, UvProcesses, emitter, ensure_entry_points, find_uv, inject_runtime
 
 if TYPE_CHECKING:
     from trainyard.settings import Settings
@@ -168,6 +169,8 @@ class EnvironmentBuilder:
         hit = read_hit(final, digest, start)
         if hit is not None:
             emit(f"Environment {key} reused from the cache: {final}")
+            with contextlib.suppress(OSError):
+                ensure_entry_points(hit.prefix, self.runtime)
             return hit
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.cache_dir / f"{key}.lock")

@@ -349,9 +349,6 @@ class EnvSpec:
 
 
 # --------------------------------------------------------------------------- the hash
-#: How the runtime is injected into a built environment; a change rebuilds cached environments
-#: (2: MLflow plugin entry points beside the runtime link).
-RUNTIME_LAYOUT = 2
 
 
 def spec_hash(spec: EnvSpec, runtime: TrainyardRuntime | None = None) -> str:
@@ -378,7 +375,6 @@ def spec_hash(spec: EnvSpec, runtime: TrainyardRuntime | None = None) -> str:
             "format": SPEC_FORMAT,
             "spec": spec.to_dict(),
             "runtime": {
-                "layout": RUNTIME_LAYOUT,
                 "version": rt.version,
                 "package_dir": rt.package_dir,
                 "requirements": list(rt.requirements_for(spec)),

@@ -258,6 +258,26 @@ class UvProcesses:
         return parse_freeze(out.stdout) if out.returncode == 0 else {}
 
 
+def ensure_entry_points(prefix: Path, runtime: TrainyardRuntime) -> None:
+    """Entry points for MLflow's plugin discovery in the environment at ``prefix``
+    (importlib.metadata scans every ``sys.path`` entry), so a script's ``mlflow`` finds trainyard's
+    tracking store. Written beside the runtime link, not in site-packages, so the environment's
+    package list stays the user's; added to environments cached before this existed when they are
+    reused (idempotent)."""
+    runtime_dir = prefix / RUNTIME_DIR
+    if not runtime_dir.is_dir():
+        return
+    info = runtime_dir / f"trainyard_runtime-{runtime.version}.dist-info"
+    if (info / "entry_points.txt").exists():
+        return
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: trainyard-runtime\nVersion: {runtime.version}\n",
+        encoding="utf-8",
+    )
+    (info / "entry_points.txt").write_text(MLFLOW_ENTRY_POINTS, encoding="utf-8")
+
+
 def inject_runtime(prefix: Path, runtime: TrainyardRuntime) -> None:
     """Link the building side's trainyard package into the environment at ``prefix``.
 
@@ -270,16 +290,7 @@ def inject_runtime(prefix: Path, runtime: TrainyardRuntime) -> None:
     runtime_dir = prefix / RUNTIME_DIR
     runtime_dir.mkdir()
     os.symlink(runtime.package_dir, runtime_dir / "trainyard", target_is_directory=True)
-    # Entry points for MLflow's plugin discovery (importlib.metadata scans every sys.path entry):
-    # a script's `mlflow` finds the trainyard tracking store. Beside the link, not in
-    # site-packages, so the environment's package list stays the user's.
-    info = runtime_dir / f"trainyard_runtime-{runtime.version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: trainyard-runtime\nVersion: {runtime.version}\n",
-        encoding="utf-8",
-    )
-    (info / "entry_points.txt").write_text(MLFLOW_ENTRY_POINTS, encoding="utf-8")
+    ensure_entry_points(prefix, runtime)
     for site in sites:
         rel = os.path.relpath(runtime_dir, site)
         (site / _PTH).write_text(rel + "\n", encoding="utf-8")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from trainyard._execution.processes import ProcessId, stop_process, wait_gone
-from trainyard.core.webservice import _deployer
+from trainyard.core.webservice import _deployer, _keys
 from trainyard.core.webservice import _manager as m
 from trainyard.core.webservice import _record as r
 from trainyard.core.webservice._configs import (
@@ -165,13 +165,9 @@ def _spawn_here(ctx: Any, entrypoint: Any) -> int | None:
 
 
 def _write_keys(workspace: Workspace, name: str, data: dict[str, Any]) -> None:
-    from trainyard._serving.auth import write_keys_file
-
     if not data.get("authEnabled"):
         return
-    paths = m.ServicePaths(workspace.path, name)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    write_keys_file(paths.keys_file, [str(data["primaryKey"]), str(data["secondaryKey"])])
+    _keys.write_hashes(workspace.path, name, data)
 
 
 def _start_operation(
@@ -228,7 +224,7 @@ def deploy(
 
         svc = deploy(ws, "svc", [model], InferenceConfig(entry_script="score.py"), None)
     """
-    from trainyard._serving.auth import generate_key
+    from trainyard._serving.auth import generate_key, hash_key
     from trainyard.core.webservice.webservice import service_from_record
 
     _check_name(name)
@@ -287,9 +283,14 @@ def deploy(
         "error": None,
         "operation": op,
     }
+    keys: tuple[str, str] | None = None
     if target["authEnabled"]:
-        data["primaryKey"] = getattr(cfg, "primary_key", None) or generate_key()
-        data["secondaryKey"] = getattr(cfg, "secondary_key", None) or generate_key()
+        # The record keeps only the keys' hashes; the keys go to a 0600 file beside the service.
+        keys = (
+            getattr(cfg, "primary_key", None) or generate_key(),
+            getattr(cfg, "secondary_key", None) or generate_key(),
+        )
+        data["primaryKeyHash"], data["secondaryKeyHash"] = hash_key(keys[0]), hash_key(keys[1])
     try:
         store.create_webservice(workspace.context.workspace_id, name, r.TRANSITIONING, data)
     except AlreadyExistsError:
@@ -298,6 +299,12 @@ def deploy(
         ) from None
     paths = m.ServicePaths(workspace.path, name)
     _remove_files(paths)  # leftovers of a service of this name that was never cleaned up
+    if keys is not None:
+        store.update_webservice(
+            workspace.context.workspace_id,
+            name,
+            data=_keys.store_keys(workspace.path, name, *keys),
+        )
     if show_output:
         print(f"Deploying service {name!r} ({cfg.webservice_type}): models {target['models']}")
     _start_operation(workspace, name, op, r.TRANSITIONING, target["inferenceConfig"])
@@ -380,8 +387,8 @@ def update(
         if service.compute_type == "Local":
             raise WebserviceException("LocalWebservice does not support key auth.")
         target["authEnabled"] = bool(auth_enabled)
-        if auth_enabled and not data.get("primaryKey"):
-            meta["primaryKey"], meta["secondaryKey"] = generate_key(), generate_key()
+        if auth_enabled and not (data.get("primaryKeyHash") or data.get("primaryKey")):
+            meta.update(_keys.store_keys(ws.path, service.name, generate_key(), generate_key()))
         redeploy = True
     if not redeploy:
         if meta:
@@ -474,12 +481,20 @@ def regen_key(service: Webservice, key: str, set_key: str | None) -> None:
     if set_key is not None and (not isinstance(set_key, str) or not set_key.strip()):
         raise WebserviceException("set_key must be a non-empty string.")
     new = set_key if set_key is not None else generate_key()
-    field = "primaryKey" if which == "primary" else "secondaryKey"
+    data = service.get_record().data
+    try:
+        primary, secondary = _keys.load_keys(ws.path, service.name, data)
+    except WebserviceException:  # the keys are on another machine: both are replaced here
+        primary, secondary = generate_key(), generate_key()
+    if which == "primary":
+        primary = new
+    else:
+        secondary = new
+    fields = _keys.store_keys(ws.path, service.name, primary, secondary)
     ws.context.store.update_webservice(
-        ws.context.workspace_id, service.name, data={field: new, "updatedTime": time.time()}
+        ws.context.workspace_id, service.name, data={**fields, "updatedTime": time.time()}
     )
     record = service.get_record()
-    _write_keys(ws, service.name, record.data)
     if record.state in (r.HEALTHY, r.TRANSITIONING, r.UNHEALTHY):
         # Each server process re-reads the keys file at most RELOAD_INTERVAL_S after a change.
         time.sleep(RELOAD_INTERVAL_S + 0.2)

@@ -361,7 +361,9 @@ class Webservice(WebserviceAttributes):
         """
         self._refresh()
         self._require_auth()
-        return str(self._data["primaryKey"]), str(self._data["secondaryKey"])
+        from trainyard.core.webservice._keys import load_keys
+
+        return load_keys(self.workspace.path, self.name, self._data)
 
     def regen_key(self, key: str, set_key: str | None = None) -> None:
         """Replace the ``'Primary'`` or ``'Secondary'`` key (with ``set_key`` or a new random one);
@@ -424,7 +426,14 @@ class Webservice(WebserviceAttributes):
                     )
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if self._data.get("authEnabled"):
-                headers["Authorization"] = f"Bearer {self._data.get('primaryKey')}"
+                from trainyard.core.webservice._keys import load_keys
+
+                try:
+                    key = load_keys(self.workspace.path, self.name, self._data)[0]
+                except WebserviceException:  # rotated since this object last read its record
+                    self._refresh()
+                    key = load_keys(self.workspace.path, self.name, self._data)[0]
+                headers["Authorization"] = f"Bearer {key}"
             try:
                 resp = self._client().post(uri, content=body, headers=headers)
             except httpx.TransportError as err:

@@ -1,8 +1,7 @@
 """The sweep controller: a detached process that owns one HyperDrive parent run to its end.
 
-``python -m trainyard.train.hyperdrive._controller --workspace HOME --run-id HD_…`` (started through
-the sweep target's backend as a detached entrypoint; see :mod:`trainyard._execution.daemon`)
-
+``python -m trainyard.train.hyperdrive._controller --workspace HOME --run-id HD_…``, started
+through the sweep target's backend (:mod:`trainyard._execution.daemon`).
 It heartbeats the parent (so the reaper marks it Failed if the controller dies), moves it Queued →
 Running, and then, every ``_TICK`` seconds:
 
@@ -23,8 +22,8 @@ When nothing more will be created and every child is terminal it appends the fin
 (Canceled after a cancel, Failed if the sweep itself could not run: the template cannot be
 submitted any more, or the first ``min(5, max_total_runs)`` children all failed).
 
-Warm start: children of the ``resume_from`` sweeps are given to the generator (``add_prior`` when
-finished, ``add_pending`` while they still run) and their series are ``others`` for the policy.
+Warm start: children of ``resume_from`` sweeps feed the generator (``add_prior`` / ``add_pending``)
+and are ``others`` for the policy.
 """
 
 from __future__ import annotations
@@ -578,13 +577,9 @@ class Controller:
 def _record_crash(ctx: WorkspaceContext, args: argparse.Namespace, err: BaseException) -> None:
     """The controller could not start: end the sweep Failed with the reason."""
     message = err.message if isinstance(err, TrainyardError) else f"{type(err).__name__}: {err}"
+    error = {"code": "SystemError", "message": f"The sweep controller crashed: {message}"}
     with contextlib.suppress(TrainyardError):
-        ctx.store.update_run_status(
-            str(args.run_id),
-            RunStatus.FAILED.value,
-            error={"code": "SystemError", "message": f"The sweep controller crashed: {message}"},
-            reason="sweep failed",
-        )
+        ctx.store.update_run_status(str(args.run_id), "Failed", error=error, reason="sweep failed")
 
 
 def main(argv: list[str] | None = None) -> int:
