@@ -214,6 +214,30 @@ def test_trainyard_sync_sends_what_a_process_left_offline(
     assert json.loads(again.stdout)["folders"] == []  # the spool was removed once sent
 
 
+def test_a_process_that_sent_everything_leaves_no_spool(
+    own_server: LiveServer, tmp_path: Path
+) -> None:
+    name = unique_name("clean")
+    RestTrackingStore(own_server.url, own_server.admin_token).ensure_workspace(name)
+    home = tmp_path / "client-home"
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from trainyard._context import open_remote_context\n"
+        "from trainyard.core import Experiment, Workspace\n"
+        "url, name, token, home = sys.argv[1:5]\n"
+        "ws = Workspace.from_context(open_remote_context(url, name, token=token, home=Path(home)))\n"
+        "run = Experiment(ws, 'clean').start_logging()\n"
+        "[run.log('x', i) for i in range(100)]\n"
+        "run.complete()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, own_server.url, name, own_server.admin_token, str(home)],
+        check=True,
+        timeout=120,
+    )
+    assert list((home / "spool").rglob("*.spool")) == []
+
+
 _LIVE_CLIENT = """
 import sys, time
 from pathlib import Path

@@ -180,6 +180,14 @@ class SpoolingRestStore(RestTrackingStore):
         s = self._spool
         return 0 if s is None else s.last_seq - s.acked
 
+    def discard_spool(self) -> None:
+        """Delete this process's spool file once the server has every record in it."""
+        with self._lock:
+            spool = self._spool
+            if spool is not None and spool.done():
+                spool.remove()
+                self._spool = self._sender = None
+
     def wait_drained(self, timeout: float) -> bool:
         """Wait until everything spooled so far is on the server; ``False`` after ``timeout``
         (or soon, while the server is unreachable)."""
@@ -296,6 +304,7 @@ def drain_all(timeout: float) -> list[Path]:
     for store in list(_LIVE):
         with contextlib.suppress(Exception):
             if store.wait_drained_strict(max(0.0, deadline - time.monotonic())):
+                store.discard_spool()  # everything is on the server: nothing to leave behind
                 continue
         path = store.spool_path
         if path is not None and store.pending_records():
