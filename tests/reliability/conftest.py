@@ -186,3 +186,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in this folder carries the ``reliability`` marker (``-m reliability`` runs the
+    standing fault and attack suite alone)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(str(item.path)).resolve().is_relative_to(here):
+            item.add_marker(pytest.mark.reliability)

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -223,7 +224,18 @@ class SnapshotStore:
         new_bytes = 0
         for f in plan.files:
             rel = safe_relpath(f.relpath)
-            digest, size, written = self._store_file(f)
+            try:
+                digest, size, written = self._store_file(f)
+            except OSError as err:
+                if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise SnapshotException(
+                    f"No space left on the device holding the workspace's snapshots ({self.root}) "
+                    f"while storing {rel!r} ({f.size:,} bytes): free some space (`trainyard env "
+                    "prune`, old runs' files) or exclude large files with .trainyardignore, then "
+                    "submit again. Nothing was recorded.",
+                    path=rel,
+                ) from err
             new_bytes += written
             entries[rel] = {
                 "sha256": digest,

@@ -114,6 +114,7 @@ def test_the_database_holds_only_the_keys_hashes(ws: Workspace, service: AciWebs
     assert primary.encode() not in db and secondary.encode() not in db
     secret = ws.path / "services" / "auth-svc" / "keys.secret.json"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secret.parent.stat().st_mode) == 0o700
 
 
 def test_keys_kept_on_another_machine_are_not_read_from_the_store(

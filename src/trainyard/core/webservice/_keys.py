@@ -41,6 +41,7 @@ def store_keys(home: Path, name: str, primary: str, secondary: str) -> dict[str,
     (hashes, host, and ``None`` over any legacy plaintext)."""
     root = m.ServicePaths(home, name).root
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # the folder holding a secret is the owner's only
     fd, tmp = tempfile.mkstemp(prefix=".secret-", suffix=".tmp", dir=root)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
