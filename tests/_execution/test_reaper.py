@@ -69,3 +69,19 @@ def test_a_record_without_the_process_identity_kills_nothing(
 ) -> None:
     assert not reaper._kill_orphan({"script_pgid": bystander.pid, "host": ProcessId.of(1).host})
     assert _still_running(bystander)
+
+
+def test_a_team_server_gives_interactive_clients_longer(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from trainyard.core import Experiment, Workspace
+
+    ws = Workspace.create("reap-grace", path=Path(str(tmp_path)) / "ws")
+    run = Experiment(ws, "i").start_logging()
+    ws.context.store.heartbeat(run.id)
+    time.sleep(0.1)
+    # A client cut off by the network for longer than the heartbeat timeout keeps its run ...
+    assert reaper.reap_stale_runs(ws.context, 0.05, interactive_timeout=60.0) == []
+    assert run.get_status() == "Running"
+    # ... which the plain timeout would have failed.
+    assert reaper.reap_stale_runs(ws.context, 0.05) == [run.id]

@@ -35,13 +35,19 @@ STARTUP_TIMEOUTS = 3.0
 
 
 def reap_stale_runs(
-    ctx: WorkspaceContext, timeout: float | None = None, *, alive_since: float = 0.0
+    ctx: WorkspaceContext,
+    timeout: float | None = None,
+    *,
+    alive_since: float = 0.0,
+    interactive_timeout: float | None = None,
 ) -> list[str]:
     """Mark the workspace's stale supervised runs Failed; returns their ids.
 
     ``timeout`` defaults to the settings' ``heartbeat_timeout``. ``alive_since``: no heartbeat is
     judged older than this time (a team server passes its start: while it was down, nobody could
-    heartbeat).
+    heartbeat). ``interactive_timeout`` (default ``timeout``): the limit for interactive runs — a
+    team server gives its clients longer, since a client cut off by the network keeps logging
+    into its spool and must not find its run failed when it is back.
     """
     if ctx.server is not None:
         return []  # a team server reaps its own runs (a client or a run token may not)
@@ -63,6 +69,8 @@ def reap_stale_runs(
                 continue
             last = max(info.heartbeat_at or info.created_at, alive_since)
             limit = timeout if info.heartbeat_at else timeout * STARTUP_TIMEOUTS
+            if info.run_type == INTERACTIVE_TYPE and interactive_timeout is not None:
+                limit = max(limit, interactive_timeout)
             if now - last <= limit:
                 continue
             age = now - last

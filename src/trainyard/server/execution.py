@@ -30,6 +30,9 @@ from trainyard.settings import load_settings
 #: A run token lives at most this long (it is revoked as soon as the run ends).
 RUN_TOKEN_SECONDS = 30 * 86400.0
 _REAP_EVERY_S = 5.0
+#: A client's interactive run is failed only after this long without a heartbeat: a laptop whose
+#: network drops keeps logging into its spool, and its records must still be taken when it is back.
+INTERACTIVE_CLIENT_TIMEOUT_S = 900.0
 #: The processes the server starts outlive a restart of the server: they keep retrying calls, and
 #: keep their spooled records until it is back (an hour), instead of failing the run.
 _PATIENT = {"TRAINYARD_SERVER_RETRY_SECONDS": "600", "TRAINYARD_SPOOL_EXIT_SECONDS": "3600"}
@@ -172,5 +175,10 @@ class Execution:
             for name in names:
                 with contextlib.suppress(TrainyardError):
                     ctx = self.context(name)
-                    for run_id in reap_stale_runs(ctx, alive_since=self.started_at):
+                    stale = reap_stale_runs(
+                        ctx,
+                        alive_since=self.started_at,
+                        interactive_timeout=INTERACTIVE_CLIENT_TIMEOUT_S,
+                    )
+                    for run_id in stale:
                         self.state.accounts.revoke_run_tokens(run_id)
