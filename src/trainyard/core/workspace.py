@@ -168,7 +168,11 @@ class Workspace:
                 f"Workspace path {home} is a file, not a folder. Choose another path.",
                 path=str(home),
             )
-        home.mkdir(parents=True, exist_ok=True)
+        if not home.exists():
+            # A folder made for the workspace holds its database and logs: the owner's only.
+            home.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                home.mkdir(mode=0o700)
         home = home.resolve()
         with _folder_lock(home):
             meta_path = home / META_FILE

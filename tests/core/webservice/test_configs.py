@@ -11,16 +11,55 @@ from trainyard.core.webservice import (
     AciWebservice,
     LocalWebservice,
     LocalWebserviceDeploymentConfiguration,
+    ServerOptions,
 )
 from trainyard.core.webservice._manager import Limits
 from trainyard.exceptions import WebserviceException
 
 
-def test_aci_defaults_are_v1s() -> None:
+def test_aci_defaults_are_v1s_but_key_auth_is_on() -> None:
     cfg = AciWebservice.deploy_configuration()
     assert isinstance(cfg, AciServiceDeploymentConfiguration)
-    assert (cfg.cpu_cores, cfg.memory_gb, cfg.auth_enabled) == (0.1, 0.5, False)
+    # v1's sizes; key auth on unless turned off (issue 11: v1's open default let any web page
+    # call a laptop's service through DNS rebinding).
+    assert (cfg.cpu_cores, cfg.memory_gb, cfg.auth_enabled) == (0.1, 0.5, True)
+    assert AciWebservice.deploy_configuration(auth_enabled=False).auth_enabled is False
     assert cfg.worker_count == 1 and cfg.host == "127.0.0.1"
+    assert cfg.to_dict()["serverOptions"] == ServerOptions().to_dict()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"run_timeout_seconds": 0}, "run_timeout_seconds must be a positive number"),
+        ({"body_timeout_seconds": -1}, "body_timeout_seconds must be a positive number"),
+        ({"allowed_hosts": "a.example"}, "allowed_hosts must be a list of strings"),
+        ({"allowed_origins": ["http://a b"]}, "without spaces or control characters"),
+        ({"log_max_bytes": 10}, "log_max_bytes must be an integer of at least 1024"),
+        ({"log_backups": -1}, "log_backups must be an integer of 0 or more"),
+    ],
+)
+def test_server_options_are_validated(kwargs: dict, message: str) -> None:
+    with pytest.raises(WebserviceException, match=message):
+        ServerOptions(**kwargs)
+
+
+def test_server_options_round_trip_and_reach_the_command_line() -> None:
+    opts = ServerOptions(
+        run_timeout_seconds=None,
+        allowed_hosts=["svc.example"],
+        allowed_origins=["https://app.example"],
+        log_max_bytes=4096,
+        log_backups=2,
+    )
+    assert ServerOptions.from_dict(opts.to_dict()) == opts
+    argv = opts.argv()
+    assert argv[argv.index("--run-timeout") + 1] == "0"  # 0 = no limit
+    assert argv[argv.index("--allowed-host") + 1] == "svc.example"
+    assert argv[argv.index("--allowed-origin") + 1] == "https://app.example"
+    assert argv[argv.index("--log-backups") + 1] == "2"
+    with pytest.raises(WebserviceException, match="server_options must be a ServerOptions"):
+        LocalWebservice.deploy_configuration(server_options={"x": 1})  # type: ignore[arg-type]
 
 
 def test_aci_notebook_configuration() -> None:

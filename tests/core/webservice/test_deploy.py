@@ -34,6 +34,7 @@ def service(ws: Workspace, model7: Model, inference: InferenceConfig) -> AciWebs
         tags={"name": "k", "framework": "none"},
         description="multiplies by k",
         max_request_bytes=SMALL_LIMIT,
+        auth_enabled=False,  # the raw-HTTP tests below call it as v1's open default allowed
     )
     svc = Model.deploy(ws, "score-svc", [model7], inference, config)
     assert isinstance(svc, AciWebservice)

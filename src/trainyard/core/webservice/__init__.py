@@ -23,6 +23,7 @@ from trainyard.core.webservice._configs import (
     LocalWebserviceDeploymentConfiguration,
     WebserviceDeploymentConfiguration,
 )
+from trainyard.core.webservice._options import ServerOptions
 from trainyard.core.webservice._package import ModelPackage
 from trainyard.core.webservice.aci import AciWebservice
 from trainyard.core.webservice.local import LocalWebservice
@@ -35,6 +36,7 @@ __all__ = [
     "LocalWebservice",
     "LocalWebserviceDeploymentConfiguration",
     "ModelPackage",
+    "ServerOptions",
     "Webservice",
     "WebserviceDeploymentConfiguration",
 ]

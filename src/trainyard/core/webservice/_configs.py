@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from trainyard.core.webservice._options import ServerOptions
 from trainyard.exceptions import WebserviceException
 
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
@@ -54,8 +55,10 @@ class WebserviceDeploymentConfiguration:
         tags: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         description: str | None = None,
+        server_options: ServerOptions | None = None,
     ) -> None:
         self.worker_count = worker_count
+        self.server_options = ServerOptions() if server_options is None else server_options
         self.host = host
         self.max_request_bytes = max_request_bytes
         self.tags = tags
@@ -73,6 +76,11 @@ class WebserviceDeploymentConfiguration:
         if not isinstance(self.max_request_bytes, int) or self.max_request_bytes < 1:
             raise WebserviceException(
                 "Invalid configuration, max_request_bytes must be a positive integer."
+            )
+        if not isinstance(self.server_options, ServerOptions):
+            raise WebserviceException(
+                "Invalid configuration, server_options must be a ServerOptions "
+                "(from trainyard.core.webservice import ServerOptions)."
             )
         _str_dict(self.tags, "tags")
         _str_dict(self.properties, "properties")
@@ -92,6 +100,7 @@ class WebserviceDeploymentConfiguration:
             "host": self.host,
             "maxRequestBytes": self.max_request_bytes,
             "port": self.port,
+            "serverOptions": self.server_options.to_dict(),
         }
 
     def __repr__(self) -> str:
@@ -102,7 +111,8 @@ class WebserviceDeploymentConfiguration:
 class AciServiceDeploymentConfiguration(WebserviceDeploymentConfiguration):
     """What ``AciWebservice.deploy_configuration`` returns (v1 name).
 
-    Defaults as v1: 0.1 CPU, 0.5 GB, auth off. Cloud-only settings (location, DNS label, app
+    Defaults: 0.1 CPU, 0.5 GB as v1; key auth **on** unless ``auth_enabled=False`` is passed (v1's
+    default was off: a service any local web page could call through DNS rebinding). Cloud-only settings (location, DNS label, app
     insights, model data collection, customer-managed keys, VNet) are accepted and recorded but do
     nothing here; ``ssl_enabled=True`` is refused (this service speaks plain HTTP on loopback; put a
     TLS-terminating proxy in front of it).
@@ -141,6 +151,7 @@ class AciServiceDeploymentConfiguration(WebserviceDeploymentConfiguration):
         worker_count: int = 1,
         host: str = "127.0.0.1",
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        server_options: ServerOptions | None = None,
     ) -> None:
         super().__init__(
             worker_count=worker_count,
@@ -149,11 +160,12 @@ class AciServiceDeploymentConfiguration(WebserviceDeploymentConfiguration):
             tags=tags,
             properties=properties,
             description=description,
+            server_options=server_options,
         )
         self.cpu_cores = 0.1 if cpu_cores is None else cpu_cores
         self.memory_gb = 0.5 if memory_gb is None else memory_gb
         self.location = location
-        self.auth_enabled = bool(auth_enabled)
+        self.auth_enabled = True if auth_enabled is None else bool(auth_enabled)
         self.ssl_enabled = bool(ssl_enabled)
         self.enable_app_insights = bool(enable_app_insights)
         self.ssl_cert_pem_file = ssl_cert_pem_file
@@ -226,8 +238,14 @@ class LocalWebserviceDeploymentConfiguration(WebserviceDeploymentConfiguration):
         worker_count: int = 1,
         host: str = "127.0.0.1",
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        server_options: ServerOptions | None = None,
     ) -> None:
-        super().__init__(worker_count=worker_count, host=host, max_request_bytes=max_request_bytes)
+        super().__init__(
+            worker_count=worker_count,
+            host=host,
+            max_request_bytes=max_request_bytes,
+            server_options=server_options,
+        )
         self._port = port
         self.validate_configuration()
 

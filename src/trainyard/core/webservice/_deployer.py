@@ -38,6 +38,7 @@ from trainyard._execution.processes import ProcessId, stop_process
 from trainyard.core.webservice import _manager as m
 from trainyard.core.webservice import _record as r
 from trainyard.core.webservice._environment import ServingPython, build_python
+from trainyard.core.webservice._options import ServerOptions
 from trainyard.exceptions import TrainyardError, WebserviceException
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ class Deployment:
             keys_file=self.paths.keys_file if auth else None,
             max_request_bytes=int(cfg.get("maxRequestBytes") or 10 * 1024 * 1024),
             env=env_vars,
+            options=ServerOptions.from_dict(cfg.get("serverOptions")),
+            log_file=self.gen.log,
         )
 
     def _limits(self) -> m.Limits:

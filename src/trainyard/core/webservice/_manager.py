@@ -42,6 +42,7 @@ from typing import IO, Any
 
 from trainyard._compat import with_shim
 from trainyard._execution.processes import ProcessId, stop_process
+from trainyard.core.webservice._options import ServerOptions
 from trainyard.exceptions import WebserviceException
 
 #: Folder under the workspace that holds every service.
@@ -165,23 +166,42 @@ def materialise_models(models: Sequence[Any], gen: GenerationPaths) -> None:
         model.download(gen.models / model.name / str(model.version), exist_ok=True)
 
 
+_TAIL_BYTES = 4 * 1024 * 1024
+
+
+def _read_end(path: Path, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read()
+    except OSError:
+        return b""
+
+
 def read_log_tail(path: Path, num_lines: int) -> str:
-    """The last ``num_lines`` lines of ``path`` (reads at most the last 4 MiB); ``""`` if missing.
+    """The last ``num_lines`` lines of ``path`` and, when it holds fewer, of its rotated
+    predecessors (``path.1``, ``path.2`` …, newest first); at most 4 MiB read; ``""`` if missing.
 
     Example::
 
         read_log_tail(gen.log, 50)
     """
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 4 * 1024 * 1024))
-            data = fh.read()
-    except OSError:
+    if num_lines <= 0:
         return ""
-    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
-    return "".join(lines[-num_lines:]) if num_lines > 0 else ""
+    lines: list[str] = []
+    budget = _TAIL_BYTES
+    index = 0
+    while budget > 0 and len(lines) < num_lines:
+        part = path if index == 0 else path.with_name(f"{path.name}.{index}")
+        if index and not part.exists():
+            break
+        data = _read_end(part, budget)
+        budget -= len(data)
+        lines = data.decode("utf-8", errors="replace").splitlines(keepends=True) + lines
+        index += 1
+    return "".join(lines[-num_lines:])
 
 
 # ---------------------------------------------------------------------------------- limits
@@ -263,6 +283,9 @@ class ServerArgs:
     keys_file: Path | None = None
     max_request_bytes: int = 10 * 1024 * 1024
     env: Mapping[str, str] = field(default_factory=dict)
+    options: ServerOptions = field(default_factory=ServerOptions)
+    #: The service log the server writes and rotates itself (``None``: its stdout only).
+    log_file: Path | None = None
 
     def argv(self, python: str, app: Path) -> list[str]:
         """The full command."""
@@ -289,7 +312,9 @@ class ServerArgs:
         ]
         if self.keys_file is not None:
             args += ["--keys-file", str(self.keys_file)]
-        return args
+        if self.log_file is not None:
+            args += ["--log-file", str(self.log_file)]
+        return args + self.options.argv()
 
 
 @dataclass

@@ -10,7 +10,9 @@ The folder (under ``<workspace>/packages/<image_name>/<image_label>/`` unless to
     conda_dependencies.yml       the environment as conda YAML (v1 shape)
     service.json                 entry script, model folder, models, Python version
     run.sh                       builds ./.venv on first use, then python -m trainyard._serving
-    Dockerfile                   with generate_dockerfile=True (build context = the folder)
+    Dockerfile                   with generate_dockerfile=True (build context = the folder), plus
+    keys.json, keys.secret.json  the image's key hashes (copied in: auth is on in the image) and the
+    .dockerignore                keys themselves (0600, kept out of the image; ModelPackage.get_keys())
 
 ``run.sh`` honours ``HOST`` (127.0.0.1), ``PORT`` (5001; 0 = any free port), ``WORKERS`` (1),
 ``KEYS_FILE`` (a keys file of hashes: auth on) and ``TRAINYARD_PYTHON`` (an interpreter that already
@@ -78,7 +80,9 @@ WORKDIR /var/trainyard/package
 COPY . .
 RUN python -m venv .venv \\
  && PIP_CONSTRAINT=constraints.txt .venv/bin/python -m pip install --no-cache-dir -r requirements.txt
-{extra_steps}ENV HOST=0.0.0.0 PORT=5001 WORKERS=1
+{extra_steps}# Key auth is on: the image listens on 0.0.0.0, so scoring calls need
+# 'Authorization: Bearer <key>' (the keys are in keys.secret.json beside this file, not in the image).
+ENV HOST=0.0.0.0 PORT=5001 WORKERS=1 KEYS_FILE=/var/trainyard/package/keys.json
 EXPOSE 5001
 CMD ["bash", "run.sh"]
 """
@@ -121,6 +125,25 @@ class ModelPackage:
         """What packaging did."""
         return self._log
 
+    def get_keys(self) -> tuple[str, str]:
+        """``(primary, secondary)``: the keys the packaged image accepts (trainyard's; a package
+        made with ``generate_dockerfile=True`` only). :class:`WebserviceException` otherwise.
+
+        Example::
+
+            key, _ = package.get_keys()   # curl -H "Authorization: Bearer $key" ...
+        """
+        secret = Path(self.location) / _SECRET_FILE
+        try:
+            keys = json.loads(secret.read_text(encoding="utf-8"))
+            return str(keys["primary"]), str(keys["secondary"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise WebserviceException(
+                f"Package {self.location} has no keys ({secret} is missing or unreadable): only "
+                "a package made with generate_dockerfile=True has them; package again to get new ones.",
+                path=str(secret),
+            ) from None
+
     def save(self, output_directory: str | os.PathLike[str]) -> str:
         """Copy the package folder to ``output_directory`` (which must not exist); returns it."""
         target = Path(output_directory)
@@ -155,6 +178,22 @@ class ModelPackage:
 
     def __repr__(self) -> str:
         return f"ModelPackage(location={self.location!r}, state={self.state!r})"
+
+
+_SECRET_FILE = "keys.secret.json"
+
+
+def _write_image_keys(folder: Path) -> None:
+    """Two fresh keys: their hashes in ``keys.json`` (in the image), the keys in a 0600
+    ``keys.secret.json`` that ``.dockerignore`` keeps out of the build context."""
+    from trainyard._serving.auth import generate_key, write_keys_file
+
+    primary, secondary = generate_key(), generate_key()
+    write_keys_file(folder / "keys.json", [primary, secondary])
+    fd = os.open(folder / _SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"primary": primary, "secondary": secondary}, fh)
+    (folder / ".dockerignore").write_text(f"{_SECRET_FILE}\n.venv\n", encoding="utf-8")
 
 
 def _requirements(spec: Any) -> list[str]:
@@ -277,6 +316,11 @@ def package(
                 if not path.is_absolute():
                     path = (inference.source_path or Path.cwd()) / path
                 extra = path.read_text(encoding="utf-8").rstrip("\n") + "\n"
+            _write_image_keys(tmp)
+            log.append(
+                f"keys: the image requires key auth; keys in {dest / _SECRET_FILE} "
+                "(package.get_keys()), kept out of the image by .dockerignore"
+            )
             base = inference.base_image or f"python:{spec.python_version}-slim"
             (tmp / "Dockerfile").write_text(
                 _DOCKERFILE.format(image=f"{name}:{label}", base_image=base, extra_steps=extra),

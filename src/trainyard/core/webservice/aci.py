@@ -2,7 +2,8 @@
 
 In v1 this was an Azure Container Instance. Here it is a local scoring process (see
 :mod:`._manager`): CPU cores become a CPU affinity, memory a per-process ``RLIMIT_DATA``, and
-``auth_enabled=True`` requires ``Authorization: Bearer <key>`` on every scoring call.
+key auth (on unless ``auth_enabled=False``; v1 had it off) requires ``Authorization: Bearer <key>``
+on every scoring call.
 
 Example::
 
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from trainyard.core.webservice._configs import AciServiceDeploymentConfiguration
+from trainyard.core.webservice._options import ServerOptions
 from trainyard.core.webservice.webservice import Webservice
 
 
@@ -58,9 +60,12 @@ class AciWebservice(Webservice):
         worker_count: int = 1,
         host: str = "127.0.0.1",
         max_request_bytes: int = 10 * 1024 * 1024,
+        server_options: ServerOptions | None = None,
     ) -> AciServiceDeploymentConfiguration:
-        """A deployment configuration (defaults: 0.1 CPU, 0.5 GB, auth off). ``worker_count``
-        (scoring processes), ``host`` and ``max_request_bytes`` are trainyard's. Raises
+        """A deployment configuration (defaults: 0.1 CPU, 0.5 GB, key auth on unless
+        ``auth_enabled=False``). ``worker_count`` (scoring processes), ``host``,
+        ``max_request_bytes`` and ``server_options`` (timeouts, accepted hosts and origins, log
+        rotation: :class:`~trainyard.core.webservice.ServerOptions`) are trainyard's. Raises
         :class:`~trainyard.exceptions.WebserviceException` for invalid values.
 
         Example::
@@ -92,6 +97,7 @@ class AciWebservice(Webservice):
             worker_count=worker_count,
             host=host,
             max_request_bytes=max_request_bytes,
+            server_options=server_options,
         )
 
     @property

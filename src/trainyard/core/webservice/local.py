@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from trainyard.core.webservice._configs import LocalWebserviceDeploymentConfiguration
+from trainyard.core.webservice._options import ServerOptions
 from trainyard.core.webservice.webservice import Webservice
 
 
@@ -37,17 +38,23 @@ class LocalWebservice(Webservice):
         worker_count: int = 1,
         host: str = "127.0.0.1",
         max_request_bytes: int = 10 * 1024 * 1024,
+        server_options: ServerOptions | None = None,
     ) -> LocalWebserviceDeploymentConfiguration:
         """A deployment configuration: ``port`` in [1, 65535] or ``None`` for a free one, else
         :class:`~trainyard.exceptions.WebserviceException`. A port in use makes the deployment
-        ``Failed`` with the bind error.
+        ``Failed`` with the bind error. ``server_options``: timeouts, accepted hosts and origins,
+        log rotation (:class:`~trainyard.core.webservice.ServerOptions`).
 
         Example::
 
             LocalWebservice.deploy_configuration(port=8890)
         """
         return LocalWebserviceDeploymentConfiguration(
-            port=port, worker_count=worker_count, host=host, max_request_bytes=max_request_bytes
+            port=port,
+            worker_count=worker_count,
+            host=host,
+            max_request_bytes=max_request_bytes,
+            server_options=server_options,
         )
 
     def delete(self, delete_cache: bool = True, delete_image: bool = False) -> None:
