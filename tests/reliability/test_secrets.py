@@ -49,3 +49,14 @@ def test_a_workspace_without_a_secret_keeps_readable_metadata(tmp_path: Path) ->
     assert mode == 0o644
     # The database holds the services' keys: only its owner may read it.
     assert stat.S_IMODE((tmp_path / "ws" / "trainyard.db").stat().st_mode) == 0o600
+
+
+def test_a_folder_made_for_a_workspace_is_the_owners_only(tmp_path: Path) -> None:
+    Workspace.create(unique_name("fresh"), path=tmp_path / "new" / "ws")
+    assert stat.S_IMODE((tmp_path / "new" / "ws").stat().st_mode) == 0o700
+    # A folder that already existed (a project folder, say) keeps the mode its owner gave it.
+    existing = tmp_path / "project"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    Workspace.create(unique_name("inplace"), path=existing)
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755
