@@ -59,7 +59,15 @@ from .cache import (
 from .pipconfig import PipConfig, read_pip_config
 from .runtime import TrainyardRuntime
 from .spec import EnvSpec, python_version_matches, spec_hash
-from .uv import LogSink, UvProcesses, emitter, ensure_entry_points, find_uv, inject_runtime
+from .uv import (
+    LogSink,
+    UvProcesses,
+    emitter,
+    ensure_bytecode,
+    ensure_entry_points,
+    find_uv,
+    inject_runtime,
+)
 
 if TYPE_CHECKING:
     from trainyard.settings import Settings
@@ -171,6 +179,7 @@ class EnvironmentBuilder:
             emit(f"Environment {key} reused from the cache: {final}")
             with contextlib.suppress(OSError):
                 ensure_entry_points(hit.prefix, self.runtime)
+                ensure_bytecode(hit.prefix, self.runtime, emit)
             return hit
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.cache_dir / f"{key}.lock")
@@ -297,6 +306,7 @@ class EnvironmentBuilder:
             uv.run(cmd, record, "uv pip install", key, extra_env=cfg.uv_env())
             inject_runtime(tmp, runtime)
             python_version = uv.check_import(tmp, runtime, key)
+            ensure_bytecode(tmp, runtime, record)
             resolved = uv.freeze(tmp / "bin" / "python", key)
             resolved["trainyard"] = runtime.version
             seconds = time.monotonic() - start
