@@ -39,8 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 _common.bootstrap("distributed", modules=("rich", "trainyard"))
 
@@ -238,7 +237,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     table.note("images/s: the script's own training loop between barriers, rank 0's figure.")
     table.note("start-up: launch (submit / Popen) to the last rank's first statement.")
-    table.note(f"medians of {rounds} round(s); launchers alternate. {_common.busy_warning(load_before)}")
+    table.note(
+        f"medians of {rounds} round(s); launchers alternate. {_common.busy_warning(load_before)}"
+    )
     _common.print_machine_info({"chainer": "7.8.1", "torch": "2.13.0", "open mpi": "mpirun"})
     table.print()
     if args.json:
