@@ -35,6 +35,7 @@ server answers with. The Azure ML SDK v1 names that user code catches are kept::
     │   └── TokenNotFound                  TOKEN_NOT_FOUND
     ├── InvalidStatusTransition            BAD_TRANSITION    409
     ├── ComputeTargetException             COMPUTE_TARGET    400
+    │   └── MpiRuntimeNotFound             MPI_RUNTIME_MISSING 400
     ├── ExperimentExecutionException       EXECUTION         500
     │   ├── ActivityFailedException        ACTIVITY_FAILED   500
     │   └── EnvironmentBuildError          ENV_BUILD         500
@@ -250,6 +251,13 @@ class ComputeTargetException(TrainyardError):
 
     code = "COMPUTE_TARGET"
     http_status = 400
+
+
+class MpiRuntimeNotFound(ComputeTargetException):
+    """An MPI job was asked for on a machine without an MPI runtime (``mpirun``); the message
+    says what to install."""
+
+    code = "MPI_RUNTIME_MISSING"
 
 
 class ExperimentExecutionException(TrainyardError):

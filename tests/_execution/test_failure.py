@@ -80,3 +80,20 @@ def test_deep_recursion_keeps_the_innermost_frames(tmp_path: Path) -> None:
 
 def test_no_traceback() -> None:
     assert parse_traceback("just output\n") is None
+
+
+def test_torch_distributed_rank_prefixes_are_dropped() -> None:
+    from trainyard._execution.failure import parse_traceback
+
+    text = (
+        "[rank1]: Traceback (most recent call last):\n"
+        '[rank1]:   File "train.py", line 3, in <module>\n'
+        "[rank1]:     boom()\n"
+        "[rank1]: RuntimeError: gloo broke\n"
+    )
+    parsed = parse_traceback(text)
+    assert parsed is not None
+    assert (
+        parsed["exceptionType"] == "RuntimeError"
+        and parsed["message"] == "RuntimeError: gloo broke"
+    )

@@ -6,12 +6,14 @@ snapshot manifest and no run folder behind.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from trainyard._execution.targets import detect_gpus
 from trainyard.core import Environment, Experiment, ScriptRun, ScriptRunConfig, Workspace
 from trainyard.core.conda_dependencies import CondaDependencies
 from trainyard.core.runconfig import (
@@ -109,10 +111,20 @@ def _kwargs(case: str, src: Path, tmp_path: Path) -> dict[str, Any]:
         return {**base, "environment": _bad_env()}
     if case == "not-an-environment":
         return {**base, "environment": {"name": "x"}}
-    if case == "mpi-ranks":
-        return {**base, "distributed_job_config": MpiConfiguration(process_count_per_node=2)}
-    if case == "pytorch-ranks":
+    if case == "mpi-nodes":
+        return {**base, "distributed_job_config": MpiConfiguration(node_count=2)}
+    if case == "mpi-zero-processes":
+        return {**base, "distributed_job_config": MpiConfiguration(process_count_per_node=0)}
+    if case == "pytorch-nccl":
+        if detect_gpus() > 0:
+            pytest.skip("this machine has a GPU: NCCL is valid on local compute")
         return {**base, "distributed_job_config": PyTorchConfiguration(process_count=2)}
+    if case == "pytorch-uneven":
+        config = PyTorchConfiguration("Gloo", process_count=3, node_count=2)
+        return {**base, "distributed_job_config": config}
+    if case == "too-many-ranks":
+        config = MpiConfiguration(process_count_per_node=8 * (os.cpu_count() or 1) + 1)
+        return {**base, "distributed_job_config": config}
     if case == "bad-duration":
         return {**base, "max_run_duration_seconds": 0}
     if case == "snapshot-too-many-files":
@@ -137,8 +149,11 @@ CASES: list[tuple[str, type[TrainyardError], str]] = [
     ("unknown-target", ComputeTargetException, "no-such-cluster"),
     ("bad-environment", ValidationError, "numpy>>=1.0 ~~"),
     ("not-an-environment", ValidationError, "must be a trainyard Environment"),
-    ("mpi-ranks", ComputeTargetException, "needs 2 processes"),
-    ("pytorch-ranks", ComputeTargetException, "needs 2 processes"),
+    ("mpi-nodes", ComputeTargetException, "needs 2 nodes"),
+    ("mpi-zero-processes", ValidationError, "process_count_per_node must be a positive integer"),
+    ("pytorch-nccl", ComputeTargetException, "NCCL needs GPUs"),
+    ("pytorch-uneven", ValidationError, "multiple of node_count"),
+    ("too-many-ranks", ComputeTargetException, "per core"),
     ("bad-duration", ValidationError, "max_run_duration_seconds"),
     ("snapshot-too-many-files", SnapshotException, "5"),
 ]

@@ -382,8 +382,8 @@ def test_use_gpu_on_local_compute_fails_at_submit_and_stores_nothing(
     nothing_stored(ws, exp)
 
 
-@pytest.mark.parametrize(("nodes", "per_node"), [(2, 1), (1, 2), (2, 2)])
-def test_distributed_counts_fail_at_submit_and_store_nothing(
+@pytest.mark.parametrize(("nodes", "per_node"), [(2, 1), (2, 2)])
+def test_more_than_one_node_fails_at_submit_and_stores_nothing(
     ws: Workspace, src: Path, nodes: int, per_node: int
 ) -> None:
     exp = Experiment(ws, "dist")
@@ -393,13 +393,42 @@ def test_distributed_counts_fail_at_submit_and_store_nothing(
         entry_script="train.py",
         node_count=nodes,
         process_count_per_node=per_node,
+        environment_definition=this_python(),
     )
     with pytest.raises(ComputeTargetException) as info:
         exp.submit(est)
     message = str(info.value)
-    assert f"node_count={nodes}" in message and f"process_count_per_node={per_node}" in message
-    assert "cluster" in message
+    assert f"node_count={nodes}" in message and f"needs {nodes} nodes" in message
+    assert "one node" in message and "Use node_count=1" in message
+    assert f"process_count_per_node={nodes * per_node}" in message
     nothing_stored(ws, exp)
+
+
+def test_estimator_distribution_maps_to_v1_configurations(src: Path) -> None:
+    from trainyard.core.runconfig import MpiConfiguration, PyTorchConfiguration
+    from trainyard.train.dnn import Gloo, Mpi, Nccl
+
+    def dist(**kw: Any) -> Any:
+        return PyTorch(str(src), entry_script="train.py", **kw).run_config.distributed_job_config
+
+    assert dist() is None
+    assert dist(process_count_per_node=2) == MpiConfiguration(2, 1)
+    assert dist(distributed_training=Mpi(3)) == MpiConfiguration(3, 1)
+    assert dist(distributed_training=Gloo(), process_count_per_node=2) == PyTorchConfiguration(
+        "Gloo", 2, 1
+    )
+    assert dist(distributed_training=Nccl()) == PyTorchConfiguration("Nccl", 1, 1)
+    assert dist(distributed_backend="gloo", node_count=2) == PyTorchConfiguration("Gloo", 2, 2)
+    with pytest.raises(ValidationError, match="distributed_backend"):
+        dist(distributed_backend="horovod")
+    config = Chainer(str(src), entry_script="train.py", distributed_training=Mpi(2)).run_config
+    assert (config.run_config.framework, config.run_config.communicator) == ("Python", "Mpi")
+    assert config.run_config.mpi.process_count_per_node == 2
+    old = Chainer(str(src), entry_script="train.py", distributed_backend="mpi").run_config
+    assert old.run_config.communicator == "IntelMpi"
+    torch_config = PyTorch(str(src), entry_script="train.py", distributed_training=Gloo())
+    assert torch_config.run_config.run_config.communicator == "Gloo"
+    assert torch_config.run_config.run_config.framework == "PyTorch"
 
 
 @pytest.mark.parametrize("bad", [0, -1, "2", 1.5, True])

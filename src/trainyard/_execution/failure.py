@@ -22,6 +22,8 @@ _CHAINS = (
     "The above exception was the direct cause of the following exception:",
 )
 _TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
+#: torch.distributed prefixes each line of an uncaught exception with its rank: ``[rank1]: ``.
+_RANK_PREFIX = re.compile(r"^\[rank\d+\]: ?", re.MULTILINE)
 #: Frames kept (the innermost), lines and characters of the exception's own text kept.
 MAX_FRAMES = 12
 MAX_MESSAGE_LINES = 60
@@ -29,7 +31,9 @@ MAX_MESSAGE_CHARS = 8000
 
 
 def parse_traceback(text: str) -> dict[str, Any] | None:
-    """The last Python traceback in ``text`` as error fields, or ``None`` if there is none."""
+    """The last Python traceback in ``text`` as error fields, or ``None`` if there is none
+    (torch.distributed's ``[rankN]: `` line prefixes are dropped first)."""
+    text = _RANK_PREFIX.sub("", text)
     start = text.rfind(_HEADER)
     if start < 0:
         return None

@@ -9,7 +9,7 @@ current interpreter, user-managed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,11 @@ def prepare_environment(
     settings: Settings,
     log: Callable[[str], Any],
     heartbeat: Callable[[], None] | None = None,
+    extra_requirements: Sequence[str] = (),
 ) -> PreparedEnvironment:
-    """Build (or reuse from the cache) the environment ``env_def`` describes.
+    """Build (or reuse from the cache) the environment ``env_def`` describes, with
+    ``extra_requirements`` added to its pip list when trainyard installs it (an MPI job's
+    ``mpi4py``; a user-managed environment is left as it is).
 
     Raises ``EnvironmentBuildError`` with the resolver's message when it cannot be built, and
     ``ValidationError``/``ConfigError`` when the definition is invalid.
@@ -54,7 +57,7 @@ def prepare_environment(
 
     data = env_def or DEFAULT_DEFINITION
     definition = EnvDefinition.from_dict(data)
-    spec = EnvSpec.from_environment_dict(data)
+    spec = EnvSpec.from_environment_dict(data, extra_requirements=extra_requirements)
 
     def sink(line: str) -> None:
         log(line if line.endswith("\n") else line + "\n")

@@ -63,6 +63,40 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+def session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid`` on this machine, read from ``/proc``.
+
+    An MPI run's ranks are each in a process group of their own (Open MPI's choice), but all in
+    the session of the ``mpirun`` that started them: this is how they are all found.
+
+    Example::
+
+        session_members(os.getsid(0))   # [1234, 1240, …]
+    """
+    out: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        fields = _stat_fields(int(name))
+        if fields and len(fields) > 3 and fields[3] == str(sid) and fields[0] not in ("Z", "X"):
+            out.append(int(name))
+    return out
+
+
+def signal_session(sid: int, sig: int) -> int:
+    """Send ``sig`` to every process of session ``sid``; how many received it."""
+    sent = 0
+    for pid in session_members(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+            sent += 1
+    return sent
+
+
 def _state(pid: int) -> str | None:
     fields = _stat_fields(pid)
     return fields[0] if fields else None
@@ -160,6 +194,16 @@ class ProcessId:
         except (ProcessLookupError, PermissionError):
             return False
         return True
+
+    def signal_session(self, sig: int) -> bool:
+        """Send ``sig`` to every process of the session this process leads (an MPI run's ranks
+        have groups of their own in it), with the same checks as :meth:`signal_group`."""
+        if not self.local or self.before_reboot:
+            return False
+        current = start_ticks(self.pid)
+        if current is not None and self.start is not None and current != self.start:
+            return False
+        return signal_session(self.pid, sig) > 0
 
 
 def wait_gone(ident: ProcessId, timeout_s: float) -> bool:

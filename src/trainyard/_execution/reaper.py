@@ -136,4 +136,7 @@ def _kill_orphan(runtime: dict[str, object]) -> bool:
     ident = ProcessId.from_dict(runtime.get("script"))
     if ident is None or runtime.get("script_pgid") != ident.pid:
         return False  # an old record without the process's identity: nothing is provably ours
+    if runtime.get("launcher") == "mpi":
+        # mpirun leads a session whose ranks each have a process group of their own.
+        return ident.signal_session(signal.SIGKILL) | ident.signal_group(signal.SIGKILL)
     return ident.signal_group(signal.SIGKILL)

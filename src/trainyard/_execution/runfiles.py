@@ -3,6 +3,8 @@
 Per run, under the workspace folder::
 
     runs/<run_id>/live/user_logs/std_log.txt            the script's stdout+stderr, appended live
+    runs/<run_id>/live/user_logs/std_log_process_<r>.txt rank r's, for a distributed run (v1 names)
+    runs/<run_id>/live/system_logs/launcher.txt         mpirun's own output (MPI runs)
     runs/<run_id>/live/system_logs/supervisor.txt       the supervisor's own steps
     runs/<run_id>/live/system_logs/environment_build.txt the environment build (uv) output
     runs/<run_id>/wd/                                   the working copy (deleted at the end)
@@ -33,6 +35,35 @@ if TYPE_CHECKING:
 STD_LOG = "user_logs/std_log.txt"
 SUPERVISOR_LOG = "system_logs/supervisor.txt"
 BUILD_LOG = "system_logs/environment_build.txt"
+LAUNCHER_LOG = "system_logs/launcher.txt"
+#: A rank's log in a distributed run (v1's name; rank 0's is the one streamed).
+RANK_LOG = "user_logs/std_log_process_{rank}.txt"
+_RANK_LOG_PREFIX, _RANK_LOG_SUFFIX = RANK_LOG.split("{rank}")
+
+
+def rank_log(rank: int) -> str:
+    """The name of rank ``rank``'s log: ``user_logs/std_log_process_<rank>.txt``."""
+    return RANK_LOG.format(rank=rank)
+
+
+def rank_of_log(name: str) -> int | None:
+    """The rank whose log ``name`` is, or ``None`` when it is no rank's log."""
+    if not (name.startswith(_RANK_LOG_PREFIX) and name.endswith(_RANK_LOG_SUFFIX)):
+        return None
+    middle = name[len(_RANK_LOG_PREFIX) : len(name) - len(_RANK_LOG_SUFFIX)]
+    return int(middle) if middle.isdigit() else None
+
+
+def sort_log_names(names: list[str]) -> list[str]:
+    """Log names in the order they are listed: the script's log, ranks by number, the rest."""
+
+    def key(name: str) -> tuple[int, int, str]:
+        rank = rank_of_log(name)
+        if name == STD_LOG:
+            return (0, 0, name)
+        return (1, rank, name) if rank is not None else (2, 0, name)
+
+    return sorted(set(names), key=key)
 
 
 @dataclass(frozen=True)
@@ -78,8 +109,31 @@ class RunPaths:
         stat instead of a database read."""
         return self.live / "cancel-requested"
 
+    @property
+    def user_logs(self) -> Path:
+        """The folder of the script's logs (``std_log.txt`` or one per rank)."""
+        p = self.live / "user_logs"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def launcher_log(self) -> Path:
+        p = self.live / LAUNCHER_LOG
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
     def live_file(self, name: str) -> Path:
         return self.live / name
+
+    def live_log_names(self) -> list[str]:
+        """Names of the logs written so far (``user_logs/…`` and ``system_logs/…``), listed in
+        :func:`sort_log_names` order."""
+        names: list[str] = []
+        for folder in ("user_logs", "system_logs"):
+            path = self.live / folder
+            if path.is_dir():
+                names += [f"{folder}/{f.name}" for f in path.iterdir() if f.is_file()]
+        return sort_log_names(names)
 
 
 def script_env(
@@ -164,8 +218,8 @@ def upload_tree(
 
 
 def upload_live_logs(store: ArtifactStore, run_id: str, paths: RunPaths) -> None:
-    """Copy the live log files into the run's files."""
-    for name in (STD_LOG, SUPERVISOR_LOG, BUILD_LOG):
+    """Copy the live log files (every rank's too) into the run's files."""
+    for name in paths.live_log_names():
         p = paths.live_file(name)
         if p.is_file():
             store.write_file(f"runs/{run_id}/{name}", p)
@@ -193,7 +247,9 @@ class LogSyncer:
         self._seen[path] = key
 
     def sync(self) -> None:
-        self._maybe(self._paths.live_file(STD_LOG), STD_LOG)
+        for name in self._paths.live_log_names():
+            if name.startswith("user_logs/"):
+                self._maybe(self._paths.live_file(name), name)
         logs = self._wd / "logs"
         if logs.is_dir() and not logs.is_symlink():  # a symlink out of the run is not its logs
             for dirpath, _, filenames in os.walk(logs):

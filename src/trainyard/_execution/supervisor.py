@@ -5,7 +5,9 @@
 
 Queued (waits for a slot, FIFO) → Preparing (environment built or reused; its log is
 ``system_logs/environment_build.txt``) → Running (the script in a fresh working copy of the snapshot,
-``./outputs`` and ``./logs`` created, stdout+stderr to ``user_logs/std_log.txt``, ``./logs`` synced) →
+``./outputs`` and ``./logs`` created, stdout+stderr to ``user_logs/std_log.txt``, ``./logs`` synced;
+a distributed run starts its ranks through :mod:`trainyard._execution.launch`, each logging to
+``user_logs/std_log_process_<rank>.txt``) →
 Finalizing (``./outputs`` uploaded) → Completed | Failed (exit code, message, traceback tail) |
 Canceled (``run.cancel()`` or ``max_run_duration_seconds``: SIGTERM to the script's process group,
 SIGKILL after a grace period). It heartbeats throughout; see :mod:`trainyard._execution.reaper`.
@@ -16,18 +18,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import select
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import traceback
 from typing import IO, TYPE_CHECKING, Any
 
-from trainyard._execution import runfiles
-from trainyard._execution.daemon import Heartbeat, run_daemon, terminate_group
+from trainyard._execution import launch, runfiles
+from trainyard._execution.daemon import Heartbeat, run_daemon
+from trainyard._execution.distributed import Layout
 from trainyard._execution.inputs import build_argv
 from trainyard._execution.processes import ProcessId
 from trainyard._execution.slots import slot_dir, try_acquire
@@ -43,35 +44,6 @@ _TICK = 0.1
 _RUN_TICK = 0.25
 #: How often a running script's supervisor reads the run's status for a cancel request (seconds).
 _CANCEL_POLL = 2.0
-
-
-class _ExitWaiter:
-    """``wait(timeout)`` → the script's exit code, or ``None`` while it still runs.
-
-    Sleeps on a pidfd where Linux has one, so the exit is seen at once and waiting costs no CPU;
-    elsewhere ``Popen.wait(timeout)`` (which polls with growing naps of up to 50 ms).
-    """
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self._proc = proc
-        try:
-            self._pidfd: int | None = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError):
-            self._pidfd = None
-
-    def wait(self, timeout: float) -> int | None:
-        if self._pidfd is None:
-            try:
-                return self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                return None
-        select.select([self._pidfd], [], [], timeout)
-        return self._proc.poll()
-
-    def close(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
 
 
 class _Canceled(Exception):
@@ -102,6 +74,10 @@ class Supervisor:
             self.settings.heartbeat_seconds,
             on_error=lambda err: self.log(f"heartbeat failed: {type(err).__name__}: {err}"),
         )
+        #: How the script's processes are laid out (one, or MPI / PyTorch ranks).
+        self.layout = Layout.from_definition(self.definition)
+        #: The script's processes while it runs (see :mod:`trainyard._execution.launch`).
+        self.ranks: launch.Ranks | None = None
         #: Seconds Preparing took when recording the environment waits until the script started
         #: (see :meth:`prepare`); ``None`` otherwise.
         self._deferred_prepare: float | None = None
@@ -206,7 +182,13 @@ class Supervisor:
         from trainyard._execution.prepare import prepare_environment
 
         with open(self.paths.build_log, "a", buffering=1) as blog:
-            prepared = prepare_environment(env_def, self.settings, blog.write)
+            prepared = prepare_environment(
+                env_def,
+                self.settings,
+                blog.write,
+                # ChainerMN and other MPI scripts import mpi4py: an MPI job's built environment has it.
+                extra_requirements=("mpi4py",) if self.layout.kind == "mpi" else (),
+            )
         if seconds is None:
             seconds = time.monotonic() - started
         self.store.update_run(
@@ -239,34 +221,36 @@ class Supervisor:
         limit = self.definition.get("maxRunDurationSeconds")
         self.log(f"starting: {argv}")
         self.move(RunStatus.RUNNING)
-        with open(self.paths.std_log, "ab", buffering=0) as out:
-            proc = subprocess.Popen(
-                argv,
-                cwd=wd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        self.store.update_run(
-            self.run_id,
-            runtime={
-                "script_pid": proc.pid,
-                "script_pgid": proc.pid,
-                "script": ProcessId.of(proc.pid).to_dict(),
-                "host": socket.gethostname(),
-            },
+        ranks = self.ranks = launch.start(
+            self.layout,
+            argv,
+            env,
+            wd,
+            self.paths,
+            run_id=self.run_id,
+            grace=self.settings.cancel_grace_seconds,
+            log=self.log,
         )
+        leader = ranks.pgid
+        runtime: dict[str, Any] = {
+            "script_pid": leader,
+            "script_pgid": leader,
+            "script": ProcessId.of(leader).to_dict(),
+            "host": socket.gethostname(),
+        }
+        if self.layout.ranked:
+            runtime.update(
+                launcher=self.layout.kind, world_size=self.layout.world_size, rank_pids=ranks.pids
+            )
+        self.store.update_run(self.run_id, runtime=runtime)
         started = time.monotonic()
         self.record_deferred_environment()
         syncer = runfiles.LogSyncer(self.ctx.artifacts, self.run_id, self.paths, wd)
         next_sync = 0.0
         next_cancel_check = 0.0
         cancel_file = self.paths.cancel_file
-        exited = _ExitWaiter(proc)
         while True:
-            returncode = exited.wait(_RUN_TICK)
+            returncode = ranks.wait(_RUN_TICK)
             if returncode is not None:
                 rc = returncode
                 break
@@ -290,32 +274,14 @@ class Supervisor:
                 msg = f"The run exceeded max_run_duration_seconds={limit} and was canceled."
                 cancel = _Canceled(msg, {"code": "MaxRunDurationExceeded", "message": msg})
             if cancel is not None:
-                exited.close()
-                self._terminate(proc)
+                ranks.close()
+                ranks.terminate()
                 syncer.sync()
                 raise cancel
-        exited.close()
-        self._kill_stragglers(proc.pid)
+        ranks.close()
+        ranks.kill_stragglers()
         syncer.sync()
         return rc
-
-    def _kill_stragglers(self, pgid: int) -> None:
-        """Processes the script started and left running in its group would outlive the run,
-        unowned (a background server, a stuck worker): end them with the script."""
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            return
-        self.log(f"SIGKILL to process group {pgid}: processes left behind by the script")
-
-    def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
-        terminate_group(
-            proc.pid,
-            self.settings.cancel_grace_seconds,
-            exited=lambda: proc.poll() is not None,
-            log=self.log,
-        )
-        proc.wait()
 
     def ship_script_spool(self) -> None:
         """Send what the script spooled for a team server but could not send before it exited
@@ -366,7 +332,7 @@ class Supervisor:
             stage = "Finalizing"
             # A failure is recorded as the run enters Finalizing: a watcher that stops at
             # Finalizing (wait_post_processing=False) must see it, not report success.
-            error = runfiles.failure_details(rc, self.paths.std_log) if rc != 0 else None
+            error = self.ranks.failure(rc) if rc != 0 and self.ranks is not None else None
             self.move(RunStatus.FINALIZING, error=error)
             self.finalize(upload_outputs=True)
             if error is None:

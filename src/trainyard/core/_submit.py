@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainyard._lifecycle import RunStatus
-from trainyard.core.runconfig import distribution_to_dict
+from trainyard.core.runconfig import (
+    check_distribution,
+    distribution_of_run_config,
+    distribution_to_dict,
+)
 from trainyard.exceptions import (
     ComputeTargetException,
     UserErrorException,
@@ -96,7 +100,15 @@ def _validate_source(config: ScriptRunConfig) -> tuple[Path, str | None]:
     return src.resolve(), script.as_posix()
 
 
-def _validate_target(config: ScriptRunConfig, target: ComputeTarget, ranks: int) -> None:
+def _validate_target(
+    experiment: Experiment,
+    config: ScriptRunConfig,
+    target: ComputeTarget,
+    definition: dict[str, Any],
+) -> None:
+    from trainyard._execution.backends import backend_for
+    from trainyard._execution.distributed import Layout
+
     if config.docker_runtime_config is not None and config.docker_runtime_config.use_docker:
         warnings.warn(DOCKER_WARNING, UserWarning, stacklevel=4)
     if config.requires_gpu and target.gpu_count == 0:
@@ -105,12 +117,11 @@ def _validate_target(config: ScriptRunConfig, target: ComputeTarget, ranks: int)
             "GPUs or set use_gpu=False.",
             target=target.name,
         )
-    if ranks > 1:
-        raise ComputeTargetException(
-            f"This job needs {ranks} processes (node_count × process_count_per_node), but compute target "
-            f"{target.name!r} runs single-process jobs only; a cluster target (Ray) is needed for "
-            "distributed training. Use node_count=1, process_count_per_node=1.",
-            target=target.name,
+    layout = Layout.from_definition(definition)
+    if layout.ranked or layout.world_size > 1:
+        # The target's backend says whether it can ever run this many ranks on these nodes.
+        backend_for(experiment.workspace.context, target.name).check_layout(
+            layout, target.gpu_count
         )
 
 
@@ -134,7 +145,7 @@ def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
     src, script = _validate_source(config)
     context: dict[str, Any] = {}
     arguments = normalize_arguments(list(config.arguments or []), context)
-    dist = distribution_to_dict(config.distributed_job_config)
+    dist = _distribution(config)
     env_dict = _environment_dict(config)
     limit = config.max_run_duration_seconds
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
@@ -149,8 +160,10 @@ def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
         "environment": env_dict,
         "nodeCount": (dist or {}).get("node_count", 1),
         "distribution": dist,
-        "framework": "Python",
-        "communicator": "None" if dist is None else str(dist.get("type")),
+        # v1's runDefinition fields (ScriptRunConfig wrote them from distributed_job_config).
+        "framework": str(config.run_config.framework or "Python"),
+        "communicator": "None" if dist is None else str(config.run_config.communicator),
+        "mpi": {"processCountPerNode": int((dist or {}).get("process_count_per_node", 1))},
         "maxRunDurationSeconds": limit,
         "environmentVariables": dict(config.environment_variables),
         "datasets": context.get("datasets", {}),
@@ -160,12 +173,16 @@ def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
     return definition
 
 
-def ranks_of(definition: dict[str, Any]) -> int:
-    """How many processes a definition asks for: MPI counts nodes × processes, the others a total."""
-    dist = definition.get("distribution") or {}
-    if dist.get("type") == "mpi":
-        return int(dist.get("process_count_per_node", 1)) * int(dist.get("node_count", 1))
-    return int(dist.get("process_count", dist.get("worker_count", 1)) or 1)
+def _distribution(config: ScriptRunConfig) -> dict[str, Any] | None:
+    """The wire form of the job's distribution: ``distributed_job_config``, else what a v1-style
+    ``run_config`` says (``communicator``, ``mpi``, ``node_count``); counts validated."""
+    cfg = config.distributed_job_config
+    if cfg is None:
+        cfg = distribution_of_run_config(config.run_config)
+    dist = distribution_to_dict(cfg)
+    if cfg is not None:
+        check_distribution(cfg)
+    return dist
 
 
 def validate_submission(experiment: Experiment, config: ScriptRunConfig) -> dict[str, Any]:
@@ -177,7 +194,7 @@ def validate_submission(experiment: Experiment, config: ScriptRunConfig) -> dict
 
     target = resolve_target(experiment.workspace, config.compute_target)
     definition = build_definition(config)
-    _validate_target(config, target, ranks_of(definition))
+    _validate_target(experiment, config, target, definition)
     definition["target"] = target.name
     return definition
 

@@ -17,15 +17,16 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from trainyard._execution.runfiles import BUILD_LOG, STD_LOG
+from trainyard._execution.runfiles import BUILD_LOG, STD_LOG, rank_log
 from trainyard._lifecycle import RunStatus
 from trainyard.exceptions import ActivityFailedException
 
 if TYPE_CHECKING:
     from trainyard.core.script_run import ScriptRun as Run
 
-#: Logs in priority order (v1 streams rank 0's user log; the build log shows while Preparing).
-LOG_PRIORITY = (STD_LOG, BUILD_LOG)
+#: Logs in priority order (v1 streams the script's log, or rank 0's in a distributed run; the
+#: build log shows while Preparing).
+LOG_PRIORITY = (STD_LOG, rank_log(0), BUILD_LOG)
 #: How long a wait that may end in Finalizing still waits for the terminal status.
 _EARLY_GRACE = 3.0
 
@@ -114,11 +115,13 @@ def failure_text(run_id: str, error: dict[str, Any], with_traceback: bool) -> st
         text += f"\n(raised while handling {error['cause']})"
     if "exitCode" in error:
         text += f"\nExit code: {error['exitCode']}."
+    log = str(error.get("logFile") or STD_LOG)
     if error.get("traceback"):
-        if with_traceback:
-            text += f"\n{error['traceback']}"
+        # Only rank 0's log is streamed: another rank's traceback is printed here.
+        if with_traceback or error.get("rank", 0) != 0:
+            text += f"\n{error['traceback']}\n(from {log})"
         else:
-            text += f" The traceback is above and in {STD_LOG}."
+            text += f" The traceback is above and in {log}."
     return text
 
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from trainyard.core.runconfig import DockerConfiguration, RunConfiguration
+from trainyard.core.runconfig import DockerConfiguration, RunConfiguration, apply_distribution
 
 if TYPE_CHECKING:
     from trainyard.core.experiment import Experiment
@@ -64,7 +64,12 @@ class ScriptRunConfig:
             self.run_config.environment = environment
         if docker_runtime_config is not None:
             self.run_config.docker = docker_runtime_config
+        #: ``MpiConfiguration`` / ``PyTorchConfiguration`` / ``TensorflowConfiguration`` or ``None``;
+        #: written into ``run_config`` (``framework``, ``communicator``, ``mpi`` …) as v1 does. Without
+        #: it, a ``run_config`` whose ``communicator`` is set describes the distribution.
         self.distributed_job_config = distributed_job_config
+        if distributed_job_config is not None:
+            apply_distribution(self.run_config, distributed_job_config)
         self.resume_from = resume_from
         self.max_run_duration_seconds = max_run_duration_seconds
         #: Set by estimators: the framework (name, requested and installed versions, packages),

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from trainyard.exceptions import ComputeTargetException, UserErrorException, ValidationError
+from trainyard.exceptions import UserErrorException, ValidationError
 
 if TYPE_CHECKING:
     from trainyard._execution.environments.frameworks import Framework, ResolvedFramework
@@ -176,7 +176,10 @@ class Estimator:
         return resolved
 
     def _wants_mpi(self) -> bool:
-        return self.distributed_training is not None or bool(self.distributed_backend)
+        """Whether the job runs as MPI ranks (its environment then gets mpi4py)."""
+        from trainyard.core.runconfig import MpiConfiguration
+
+        return isinstance(self._distribution(), MpiConfiguration)
 
     def _framework_packages(self) -> list[str]:
         """Packages the framework's default environment installs (its release's pins; subclasses
@@ -287,13 +290,41 @@ class Estimator:
         }
 
     def _distribution(self) -> Any:
-        from trainyard.core.runconfig import MpiConfiguration
+        """The ``distributed_job_config`` (v1 §6.5): ``distributed_training=Mpi()`` /
+        ``MpiConfiguration`` runs ``node_count × process_count_per_node`` MPI ranks;
+        ``Gloo()`` / ``Nccl()`` / ``PyTorchConfiguration`` that many torch.distributed ranks
+        (its own ``process_count`` wins); the deprecated ``distributed_backend='mpi'|'gloo'|'nccl'``
+        the same; counts above 1 without either, MPI (v1's default)."""
+        from trainyard.core.runconfig import (
+            PYTORCH_BACKENDS,
+            MpiConfiguration,
+            PyTorchConfiguration,
+        )
 
         dist = self.distributed_training
+        backend = str(self.distributed_backend or "").lower()
+        if dist is None and backend in PYTORCH_BACKENDS:
+            dist = PyTorchConfiguration(communication_backend=PYTORCH_BACKENDS[backend])
+        elif dist is None and backend not in ("", "mpi"):
+            raise ValidationError(
+                f"distributed_backend={self.distributed_backend!r}: use 'mpi', 'gloo' or 'nccl' "
+                "(or distributed_training=MpiConfiguration(...) / PyTorchConfiguration(...)).",
+                distributed_backend=self.distributed_backend,
+            )
+        if isinstance(dist, PyTorchConfiguration):
+            nodes = max(dist.node_count, self.node_count)
+            total = dist.process_count or nodes * self.process_count_per_node
+            return PyTorchConfiguration(dist.communication_backend, total, nodes)
+        if isinstance(dist, MpiConfiguration):
+            ppn = dist.process_count_per_node
+            if ppn == 1:
+                ppn = self.process_count_per_node
+            return MpiConfiguration(
+                process_count_per_node=ppn, node_count=max(dist.node_count, self.node_count)
+            )
         if dist is not None:
-            ppn = getattr(dist, "process_count_per_node", self.process_count_per_node)
-            return MpiConfiguration(process_count_per_node=ppn, node_count=self.node_count)
-        if self.node_count > 1 or self.process_count_per_node > 1 or self.distributed_backend:
+            return dist
+        if self.node_count > 1 or self.process_count_per_node > 1 or backend == "mpi":
             return MpiConfiguration(
                 process_count_per_node=self.process_count_per_node, node_count=self.node_count
             )
@@ -306,15 +337,6 @@ class Estimator:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name} must be a positive integer, not {value!r}.")
-        ranks = self.node_count * self.process_count_per_node
-        if ranks > 1:
-            raise ComputeTargetException(
-                f"node_count={self.node_count} × process_count_per_node={self.process_count_per_node} needs a "
-                "cluster compute target for distributed training, and none exists yet (local compute runs "
-                "one process per job). Use node_count=1 and process_count_per_node=1.",
-                node_count=self.node_count,
-                process_count_per_node=self.process_count_per_node,
-            )
 
     def _to_script_run_config(self) -> ScriptRunConfig:
         """The equivalent ``ScriptRunConfig`` (aml-reference §6.6)."""
@@ -335,6 +357,10 @@ class Estimator:
             docker_runtime_config=DockerConfiguration(use_docker=False),
         )
         config.environment_variables = dict(self.environment_variables)
+        if self.distributed_training is not None and config.run_config.communicator == "IntelMpi":
+            config.run_config.communicator = (
+                "Mpi"  # v1: Mpi() → "Mpi"; distributed_backend → "IntelMpi"
+            )
         config.requires_gpu = self.use_gpu
         config.framework_info = self.framework_info(environment)
         return config

@@ -12,6 +12,8 @@ Contract (checked for every backend by :mod:`trainyard.testing.backend`):
 * ``launch(entrypoint)`` starts any other detached entrypoint the same way and returns at once.
 * ``cancel(run_id)`` asks for cancellation (the run passes through CancelRequested to Canceled; a
   queued run never starts); ``False`` when the run had already finished.
+* ``check_layout(layout, gpu_count)`` refuses, before anything is stored, a distributed job the
+  target can never run (too many nodes or processes, NCCL without GPUs, no MPI runtime).
 * ``status(run_id)`` is the run's current status; ``read_log(run_id, name, offset)`` the bytes of one
   log from ``offset`` on, so watchers stream by offset; ``log_names(run_id)`` the logs so far.
 """
@@ -27,6 +29,7 @@ from trainyard._lifecycle import RunStatus
 if TYPE_CHECKING:
     from trainyard._context import WorkspaceContext
     from trainyard._execution.daemon import Entrypoint
+    from trainyard._execution.distributed import Layout
     from trainyard._store.entities import ComputeTargetRecord
 
 
@@ -50,6 +53,16 @@ class ComputeBackend(abc.ABC):
     @abc.abstractmethod
     def cancel(self, run_id: str) -> bool:
         """Request cancellation; ``False`` when the run had already finished."""
+
+    def check_layout(self, layout: Layout, gpu_count: int) -> None:
+        """Raise :class:`~trainyard.exceptions.ComputeTargetException` when this target can never
+        run ``layout``. The default is processes on one machine: the shared rules
+        (:func:`~trainyard._execution.distributed.check_layout`) plus one node, an ``mpirun`` for
+        MPI and a bounded number of ranks. A cluster backend overrides the single-node part."""
+        from trainyard._execution.distributed import check_layout, check_single_node
+
+        check_layout(layout, self.target.name, self.target.config, gpu_count)
+        check_single_node(layout, self.target.name)
 
     def status(self, run_id: str) -> RunStatus:
         """The run's current status."""

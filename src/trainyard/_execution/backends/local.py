@@ -7,10 +7,18 @@ from collections.abc import Mapping
 from trainyard._execution import daemon
 from trainyard._execution.backends.base import ComputeBackend
 from trainyard._execution.control import request_cancel
-from trainyard._execution.runfiles import BUILD_LOG, STD_LOG, SUPERVISOR_LOG, RunPaths
+from trainyard._execution.runfiles import (
+    BUILD_LOG,
+    LAUNCHER_LOG,
+    STD_LOG,
+    SUPERVISOR_LOG,
+    RunPaths,
+    rank_log,
+    sort_log_names,
+)
 from trainyard.exceptions import ArtifactNotFound
 
-_LOGS = (STD_LOG, BUILD_LOG, SUPERVISOR_LOG)
+_LOGS = (STD_LOG, BUILD_LOG, SUPERVISOR_LOG, LAUNCHER_LOG)
 SUPERVISOR_MODULE = "trainyard._execution.supervisor"
 
 
@@ -58,8 +66,13 @@ class LocalProcessBackend(ComputeBackend):
 
     def log_names(self, run_id: str) -> list[str]:
         paths = RunPaths(self.ctx.home, run_id)
-        names = [n for n in _LOGS if paths.live_file(n).is_file()]
+        names = [n for n in paths.live_log_names() if n in _LOGS or n.startswith("user_logs/")]
         for n in _LOGS:
             if n not in names and self.ctx.artifacts.exists(f"runs/{run_id}/{n}"):
                 names.append(n)
-        return names
+        if rank_log(0) not in names:  # no live rank logs here: a distributed run's uploads
+            rank = 0
+            while self.ctx.artifacts.exists(f"runs/{run_id}/{rank_log(rank)}"):
+                names.append(rank_log(rank))
+                rank += 1
+        return sort_log_names(names)

@@ -26,6 +26,7 @@ from trainyard.exceptions import ConfigError, ValidationError
 
 if TYPE_CHECKING:
     from trainyard._execution.daemon import Entrypoint
+    from trainyard._execution.distributed import Layout
 
 
 class RemoteBackend(ComputeBackend):
@@ -40,6 +41,14 @@ class RemoteBackend(ComputeBackend):
     def _run_path(self, run_id: str, action: str) -> str:
         ws = quote(self.ctx.name, safe="")
         return f"{API_PREFIX}/workspaces/{ws}/runs/{quote(run_id, safe='')}/{action}"
+
+    def check_layout(self, layout: Layout, gpu_count: int) -> None:
+        """The server runs the ranks on its own machine: the same rules, except that its MPI
+        runtime is checked there (the supervisor fails the run saying what to install)."""
+        from trainyard._execution.distributed import check_layout, check_single_node
+
+        check_layout(layout, self.target.name, self.target.config, gpu_count)
+        check_single_node(layout, self.target.name, runtime_here=False)
 
     def submit(self, run_id: str, env: Mapping[str, str] | None = None) -> None:
         if env:

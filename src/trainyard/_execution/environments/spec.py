@@ -287,10 +287,17 @@ class EnvSpec:
         )
 
     @classmethod
-    def from_environment_dict(cls, data: Mapping[str, Any], *, gpu: bool | None = None) -> EnvSpec:
+    def from_environment_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        gpu: bool | None = None,
+        extra_requirements: Sequence[str] = (),
+    ) -> EnvSpec:
         """Normalise an environment's dict form (``Environment.to_dict()``; see
         :mod:`.definition`). An empty mapping is an environment with nothing listed.
 
+        ``extra_requirements`` join the pip list unless the environment is user-managed.
         Raises :class:`~trainyard.exceptions.ConfigError` for a malformed document and
         :class:`~trainyard.exceptions.ValidationError` for requirements that do not parse or
         conflict.
@@ -300,8 +307,11 @@ class EnvSpec:
             spec = EnvSpec.from_environment_dict(env.to_dict(), gpu=False)
         """
         d = EnvDefinition.from_dict(data)
+        # What the job needs beside the user's list (an MPI job's mpi4py) merges with it by name;
+        # nothing is added to an environment the user manages.
+        extra = () if d.user_managed else tuple(extra_requirements)
         return cls.from_requirements(
-            d.pip,
+            [*d.pip, *extra],
             pip_options=d.pip_options,
             conda_packages=d.conda,
             user_managed=d.user_managed,
