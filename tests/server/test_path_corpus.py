@@ -54,6 +54,9 @@ SYMLINK_NAMES = ["runs/escape/secret.txt", "runs/escape", "runs/escape/new.txt",
 PAYLOADS = list(dict.fromkeys([*BAD_NAMES, *NON_PORTABLE_NAMES, *LAYOUT_NAMES]))
 #: JSON body fields that are names or paths, per route (store operations come from the protocol).
 BODY_NAMES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("POST", "/studio/api/login"): ("token",),
+    ("PUT", "/studio/api/w/{workspace}/members/{user}"): ("role",),
+    ("POST", "/studio/api/w/{workspace}/endpoints/{name}/score"): (),
     ("POST", "/api/v1/workspaces/{workspace}/artifacts-delete-prefix"): ("prefix",),
     ("POST", "/api/v1/workspaces/{workspace}/artifacts-link"): ("src", "dst"),
     ("POST", "/api/v1/users"): ("name",),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from trainyard.exceptions import NotFoundError, TrainyardError
+from trainyard.exceptions import AuthenticationError, NotFoundError, TrainyardError
 from trainyard.studio.access import StudioAccess
 from trainyard.studio.deps import StudioDeps
 
@@ -53,8 +53,11 @@ def studio_router(access: StudioAccess) -> APIRouter:
 
     @router.get("/api/session")
     def session(request: Request) -> dict[str, Any]:
-        """Who is logged in, their CSRF token, and the workspaces they may see."""
-        viewer = access.viewer(request)
+        """Who is logged in (``user`` null: nobody), their CSRF token, and their workspaces."""
+        try:
+            viewer = access.viewer(request)
+        except AuthenticationError:
+            return {"user": None, "csrf": "", "needs_login": True, "workspaces": []}
         return {
             "user": viewer.user,
             "csrf": viewer.csrf,

@@ -44,7 +44,13 @@ function loginPage(message = ""): void {
 
 async function ensureSession(): Promise<Session | null> {
   if (session) return session;
-  try { session = await get<Session>("session"); setCsrf(session.csrf); return session; }
+  try {
+    const s = await get<Session & { user: string | null }>("session");
+    if (!s.user) { loginPage(); return null; }
+    session = s as Session;
+    setCsrf(session.csrf);
+    return session;
+  }
   catch (e) { if (e instanceof ApiError && e.status === 401) { loginPage(); return null; } throw e; }
 }
 
