@@ -197,6 +197,12 @@ class TrackingStore(abc.ABC):
                 out[run_id] = values
         return out
 
+    def chart_chunks(self, run_id: str, name: str, axis: str) -> list[MetricChunk]:
+        """The chunks of one metric with only what a chart on ``axis`` (``"step"`` or ``"time"``)
+        needs: values, and steps or timestamps (the other blob may be empty). The SQL store
+        reads only those columns; this default returns whole chunks."""
+        return self.get_metric_chunks(run_id, [name])
+
     @abc.abstractmethod
     def update_run_status(
         self,

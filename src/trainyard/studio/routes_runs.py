@@ -143,7 +143,7 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             )
         out = {}
         for run_id in dict.fromkeys(run):
-            out[run_id] = downsample(ctx.store.get_metric_chunks(run_id, [name]), x, points)
+            out[run_id] = downsample(ctx.store.chart_chunks(run_id, name, x), x, points)
         return {"name": name, "x": x, "runs": out}
 
     @router.get("/api/w/{workspace}/runs/{run_id}/values")

@@ -102,3 +102,20 @@ class SearchConformance(ConformanceBase):
         found = store.latest_metrics([a.run_id, b.run_id, c.run_id, "no-such-run"])
         assert found == {a.run_id: {"loss": 1.5, "acc": 2}, b.run_id: {"loss": float("inf")}}
         assert type(found[a.run_id]["acc"]) is int
+
+    def test_chart_chunks_hold_what_a_chart_needs(self, store: TrackingStore) -> None:
+        exp = self._experiment(store)
+        run = self._run(store, exp)
+        store.update_run_status(run.run_id, RunStatus.RUNNING.value)
+        store.log_metric_chunks(
+            run.run_id, [_chunk("loss", [3.0, 2.0], steps=[10, 20]), _chunk("acc", [1.0])]
+        )
+        store.log_metric_chunks(run.run_id, [_chunk("loss", [1.0])])
+        full = store.get_metric_chunks(run.run_id, ["loss"])
+        by_step = store.chart_chunks(run.run_id, "loss", "step")
+        by_time = store.chart_chunks(run.run_id, "loss", "time")
+        assert [c.values for c in by_step] == [c.values for c in full]
+        assert [c.steps for c in by_step] == [c.steps for c in full]
+        assert [c.timestamps for c in by_time] == [c.timestamps for c in full]
+        assert [c.count for c in by_time] == [2, 1]
+        assert store.chart_chunks(run.run_id, "nothing", "step") == []
