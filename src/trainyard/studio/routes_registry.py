@@ -25,7 +25,7 @@ from trainyard.studio.views import (
 )
 
 #: Log lines of a sweep's controller that record a decision about a child.
-_DECISION_WORDS = ("terminat", "cancel", "early", "stopp", "policy")
+_DECISION_WORDS = ("terminat", "cancel", "early", "stopp")
 
 
 def registry_router(deps: StudioDeps) -> APIRouter:

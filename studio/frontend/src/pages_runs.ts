@@ -136,7 +136,7 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
   const logBox = h("pre", { class: "log", tabindex: 0, "aria-label": "Log", "aria-live": "off" });
   const logSel = h("select", { id: "log-name" });
   const files = h("section", { class: "card" }, h("h3", {}, "Files"));
-  const children = h("section", { class: "card" });
+  const children = h("section", { class: "card", hidden: true });
   const chartMap = new Map<string, ReturnType<typeof metricChart>>();
 
   function renderHead(): void {
@@ -159,7 +159,7 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
   function renderMetrics(): void {
     for (const m of d.metric_names) {
       if (m.numeric && !chartMap.has(m.name)) {
-        const c = metricChart({ ws, runs: [d.run_id], metric: m.name });
+        const c = metricChart({ ws, runs: [d.run_id], labels: { [d.run_id]: m.name }, metric: m.name });
         chartMap.set(m.name, c);
         charts.append(c.el);
         void c.refresh();
@@ -181,6 +181,9 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
     logSel.replaceChildren(...logs.map((n) => h("option", { value: n }, n)));
     const want = current || logs.find((n) => n.includes("std_log")) || logs[0] || "";
     logSel.value = want;
+    logSel.hidden = !logs.length;
+    if (!logs.length && !logBox.textContent) logBox.textContent = "No logs yet.";
+    else if (logs.length && logBox.textContent === "No logs yet.") logBox.textContent = "";
   }
   async function tailLog(): Promise<void> {
     if (!logSel.value) return;
@@ -201,7 +204,8 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
   }
 
   async function loadChildren(): Promise<void> {
-    if (!d.children) { children.replaceChildren(); return; }
+    children.hidden = !d.children;
+    if (!d.children) return;
     const r = await get<{ total: number; runs: RunRow[] }>(`w/${enc(ws)}/runs?${qs({ parent: d.run_id, limit: 100, desc: 0 })}`);
     children.replaceChildren(h("h3", {}, `Child runs (${r.total})`), h("ul", {}, ...r.runs.map((c) => h("li", {}, h("a", { href: `#/w/${enc(ws)}/runs/${enc(c.run_id)}` }, c.run_id), " ", statusBadge(c.status)))));
   }
