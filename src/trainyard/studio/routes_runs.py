@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -207,7 +208,8 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             )
         suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
         media = _IMAGE_TYPES.get(suffix)
-        filename = rel.rsplit("/", 1)[-1].replace('"', "")
+        name = rel.rsplit("/", 1)[-1]
+        ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
         disposition = "inline" if media else "attachment"
         stream = ctx.artifacts.open(key)
 
@@ -220,7 +222,8 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             chunks(),
             media_type=media or "application/octet-stream",
             headers={
-                "Content-Disposition": f'{disposition}; filename="{filename}"',
+                "Content-Disposition": f'{disposition}; filename="{ascii_name}"; '
+                f"filename*=UTF-8''{quote(name, safe='')}",
                 "X-Content-Type-Options": "nosniff",
                 "Content-Length": str(ctx.artifacts.size(key)),
             },
