@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
+source scripts/_frontend.sh
 ensure_venv .venv-demo demo
+ensure_frontend
 exec .venv-demo/bin/python examples/demo.py "$@"

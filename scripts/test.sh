@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 source scripts/_system.sh
+source scripts/_frontend.sh
 ensure_debian_packages chromium chromium-driver openmpi-bin libopenmpi-dev fonts-dejavu-core || true
 ensure_venv .venv-test dev
+ensure_frontend
 export TRAINYARD_TEST_POSTGRES_URL="${TRAINYARD_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 exec .venv-test/bin/python -m pytest -n 2 -p no:cacheprovider "$@"

@@ -102,6 +102,8 @@ class Settings:
     #: ``TRAINYARD_SPOOL_EXIT_SECONDS``: at exit, how long a process waits for its spooled records
     #: to reach the team server before leaving them for ``trainyard sync``.
     spool_exit_seconds: float = 30.0
+    #: ``TRAINYARD_STUDIO_URL``: the studio that shows this machine's runs (``Web View:`` links).
+    studio_url: str | None = None
 
     @property
     def env_cache_dir(self) -> Path:
@@ -140,6 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         forkserver_idle_seconds=max(1.0, _float(e, "TRAINYARD_FORKSERVER_IDLE_SECONDS", 600.0)),
         server_retry_seconds=max(0.0, _float(e, "TRAINYARD_SERVER_RETRY_SECONDS", 60.0)),
         spool_exit_seconds=max(0.0, _float(e, "TRAINYARD_SPOOL_EXIT_SECONDS", 30.0)),
+        studio_url=e.get("TRAINYARD_STUDIO_URL") or None,
     )
 
 

@@ -54,6 +54,16 @@ SYMLINK_NAMES = ["runs/escape/secret.txt", "runs/escape", "runs/escape/new.txt",
 PAYLOADS = list(dict.fromkeys([*BAD_NAMES, *NON_PORTABLE_NAMES, *LAYOUT_NAMES]))
 #: JSON body fields that are names or paths, per route (store operations come from the protocol).
 BODY_NAMES: dict[tuple[str, str], tuple[str, ...]] = {
+    # the studio's routes (walked both as mounted under /studio and in their own routers)
+    **{
+        (method, prefix + path): names
+        for prefix in ("", "/studio")
+        for method, path, names in (
+            ("POST", "/api/login", ("token",)),
+            ("PUT", "/api/w/{workspace}/members/{user}", ("role",)),
+            ("POST", "/api/w/{workspace}/endpoints/{name}/score", ()),
+        )
+    },
     ("POST", "/api/v1/workspaces/{workspace}/artifacts-delete-prefix"): ("prefix",),
     ("POST", "/api/v1/workspaces/{workspace}/artifacts-link"): ("src", "dst"),
     ("POST", "/api/v1/users"): ("name",),

@@ -17,7 +17,8 @@ conformance suite in :mod:`trainyard.testing.store`):
 * **Entities.** Every aggregate comes back as a frozen dataclass from
   :mod:`trainyard._store.entities`; mutable dict fields are copies the caller may keep.
 * **Ordering.** ``list_runs`` is newest first (by creation, then number) and paginated with an opaque
-  cursor. Metric chunks come back in write order.
+  cursor. Metric chunks come back in write order. ``search_runs`` (the studio's runs table) sorts on
+  any of :data:`RUN_SORT_FIELDS` and pages by offset; the SQL store does both in the database.
 """
 
 from __future__ import annotations
@@ -34,9 +35,25 @@ from trainyard._store.entities import (
     ModelInfo,
     NewRun,
     RunInfo,
+    RunPage,
     StatusEvent,
     WebserviceRecord,
     WorkspaceInfo,
+)
+
+#: What ``search_runs`` sorts on besides ``tag:<key>`` and ``property:<key>``.
+RUN_SORT_FIELDS = (
+    "created_at",
+    "start_time",
+    "end_time",
+    "duration",
+    "number",
+    "status",
+    "display_name",
+    "submitted_by",
+    "target",
+    "run_id",
+    "run_type",
 )
 
 
@@ -108,6 +125,83 @@ class TrackingStore(abc.ABC):
         ``tags``/``properties`` filter by key (value ``None``) or key and value. Without
         ``parent_run_id``, children are left out unless ``include_children``.
         """
+
+    def search_runs(
+        self,
+        workspace_id: str,
+        *,
+        experiment_id: int | None = None,
+        parent_run_id: str | None = None,
+        include_children: bool = False,
+        statuses: Sequence[str] | None = None,
+        text: str | None = None,
+        submitted_by: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+        order_by: str = "created_at",
+        descending: bool = True,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> RunPage:
+        """A page of a workspace's runs sorted on ``order_by`` (one of :data:`RUN_SORT_FIELDS`,
+        ``tag:<key>`` or ``property:<key>``; runs without that tag or property sort last), from
+        ``offset``, and how many match in all. ``text`` matches a substring of the run id or display
+        name (case-insensitive); the other filters are as for :meth:`list_runs`. Ties are broken by
+        creation, newest first. Raises ``ValidationError`` for an unknown sort field.
+
+        This default reads every matching run through :meth:`list_runs`; the SQL store overrides
+        it with one query that sorts and pages in the database.
+        """
+        from trainyard._store.search import check_search, filter_and_sort
+
+        check_search(order_by, offset, limit)
+        found: list[RunInfo] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = self.list_runs(
+                experiment_id,
+                workspace_id=workspace_id,
+                tags=tags,
+                properties=properties,
+                statuses=statuses,
+                parent_run_id=parent_run_id,
+                include_children=include_children,
+                limit=1000,
+                cursor=cursor,
+            )
+            found.extend(page)
+            if cursor is None:
+                break
+        ordered = filter_and_sort(found, text, submitted_by, order_by, descending)
+        return RunPage(runs=ordered[offset : offset + limit], total=len(ordered))
+
+    def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """run id → {metric name → its last logged value} for the scalar metrics of many runs
+        (a runs table's metric columns). Runs that logged nothing are absent. The SQL store reads
+        only the last chunk of each metric."""
+        from trainyard._store.search import last_value
+        from trainyard.exceptions import RunNotFound
+
+        out: dict[str, dict[str, Any]] = {}
+        for run_id in run_ids:
+            values: dict[str, Any] = {}
+            try:
+                chunks = self.get_metric_chunks(run_id)
+            except RunNotFound:
+                continue
+            for chunk in chunks:
+                value = last_value(chunk)
+                if value is not None:
+                    values[chunk.name] = value
+            if values:
+                out[run_id] = values
+        return out
+
+    def chart_chunks(self, run_id: str, name: str, axis: str) -> list[MetricChunk]:
+        """The chunks of one metric with only what a chart on ``axis`` (``"step"`` or ``"time"``)
+        needs: values, and steps or timestamps (the other blob may be empty). The SQL store
+        reads only those columns; this default returns whole chunks."""
+        return self.get_metric_chunks(run_id, [name])
 
     @abc.abstractmethod
     def update_run_status(

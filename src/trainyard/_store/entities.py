@@ -78,6 +78,15 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class RunPage:
+    """One page of :meth:`~trainyard._store.base.TrackingStore.search_runs`: the runs and how
+    many match in all (for a pager)."""
+
+    runs: list[RunInfo]
+    total: int
+
+
+@dataclass(frozen=True)
 class StatusEvent:
     """One status change with its time, for ``get_details`` and the UI."""
 

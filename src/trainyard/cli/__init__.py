@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainyard.cli.compute",
     "trainyard.cli.service",
     "trainyard.cli.server",
+    "trainyard.cli.ui",
     "trainyard.cli.accounts",
     "trainyard.cli.sync",
 )

@@ -29,6 +29,7 @@ from trainyard._store.entities import NewRun, RunInfo
 from trainyard._store.limits import checked_entries
 from trainyard._tracking.buffer import MetricBuffer, install_sigterm_flush, terminating_signal
 from trainyard.core._interactive import end_interrupted, own_run, reap_unowned, release_run
+from trainyard.core._portal import portal_url
 from trainyard.core._run_files import RunFilesMixin
 from trainyard.core._run_logs import RunLogsMixin
 from trainyard.core._run_metrics import RunMetricsMixin
@@ -280,8 +281,8 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
         return self._refresh() if refresh else self._info
 
     def get_portal_url(self) -> str:
-        """Where to look at the run (v1: the studio URL): its folder in the workspace."""
-        return f"file://{self._ctx.home}/runs/{self._run_id}"
+        """The run's studio page when a studio is reachable, else its folder (v1: studio URL)."""
+        return portal_url(self._ctx, self._run_id)
 
     def _refresh(self) -> RunInfo:
         self._info = self._store.get_run(self._run_id)

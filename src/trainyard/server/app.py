@@ -276,6 +276,7 @@ def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAP
     app.include_router(accounts_router(state, principal))
     app.include_router(runs_router(state, execution, principal))
     app.include_router(mlflow_router(state, principal))
+    _mount_studio(app, state, execution, limiter)
     policy = HostPolicy(
         bind_host=config.host,
         allowed_hosts=config.allowed_hosts,
@@ -283,6 +284,39 @@ def create_app(config: ServerConfig, state: ServerState | None = None) -> FastAP
     )
     app.add_middleware(_Guard, policy=policy, max_json_bytes=config.max_json_bytes)
     return app
+
+
+def _mount_studio(
+    app: FastAPI, state: ServerState, execution: Any, limiter: FailureLimiter
+) -> None:
+    """The studio at ``/studio/`` behind a cookie session (``server/studio.py``); its routes are
+    not part of the API document (they are the web UI's)."""
+    from fastapi.responses import RedirectResponse
+    from fastapi.routing import APIRoute
+
+    from trainyard.server.studio import ServerStudioAccess
+    from trainyard.studio import studio_router
+
+    router = studio_router(ServerStudioAccess(state, execution, limiter))
+
+    def mark(routes: Any) -> None:  # every route, in routers FastAPI may wrap, too
+        for route in routes:
+            if isinstance(route, APIRoute):
+                route.openapi_extra = {"x-trainyard-access": "studio-session"}
+            inner = getattr(route, "original_router", None) or getattr(route, "app", None)
+            if inner is not None and hasattr(inner, "routes"):
+                mark(inner.routes)
+
+    mark(router.routes)
+    app.include_router(router, prefix="/studio", include_in_schema=False)
+
+    @app.get(
+        "/studio",
+        include_in_schema=False,
+        openapi_extra={"x-trainyard-access": "studio-session"},
+    )
+    def studio_root() -> Response:
+        return RedirectResponse("/studio/")
 
 
 def dumps(value: Any) -> str:

@@ -94,6 +94,36 @@ class SqlMetricsMixin(SqlBase):
         found: dict[str, list[MetricChunk]] = self._tx(tx, write=False)
         return found
 
+    def chart_chunks(self, run_id: str, name: str, axis: str) -> list[MetricChunk]:
+        c = s.metric_chunks.c
+        wanted = c.timestamps if axis == "time" else c.steps
+
+        def tx(conn: Connection) -> list[MetricChunk]:
+            pk, _, _ = self._run_pk(conn, run_id)
+            q = (
+                select(c.kind, c.dtype, c["count"], c.vals, wanted, c.id)
+                .where(c.run_pk == pk, c.name == name)
+                .order_by(c.id)
+            )
+            out = []
+            for kind, dtype, count, vals, other, seq in conn.execute(q).all():
+                out.append(
+                    MetricChunk(
+                        name=name,
+                        kind=kind,
+                        dtype=dtype,
+                        count=int(count),
+                        timestamps=bytes(other) if axis == "time" else b"",
+                        values=None if vals is None else bytes(vals),
+                        steps=None if axis == "time" or other is None else bytes(other),
+                        seq=int(seq),
+                    )
+                )
+            return out
+
+        result: list[MetricChunk] = self._tx(tx, write=False)
+        return result
+
     def get_metric_chunks(
         self, run_id: str, names: Sequence[str] | None = None
     ) -> list[MetricChunk]:

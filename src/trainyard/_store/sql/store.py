@@ -30,6 +30,7 @@ from trainyard._store.sql._metrics import (
 )
 from trainyard._store.sql._models import SqlModelsMixin
 from trainyard._store.sql._registry import SqlRegistryMixin
+from trainyard._store.sql._search import SqlSearchMixin
 from trainyard._store.sql._util import SqlBase, _dumps, _loads
 from trainyard._store.sql._webservices import SqlWebservicesMixin
 from trainyard._store.sql.engine import ensure_schema, get_engine
@@ -43,7 +44,13 @@ from trainyard.exceptions import (
 
 
 class SqlTrackingStore(
-    SqlMetricsMixin, SqlModelsMixin, SqlWebservicesMixin, SqlRegistryMixin, SqlBase, TrackingStore
+    SqlSearchMixin,
+    SqlMetricsMixin,
+    SqlModelsMixin,
+    SqlWebservicesMixin,
+    SqlRegistryMixin,
+    SqlBase,
+    TrackingStore,
 ):
     """Tracking store on any SQLAlchemy URL (``sqlite:///…`` or ``postgresql+psycopg://…``).
 

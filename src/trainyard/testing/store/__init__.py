@@ -34,11 +34,14 @@ from trainyard.testing.store._base import ConformanceBase
 from trainyard.testing.store._metrics import MetricsConformance
 from trainyard.testing.store._registry import RegistryConformance
 from trainyard.testing.store._runs import RunsConformance
+from trainyard.testing.store._search import SearchConformance
 
 __all__ = ["ConformanceBase", "TrackingStoreConformance", "run_tracking_store_conformance"]
 
 
-class TrackingStoreConformance(RunsConformance, MetricsConformance, RegistryConformance):
+class TrackingStoreConformance(
+    RunsConformance, SearchConformance, MetricsConformance, RegistryConformance
+):
     """The behaviour every ``TrackingStore`` shares; subclass it and provide a ``store`` fixture.
 
     Example::

@@ -1,0 +1,169 @@
+"""The runs table of the SQL store: sorted, filtered and paged in the database (mixed into
+:class:`~trainyard._store.sql.store.SqlTrackingStore`).
+
+A first page of 100,000 runs sorted by creation reads ~``limit`` rows through
+``ix_runs_experiment_created``; other sort keys sort in the database, never in Python. The last
+value of every metric of a page of runs comes from each metric's newest chunk only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy.engine import Connection, Row
+
+from trainyard._store.entities import MetricChunk, RunInfo, RunPage
+from trainyard._store.search import check_search, last_value
+from trainyard._store.sql import schema as s
+from trainyard._store.sql._util import SqlBase
+
+
+class SqlSearchMixin(SqlBase):
+    """``search_runs`` and ``latest_metrics`` on the shared engine."""
+
+    if TYPE_CHECKING:  # provided by SqlTrackingStore
+
+        def _select_runs(self) -> Any: ...
+
+        def _hydrate(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[RunInfo]: ...
+
+        def _top_level(self) -> Any: ...
+
+    def search_runs(
+        self,
+        workspace_id: str,
+        *,
+        experiment_id: int | None = None,
+        parent_run_id: str | None = None,
+        include_children: bool = False,
+        statuses: Sequence[str] | None = None,
+        text: str | None = None,
+        submitted_by: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+        order_by: str = "created_at",
+        descending: bool = True,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> RunPage:
+        check_search(order_by, offset, limit)
+        runs = s.runs
+        conds: list[Any] = []
+        if experiment_id is not None:
+            conds.append(runs.c.experiment_id == experiment_id)
+        else:
+            conds.append(
+                runs.c.experiment_id.in_(
+                    select(s.experiments.c.id).where(s.experiments.c.workspace_id == workspace_id)
+                )
+            )
+        if parent_run_id is not None:
+            conds.append(runs.c.parent_run_id == parent_run_id)
+        elif not include_children:
+            conds.append(self._top_level())
+        if statuses:
+            conds.append(runs.c.status.in_(list(statuses)))
+        if submitted_by is not None:
+            conds.append(runs.c.submitted_by == submitted_by)
+        if text:
+            pattern = f"%{_escape_like(text.lower())}%"
+            conds.append(
+                or_(
+                    func.lower(runs.c.run_id).like(pattern, escape="\\"),
+                    func.lower(func.coalesce(runs.c.display_name, "")).like(pattern, escape="\\"),
+                )
+            )
+        for table, filt in ((s.run_tags, tags), (s.run_properties, properties)):
+            for key, value in (filt or {}).items():
+                cond = and_(table.c.run_pk == runs.c.pk, table.c.key == key)
+                if value is not None:
+                    cond = and_(cond, table.c.value == str(value))
+                conds.append(select(table.c.run_pk).where(cond).exists())
+
+        q = self._select_runs().where(*conds)
+        sort_key = _sort_column(order_by, descending, time.time())
+        if sort_key is not None:
+            if order_by.startswith(("tag:", "property:")):
+                table = s.run_tags if order_by.startswith("tag:") else s.run_properties
+                kv = table.alias("sort_kv")
+                q = q.outerjoin(
+                    kv, and_(kv.c.run_pk == runs.c.pk, kv.c.key == order_by.partition(":")[2])
+                )
+                sort_key = kv.c.value
+            q = q.order_by(
+                sort_key.is_(None),  # missing values last, both directions, on both databases
+                sort_key.desc() if descending else sort_key.asc(),
+            )
+        q = q.order_by(runs.c.created_at.desc(), runs.c.pk.desc()).offset(offset).limit(limit)
+        count = select(func.count()).select_from(runs).where(*conds)
+
+        def tx(conn: Connection) -> RunPage:
+            rows = conn.execute(q).all()
+            total = int(conn.execute(count).scalar_one())
+            return RunPage(runs=self._hydrate(conn, rows), total=total)
+
+        page: RunPage = self._tx(tx, write=False)
+        return page
+
+    def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        chunks = s.metric_chunks
+
+        def tx(conn: Connection) -> dict[str, dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            ids = list(dict.fromkeys(run_ids))
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                newest = (
+                    select(func.max(chunks.c.id).label("id"))
+                    .join(s.runs, s.runs.c.pk == chunks.c.run_pk)
+                    .where(s.runs.c.run_id.in_(part), chunks.c.kind == "scalar")
+                    .group_by(chunks.c.run_pk, chunks.c.name)
+                    .subquery()
+                )
+                q = (
+                    select(
+                        s.runs.c.run_id,
+                        chunks.c.name,
+                        chunks.c.kind,
+                        chunks.c.dtype,
+                        chunks.c["count"],
+                        chunks.c.vals,
+                    )
+                    .join(s.runs, s.runs.c.pk == chunks.c.run_pk)
+                    .where(chunks.c.id.in_(select(newest.c.id)))
+                )
+                for run_id, name, kind, dtype, n, vals in conn.execute(q).all():
+                    chunk = MetricChunk(
+                        name=name,
+                        kind=kind,
+                        dtype=dtype,
+                        count=int(n),
+                        timestamps=b"",
+                        values=None if vals is None else bytes(vals),
+                    )
+                    value = last_value(chunk)
+                    if value is not None:
+                        out.setdefault(str(run_id), {})[name] = value
+            return out
+
+        found: dict[str, dict[str, Any]] = self._tx(tx, write=False)
+        return found
+
+
+def _sort_column(order_by: str, descending: bool, now: float) -> Any:
+    """The SQL expression a sort field names (``tag:``/``property:`` are joined by the caller)."""
+    runs = s.runs
+    if order_by == "created_at" and descending:
+        return None  # the tie-break order is this one (served by the creation indexes)
+    if order_by == "duration":
+        return func.coalesce(runs.c.end_time, literal(now)) - runs.c.start_time
+    if order_by.startswith(("tag:", "property:")):
+        return literal(0)  # replaced by the joined value
+    return runs.c[order_by]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

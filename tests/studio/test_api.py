@@ -1,0 +1,78 @@
+"""The studio's JSON API through the real ``trainyard ui`` process: typed errors that say what to
+do, the path-safety choke point on file downloads, the Host check, paging and filtering."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Studio
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_runs_paging_and_filters(studio: Studio) -> None:
+    api = f"{studio.url}api/w/{studio.ws_name}/runs"
+    status, first = _get(f"{api}?limit=2")
+    assert status == 200 and len(first["runs"]) == 2 and first["total"] >= 6
+    _, second = _get(f"{api}?limit=2&offset=2")
+    assert not {r["run_id"] for r in first["runs"]} & {r["run_id"] for r in second["runs"]}
+    _, failed = _get(f"{api}?status=Failed")
+    assert [r["run_id"] for r in failed["runs"]] == [studio.failed_run]
+    _, found = _get(f"{api}?property.lr=0.05")
+    assert [r["run_id"] for r in found["runs"]] == [studio.metrics_run]
+    assert found["runs"][0]["metrics"]["loss"] == pytest.approx(1 / 500)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code", "says"),
+    [
+        ("runs?sort=password", 400, "INVALID_VALUE", "Cannot sort runs on"),
+        ("runs/no-such-run", 404, "RUN_NOT_FOUND", "no-such-run"),
+        ("series?name=loss&run=x&points=1", 400, "INVALID_VALUE", "points must be"),
+        ("nothing-here", 404, "NOT_FOUND", "no API route"),
+    ],
+)
+def test_typed_errors(studio: Studio, path: str, status: int, code: str, says: str) -> None:
+    got, body = _get(f"{studio.url}api/w/{studio.ws_name}/{path}")
+    assert got == status, body
+    assert body["error"]["code"] == code and says in body["error"]["message"]
+
+
+def test_other_workspace_is_refused(studio: Studio) -> None:
+    got, body = _get(f"{studio.url}api/w/someone-else/experiments")
+    assert got == 403 and "no role" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("bad", ["../../trainyard.db", "/etc/passwd", "outputs/..%2F..%2Fx"])
+def test_file_download_refuses_unsafe_paths(studio: Studio, bad: str) -> None:
+    url = f"{studio.url}api/w/{studio.ws_name}/runs/{studio.metrics_run}/file?path={bad}"
+    got, body = _get(url)
+    assert got in (400, 404), body
+    assert body["error"]["code"] in ("UNSAFE_PATH", "ARTIFACT_NOT_FOUND")
+
+
+def test_file_download(studio: Studio) -> None:
+    url = (
+        f"{studio.url}api/w/{studio.ws_name}/runs/{studio.metrics_run}/file?path=outputs/model.txt"
+    )
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.headers["Content-Disposition"].startswith("attachment;")
+        assert resp.read().startswith(b"\x89PNG")
+
+
+def test_foreign_host_header_is_refused(studio: Studio) -> None:
+    got, _ = _get(f"{studio.url}api/session", headers={"Host": "evil.example.com"})
+    assert got == 403
