@@ -19,125 +19,33 @@ Example::
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import APIRouter
 
 from trainyard._store.artifacts import safe_relpath
 from trainyard._store.entities import NewRun, RunInfo
 from trainyard._tracking.codec import numeric_chunk
-from trainyard.exceptions import (
-    AlreadyExistsError,
-    AuthenticationError,
-    ExperimentNotFound,
-    NotFoundError,
-    PermissionDenied,
-    RateLimited,
-    TrainyardError,
-    UserErrorException,
-)
+from trainyard.exceptions import ExperimentNotFound
 from trainyard.mlflow_plugin import _mapping as m
 from trainyard.server import mlflow_views as v
-from trainyard.server.auth import Principal, require, require_run_write
+from trainyard.server.auth import Principal
+from trainyard.server.mlflow_common import READ as _READ
+from trainyard.server.mlflow_common import WRITE as _WRITE
+from trainyard.server.mlflow_common import Access, MlflowError, add_json_routes
+from trainyard.server.mlflow_common import need as _need
 from trainyard.server.state import ServerState
 
-BASE = "/mlflow/{workspace}"
-_READ = {"x-trainyard-access": "store:read"}
-_WRITE = {"x-trainyard-access": "store:write"}
 #: MLflow's log-batch limits.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 MAX_SEARCH = 50_000
 
 
-class MlflowError(Exception):
-    """An answer in MLflow's error format."""
+class Api(Access):
+    """The tracking handlers of one request's workspace (see the module docstring)."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
-def _mlflow_error(err: BaseException) -> JSONResponse:
-    if isinstance(err, MlflowError):
-        code, status, message = err.code, err.status, err.message
-    elif isinstance(err, NotFoundError):
-        code, status, message = "RESOURCE_DOES_NOT_EXIST", 404, err.message
-    elif isinstance(err, AlreadyExistsError):
-        code, status, message = "RESOURCE_ALREADY_EXISTS", 400, err.message
-    elif isinstance(err, AuthenticationError):
-        code, status, message = "UNAUTHENTICATED", 401, err.message
-    elif isinstance(err, PermissionDenied):
-        code, status, message = "PERMISSION_DENIED", 403, err.message
-    elif isinstance(err, RateLimited):
-        code, status, message = "REQUEST_LIMIT_EXCEEDED", 429, err.message
-    elif isinstance(err, UserErrorException):
-        code, status, message = "INVALID_PARAMETER_VALUE", 400, err.message
-    elif isinstance(err, TrainyardError):
-        code, status, message = "INTERNAL_ERROR", err.http_status, err.message
-    else:  # a malformed request that got past the checks: the caller's input, not a fault here
-        code, status, message = "INVALID_PARAMETER_VALUE", 400, f"Bad request: {err}"
-    headers = {"X-Trainyard-Error-Code": code}
-    return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
-
-
-def _need(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if value is None or value == "":
-        raise MlflowError(
-            "INVALID_PARAMETER_VALUE", f"Missing value for required parameter '{key}'."
-        )
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter '{key}' must be a string.")
-    return str(value)
-
-
-class Api:
-    """The handlers of one request's workspace (see the module docstring)."""
-
-    def __init__(self, state: ServerState, workspace: str, principal: Principal) -> None:
-        self.state, self.workspace, self.principal = state, workspace, principal
-        self.store = state.store
-        self.ws_id = state.workspace_id(workspace)
-
-    # -- access ---------------------------------------------------------------------------------
-    def read(self) -> None:
-        require(self.state, self.principal, self.ws_id, "read")
-
-    def write(self, run_id: str | None = None) -> None:
-        if self.principal.is_run:
-            require_run_write(self.state, self.principal, run_id)
-        else:
-            require(self.state, self.principal, self.ws_id, "write")
-
-    def run(self, run_id: str) -> RunInfo:
-        info = self.store.get_run(run_id)
-        if info.workspace_id != self.ws_id:
-            raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found", 404)
-        return info
-
-    def experiment(self, experiment_id: str) -> Any:
-        try:
-            exp_id = m.to_trainyard_experiment_id(experiment_id)
-        except ValueError:
-            raise MlflowError(
-                "INVALID_PARAMETER_VALUE", f"Invalid experiment id {experiment_id!r}."
-            ) from None
-        if exp_id is None:
-            return self.store.get_or_create_experiment(self.ws_id, m.DEFAULT_EXPERIMENT_NAME)
-        exp = self.store.get_experiment_by_id(exp_id)
-        if exp.workspace_id != self.ws_id:
-            raise MlflowError(
-                "RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={experiment_id} exists", 404
-            )
-        return exp
-
-    # -- experiments ------------------------------------------------------------------------------
     def experiments_create(self, args: dict[str, Any]) -> dict[str, Any]:
         self.write()
         name = _need(args, "name")
@@ -368,23 +276,6 @@ class Api:
         self.read()
         return {"models": []}
 
-    def listing(self, root: str, rel: str) -> list[dict[str, Any]]:
-        """MLflow's one-level listing of ``root/rel``: files with sizes, folders once."""
-        store = self.state.artifacts(self.workspace)
-        prefix = f"{root}/{rel}".rstrip("/")
-        seen: dict[str, dict[str, Any]] = {}
-        for path in store.list(prefix):
-            below = path[len(prefix) + 1 :] if path.startswith(prefix + "/") else ""
-            if not below:
-                continue
-            head, _, rest = below.partition("/")
-            name = f"{rel}/{head}".strip("/")
-            if rest:
-                seen.setdefault(name, {"path": name, "is_dir": True})
-            else:
-                seen[name] = {"path": name, "is_dir": False, "file_size": store.size(path)}
-        return sorted(seen.values(), key=lambda f: str(f["path"]))
-
 
 def _chunks(metrics: list[Any]) -> list[Any]:
     """Packed chunks of MLflow metrics, per key, with their steps and timestamps (seconds)."""
@@ -431,151 +322,12 @@ _ROUTES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
 )
 
 
-async def _args(request: Request) -> dict[str, Any]:
-    if request.method == "GET":
-        out: dict[str, Any] = {}
-        for key, value in request.query_params.multi_items():
-            if key in out:
-                out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), value]
-            else:
-                out[key] = [value] if key == "experiment_ids" else value
-        return out
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MlflowError("MALFORMED_REQUEST", f"The body is not JSON: {err}.") from None
-    if not isinstance(body, dict):
-        raise MlflowError("MALFORMED_REQUEST", "The body must be a JSON object.")
-    return body
-
-
-def _with_bearer(request: Request) -> Request:
-    """MLflow's basic auth (any user name, the token as password) as a bearer token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return request
-    try:
-        _, _, secret = base64.b64decode(value.strip()).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return request
-    scope = dict(request.scope)
-    scope["headers"] = [
-        (k, v) for k, v in request.scope["headers"] if k.lower() != b"authorization"
-    ] + [(b"authorization", f"Bearer {secret}".encode())]
-    return Request(scope, request.receive)
-
-
 def mlflow_router(state: ServerState, principal: Callable[..., Principal]) -> APIRouter:
     """The MLflow-compatible routes (see the module docstring)."""
+    from trainyard.server import mlflow_artifacts, mlflow_registry
+
     router = APIRouter(tags=["mlflow"])
-
-    def endpoint(method_name: str) -> Callable[..., Any]:
-        async def handler(workspace: str, request: Request) -> Response:
-            try:
-                who = principal(_with_bearer(request))
-                args = await _args(request)
-
-                def call() -> dict[str, Any]:
-                    api = Api(state, workspace, who)
-                    result: dict[str, Any] = getattr(api, method_name)(args)
-                    return result
-
-                result = await anyio.to_thread.run_sync(call)
-            except Exception as err:
-                return _mlflow_error(err)
-            return Response(json.dumps(result, allow_nan=False), media_type="application/json")
-
-        handler.__name__ = f"mlflow_{method_name}"
-        return handler
-
-    for prefix in ("api", "ajax-api"):
-        for method, path, name, rule in _ROUTES:
-            router.add_api_route(
-                f"{BASE}/{prefix}/2.0/mlflow/{path}",
-                endpoint(name),
-                methods=[method],
-                name=f"mlflow.{prefix}.{method}.{path}",
-                openapi_extra=rule,
-                response_class=Response,
-            )
-    _artifact_routes(router, state, principal)
+    add_json_routes(router, _ROUTES, state, principal, Api)
+    add_json_routes(router, mlflow_registry.ROUTES, state, principal, mlflow_registry.handlers)
+    mlflow_artifacts.add_routes(router, state, principal)
     return router
-
-
-def _artifact_target(api: Api, path: str) -> tuple[str, str]:
-    """``<experiment>/<run>/artifacts/<rel>`` → (run id, the file's path in the artifact store)."""
-    parts = safe_relpath(path).split("/")
-    if len(parts) < 3 or parts[2] != "artifacts":
-        raise MlflowError(
-            "INVALID_PARAMETER_VALUE",
-            f"Artifact path {path!r} is not <experiment id>/<run id>/artifacts/<path>.",
-        )
-    info = api.run(parts[1])
-    rel = "/".join(parts[3:])
-    return info.run_id, f"runs/{info.run_id}/{rel}".rstrip("/")
-
-
-def _artifact_routes(
-    router: APIRouter, state: ServerState, principal: Callable[..., Principal]
-) -> None:
-    base = f"{BASE}/api/2.0/mlflow-artifacts/artifacts"
-
-    @router.put(f"{base}/{{path:path}}", openapi_extra=_WRITE)
-    async def put_artifact(workspace: str, path: str, request: Request) -> Response:
-        """Upload one run file (raw body)."""
-        try:
-            api = Api(state, workspace, principal(_with_bearer(request)))
-            run_id, target = _artifact_target(api, path)
-            api.write(run_id)
-            body = await request.body()
-            store = state.artifacts(workspace)
-            await anyio.to_thread.run_sync(lambda: store.write_bytes(target, body))
-        except Exception as err:
-            return _mlflow_error(err)
-        return JSONResponse({})
-
-    @router.get(f"{base}/{{path:path}}", openapi_extra=_READ)
-    async def get_artifact(workspace: str, path: str, request: Request) -> Response:
-        """Download one run file."""
-        try:
-            api = Api(state, workspace, principal(_with_bearer(request)))
-            api.read()
-            _, target = _artifact_target(api, path)
-            local = state.artifacts(workspace).local_file(target)
-            if local is None or not local.is_file():
-                raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"No artifact at {path!r}.", 404)
-        except Exception as err:
-            return _mlflow_error(err)
-        return FileResponse(
-            local,
-            media_type="application/octet-stream",
-            headers={"X-Content-Type-Options": "nosniff"},
-            content_disposition_type="attachment",
-            filename=local.name,
-        )
-
-    @router.get(base, openapi_extra=_READ)
-    async def list_artifacts(workspace: str, request: Request, path: str = "") -> Response:
-        """One level of a run's files (``path``: ``<experiment>/<run>/artifacts[/<dir>]``)."""
-        try:
-            api = Api(state, workspace, principal(_with_bearer(request)))
-            api.read()
-            if not path:
-                raise MlflowError(
-                    "INVALID_PARAMETER_VALUE",
-                    "Give path=<experiment id>/<run id>/artifacts[/<folder>] to list.",
-                )
-            parts = safe_relpath(path).split("/")
-            _, root = _artifact_target(api, "/".join([*parts[:3], "x"]))
-            root = root.rsplit("/", 1)[0]
-            rel = "/".join(parts[3:])
-            files = await anyio.to_thread.run_sync(lambda: api.listing(root, rel))
-            for f in files:  # relative to the folder listed, as MLflow's server answers
-                f["path"] = f["path"][len(rel) + 1 :] if rel else f["path"]
-        except Exception as err:
-            return _mlflow_error(err)
-        return JSONResponse({"files": files})
