@@ -108,11 +108,6 @@ def test_exact_round_trip_of_metric_values_steps_and_timestamps(client: Client) 
     assert out["backfill"][0][:2] == [2.5, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trainyard's public Run.log takes no timestamp: MLflow's client timestamps are replaced "
-    "by trainyard's own (needs Run.log(..., timestamp=)); see the plugin report",
-)
 def test_client_timestamps_are_kept(client: Client) -> None:
     out = client.run(
         """

@@ -342,7 +342,10 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
             # Metrics first: on a finished run the first run.log raises (RunFinishedError →
             # INVALID_STATE) before anything is buffered or written.
             for metric in self._without_model_duplicates(run, metrics):
-                run.log(metric.key, float(metric.value), step=int(metric.step or 0))
+                stamp = metric.timestamp / 1000.0 if metric.timestamp else None
+                run.log(
+                    metric.key, float(metric.value), step=int(metric.step or 0), timestamp=stamp
+                )
             if params:
                 run.add_properties({p.key: p.value for p in params})
             tag_map = {t.key: t.value for t in tags}

@@ -198,6 +198,7 @@ def add_json_routes(
             try:
                 who = principal(with_bearer(request))
                 args = await request_args(request)
+                args.update({k: x for k, x in request.path_params.items() if k != "workspace"})
 
                 def call() -> dict[str, Any]:
                     result: dict[str, Any] = getattr(factory(state, workspace, who), method_name)(

@@ -28,7 +28,7 @@ from fastapi import APIRouter
 from trainyard._store.artifacts import safe_relpath
 from trainyard._store.entities import NewRun, RunInfo
 from trainyard._tracking.codec import numeric_chunk
-from trainyard.exceptions import ExperimentNotFound
+from trainyard.exceptions import AlreadyExistsError, ExperimentNotFound
 from trainyard.mlflow_plugin import _mapping as m
 from trainyard.server import mlflow_views as v
 from trainyard.server.auth import Principal
@@ -99,7 +99,43 @@ class Api(Access):
         self.store.set_experiment_archived(self.experiment(_need(args, "experiment_id")).id, False)
         return {}
 
+    def experiments_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Rename (MLflow's only experiment update); ``Default`` keeps its name (it is ``"0"``)."""
+        from trainyard.core._names import validate_experiment_name
+
+        self.write()
+        exp = self.experiment(_need(args, "experiment_id"))
+        new_name = validate_experiment_name(_need(args, "new_name"))
+        if exp.name == m.DEFAULT_EXPERIMENT_NAME:
+            raise MlflowError(
+                "INVALID_PARAMETER_VALUE",
+                "The default experiment (id 0) keeps its name; create a new experiment instead.",
+            )
+        try:
+            self.store.rename_experiment(exp.id, new_name)
+        except AlreadyExistsError:
+            raise MlflowError(
+                "RESOURCE_ALREADY_EXISTS", f"Experiment(name={new_name}) already exists.", 400
+            ) from None
+        return {}
+
     # -- runs -------------------------------------------------------------------------------------
+    def runs_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        """MLflow's soft delete: the run is kept (trainyard never deletes runs) and marked, so
+        ``search_runs`` leaves it out unless asked for deleted runs; ``runs/restore`` undoes it."""
+        run_id = _need(args, "run_id")
+        self.write(run_id)
+        self.run(run_id)
+        self.store.set_tags(run_id, {m.DELETED_TAG: "1"})
+        return {}
+
+    def runs_restore(self, args: dict[str, Any]) -> dict[str, Any]:
+        run_id = _need(args, "run_id")
+        self.write(run_id)
+        self.run(run_id)
+        self.store.remove_tags(run_id, [m.DELETED_TAG])
+        return {}
+
     def runs_create(self, args: dict[str, Any]) -> dict[str, Any]:
         from trainyard.core.run import INTERACTIVE_RUN_TYPE, new_run_id
 
@@ -156,6 +192,42 @@ class Api(Access):
         )
         return {r: v.points(chunks.get(r, [])) for r in run_ids}
 
+    def _candidates(self, experiment_ids: list[Any], clauses: list[v.Clause]) -> list[RunInfo]:
+        """The experiments' runs, narrowed in SQL by the filter's equalities on params, tags and
+        status (the whole filter is still applied to what comes back)."""
+        props = {c.key: c.value for c in clauses if c.entity == "params" and c.op == "="}
+        tags = {
+            c.key: c.value
+            for c in clauses
+            if c.entity == "tags" and c.op == "=" and m.visible_tag(c.key)
+        }
+        statuses = None
+        for c in clauses:
+            if c.entity == "attributes" and c.key == "status" and c.op == "=":
+                statuses = [k for k, x in m.STATUS_TO_MLFLOW.items() if x == str(c.value)]
+        infos: list[RunInfo] = []
+        seen: set[int] = set()
+        for exp_id in experiment_ids:
+            exp = self.experiment(str(exp_id))
+            if exp.id in seen:
+                continue
+            seen.add(exp.id)
+            cursor = None
+            while True:
+                page_infos, cursor = self.store.list_runs(
+                    exp.id,
+                    include_children=True,
+                    limit=5000,
+                    cursor=cursor,
+                    properties={k: str(x) for k, x in props.items()} or None,
+                    tags={k: str(x) for k, x in tags.items()} or None,
+                    statuses=statuses,
+                )
+                infos += page_infos
+                if cursor is None:
+                    break
+        return infos
+
     def runs_search(self, args: dict[str, Any]) -> dict[str, Any]:
         self.read()
         clauses = v.parse_filter(args.get("filter"))
@@ -166,17 +238,13 @@ class Api(Access):
         need_metrics = any(c.entity == "metrics" for c in clauses) or any(
             o.lower().startswith("metric") for o in order_by
         )
-        infos: list[RunInfo] = []
-        for exp_id in args.get("experiment_ids") or []:
-            exp = self.experiment(str(exp_id))
-            cursor = None
-            while True:
-                page_infos, cursor = self.store.list_runs(
-                    exp.id, include_children=True, limit=1000, cursor=cursor
-                )
-                infos += page_infos
-                if cursor is None:
-                    break
+        view = str(args.get("run_view_type") or "ACTIVE_ONLY").upper()
+        infos = [
+            i
+            for i in self._candidates(args.get("experiment_ids") or [], clauses)
+            if m.HOLDER_TAG not in i.tags
+            and (view == "ALL" or (m.DELETED_TAG in i.tags) == (view == "DELETED_ONLY"))
+        ]
         series = self.series_of([i.run_id for i in infos]) if need_metrics else {}
         views = [v.run_json(i, series.get(i.run_id)) for i in infos]
         ordered = v.sort_runs([x for x in views if v.matches(x, clauses)], order_by)
@@ -270,12 +338,6 @@ class Api(Access):
             "files": self.listing(f"runs/{info.run_id}", rel),
         }
 
-    def logged_models_search(self, args: dict[str, Any]) -> dict[str, Any]:
-        """MLflow 3 looks for logged models before it downloads a run's files; this endpoint
-        keeps none (its logged-model API is not served yet), so the answer is empty."""
-        self.read()
-        return {"models": []}
-
 
 def _chunks(metrics: list[Any]) -> list[Any]:
     """Packed chunks of MLflow metrics, per key, with their steps and timestamps (seconds)."""
@@ -307,6 +369,9 @@ _ROUTES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
     ("GET", "experiments/search", "experiments_search", _READ),
     ("POST", "experiments/delete", "experiments_delete", _WRITE),
     ("POST", "experiments/restore", "experiments_restore", _WRITE),
+    ("POST", "experiments/update", "experiments_update", _WRITE),
+    ("POST", "runs/delete", "runs_delete", _WRITE),
+    ("POST", "runs/restore", "runs_restore", _WRITE),
     ("POST", "runs/create", "runs_create", _WRITE),
     ("GET", "runs/get", "runs_get", _READ),
     ("POST", "runs/update", "runs_update", _WRITE),
@@ -318,16 +383,17 @@ _ROUTES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
     ("POST", "runs/delete-tag", "delete_tag", _WRITE),
     ("GET", "metrics/get-history", "metric_history", _READ),
     ("GET", "artifacts/list", "artifacts_list", _READ),
-    ("POST", "logged-models/search", "logged_models_search", _READ),
 )
 
 
 def mlflow_router(state: ServerState, principal: Callable[..., Principal]) -> APIRouter:
     """The MLflow-compatible routes (see the module docstring)."""
-    from trainyard.server import mlflow_artifacts, mlflow_registry
+    from trainyard.server import mlflow_artifacts, mlflow_logged_models, mlflow_registry
+    from trainyard.server.mlflow_logged_models import LoggedModels
 
     router = APIRouter(tags=["mlflow"])
     add_json_routes(router, _ROUTES, state, principal, Api)
     add_json_routes(router, mlflow_registry.ROUTES, state, principal, mlflow_registry.handlers)
+    add_json_routes(router, mlflow_logged_models.ROUTES, state, principal, LoggedModels)
     mlflow_artifacts.add_routes(router, state, principal)
     return router
