@@ -439,8 +439,8 @@ def _field(view: dict[str, Any], key: str) -> Any:
 
 
 def _holds(value: Any, op: str, want: Any) -> bool:
-    if value is None:
-        return False
+    if value is None:  # a missing tag differs from every value (MLflow 3 filters out prompts so)
+        return op in ("!=", "NOT LIKE", "NOT IN")
     value = str(value)
     if op in ("IN", "NOT IN"):
         return (value in [str(w) for w in (want if isinstance(want, list) else [want])]) == (

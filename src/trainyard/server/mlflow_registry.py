@@ -29,9 +29,12 @@ REGISTRY_SEGMENT = "_registry"
 
 
 def download_uri(info: ModelInfo) -> str:
-    """The proxy URI of a version's files (the folder or file it was registered as)."""
+    """The proxy URI of a version's files: its model folder (the one holding ``MLmodel``), or
+    the version's own folder when it was registered as one file."""
     name = urllib.parse.quote(info.name, safe="")
-    return f"mlflow-artifacts:/{REGISTRY_SEGMENT}/{name}/{info.version}/{info.model_root}"
+    base = f"mlflow-artifacts:/{REGISTRY_SEGMENT}/{name}/{info.version}"
+    folder = any(f.startswith(info.model_root + "/") for f in info.files)
+    return f"{base}/{info.model_root}" if folder else base
 
 
 class _Handlers(Access):

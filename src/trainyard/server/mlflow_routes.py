@@ -287,7 +287,7 @@ class Api(Access):
             )
         if metrics and info.status in m.TERMINAL_STATUSES:
             raise MlflowError("INVALID_STATE", f"The run {run_id} must be in the 'active' state.")
-        chunks = _chunks(metrics)
+        chunks = _chunks(self._without_model_duplicates(run_id, metrics))
         if chunks:
             self.store.log_metric_chunks(run_id, chunks)
         if new_params:
@@ -300,6 +300,24 @@ class Api(Access):
         if tag_map:
             self.store.set_tags(run_id, tag_map)
         return {}
+
+    def _without_model_duplicates(self, run_id: str, metrics: list[Any]) -> list[Any]:
+        """MLflow 3's ``log_model`` re-logs the run's metrics with a model id; MLflow's stores
+        ignore exact duplicates, so this does too (only for metrics that carry a model id)."""
+        tagged = {str(x["key"]) for x in metrics if x.get("model_id")}
+        if not tagged:
+            return metrics
+        known = {
+            (p.key, p.value, p.timestamp, p.step)
+            for series in v.points(self.store.get_metric_chunks(run_id, sorted(tagged))).values()
+            for p in series
+        }
+
+        def seen(x: dict[str, Any]) -> bool:
+            point = (str(x["key"]), float(x.get("value", "nan")), x.get("timestamp"), x.get("step"))
+            return point[:2] + (int(point[2] or 0), int(point[3] or 0)) in known
+
+        return [x for x in metrics if not (x.get("model_id") and seen(x))]
 
     def log_metric(self, args: dict[str, Any]) -> dict[str, Any]:
         metric = {k: args.get(k) for k in ("key", "value", "timestamp", "step")}
