@@ -314,8 +314,9 @@ class Api(Access):
         }
 
         def seen(x: dict[str, Any]) -> bool:
-            point = (str(x["key"]), float(x.get("value", "nan")), x.get("timestamp"), x.get("step"))
-            return point[:2] + (int(point[2] or 0), int(point[3] or 0)) in known
+            value = float(x.get("value", "nan"))
+            step, stamp = int(x.get("step") or 0), int(x.get("timestamp") or 0)
+            return (str(x["key"]), value, stamp, step) in known
 
         return [x for x in metrics if not (x.get("model_id") and seen(x))]
 
