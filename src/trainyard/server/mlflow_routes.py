@@ -2,15 +2,14 @@
 ``MLFLOW_TRACKING_URI=<server>/mlflow/<workspace>`` (what ``ws.get_mlflow_tracking_uri()`` returns).
 
 Served under ``/mlflow/<workspace>/api/2.0/mlflow/`` and ``…/ajax-api/2.0/mlflow/``: experiments
-(create, get, get-by-name, search, delete, restore), runs (create, get, update, search with
-MLflow's filter and ``order_by``), log-batch, log-metric, log-parameter, set-tag, delete-tag,
-metrics/get-history, artifacts/list, and the artifact proxy ``…/api/2.0/mlflow-artifacts/
-artifacts/<experiment>/<run>/artifacts/<path>`` (PUT, GET, list). Errors are MLflow's
+(create, get, get-by-name, search, update, delete, restore), runs (create, get, update, search with
+MLflow's filter and ``order_by``, delete, restore), log-batch, log-metric, log-parameter, set-tag,
+delete-tag, metrics/get-history, artifacts/list. The artifact proxy, the model registry and
+MLflow 3's logged models are their own modules (:mod:`.mlflow_artifacts`, :mod:`.mlflow_registry`,
+:mod:`.mlflow_logged_models`), assembled by :func:`mlflow_router`. Errors are MLflow's
 ``{"error_code", "message"}`` (``RESOURCE_DOES_NOT_EXIST`` is 404, so ``set_experiment`` creates).
 Accounts apply: ``MLFLOW_TRACKING_TOKEN`` (Bearer) or basic auth with the token as password; a
-reader reads, a contributor writes. Not served yet: the model registry, multipart uploads, MLflow
-3's logged-model API (its search answers empty, so MLflow 3 downloads run files), renaming
-experiments, deleting runs.
+reader reads, a contributor writes.
 
 Example::
 
