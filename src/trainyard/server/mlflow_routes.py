@@ -40,6 +40,8 @@ from trainyard.server.state import ServerState
 #: MLflow's log-batch limits.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 MAX_SEARCH = 50_000
+#: The statuses a run may still leave (runs/update's compare-and-set).
+_ACTIVE = tuple(k for k in m.STATUS_TO_MLFLOW if k not in m.TERMINAL_STATUSES)
 
 
 class Api(Access):
@@ -160,9 +162,10 @@ class Api(Access):
             display_name=str(name) if name else None,
             tags=tags,
             submitted_by=self.principal.name,
+            status="Running",
         )
-        info = self.store.create_run(new)
-        info = self.store.update_run_status(info.run_id, "Running")
+        info = self.store.create_run(new)  # created Running: one write
+        self.state.note_run(info)
         return {"run": v.run_json(info)}
 
     def runs_get(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -173,12 +176,19 @@ class Api(Access):
     def runs_update(self, args: dict[str, Any]) -> dict[str, Any]:
         run_id = _need(args, "run_id")
         self.write(run_id)
-        info = self.run(run_id)
+        if self.state.run_facts(run_id)[0] != self.ws_id:  # cached: no read before the write
+            raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found", 404)
+        status = v.FROM_MLFLOW.get(str(args.get("status") or "").upper())
+        info = None
         if args.get("run_name"):
             info = self.store.update_run(run_id, display_name=str(args["run_name"]))
-        status = v.FROM_MLFLOW.get(str(args.get("status") or "").upper())
-        if status and info.status != status:
-            info = self.store.update_run_status(run_id, status)
+        if status:
+            # One compare-and-set write; a finished run is left as it is and, if it finished
+            # otherwise, the lifecycle's own error says so.
+            info = self.store.update_run_status(run_id, status, only_from=_ACTIVE)
+            if info.status != status:
+                info = self.store.update_run_status(run_id, status)
+        info = info or self.run(run_id)
         return {"run_info": v.run_json(info)["info"]}
 
     def series_of(self, run_ids: list[str]) -> dict[str, dict[str, list[v.Point]]]:
