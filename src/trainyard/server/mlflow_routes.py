@@ -107,10 +107,11 @@ class Api(Access):
         self.write()
         exp = self.experiment(_need(args, "experiment_id"))
         new_name = validate_experiment_name(_need(args, "new_name"))
-        if exp.name == m.DEFAULT_EXPERIMENT_NAME:
+        if m.DEFAULT_EXPERIMENT_NAME in (exp.name, new_name):
             raise MlflowError(
                 "INVALID_PARAMETER_VALUE",
-                "The default experiment (id 0) keeps its name; create a new experiment instead.",
+                f"The name {m.DEFAULT_EXPERIMENT_NAME!r} belongs to MLflow's default experiment "
+                "(id 0): it keeps it, and no other experiment takes it. Pick another name.",
             )
         try:
             self.store.rename_experiment(exp.id, new_name)
