@@ -143,6 +143,19 @@ def test_log_row_and_table(run: Run) -> None:
     }
 
 
+def test_log_keeps_a_given_timestamp(run: Run) -> None:
+    import datetime as dt
+
+    run.log("backfill", 1.0, step=0, timestamp=1_600_000_000.123)
+    run.log("backfill", 2.0, step=1, timestamp=dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
+    run.log("backfill", 3.0, step=2)
+    stamps = [p.timestamp for p in run.get_metric_points("backfill")]
+    assert stamps[:2] == [pytest.approx(1_600_000_000.123), 1_609_459_200.0]
+    assert stamps[2] > 1_700_000_000
+    with pytest.raises(MetricValueError):
+        run.log("backfill", 4.0, step=3, timestamp=float("nan"))
+
+
 def test_get_metric_points_with_steps_and_timestamps(run: Run) -> None:
     t0 = time.time()
     for step, value in ((10, 0.9), (20, 0.5), (30, 0.2)):

@@ -108,11 +108,6 @@ def test_exact_round_trip_of_metric_values_steps_and_timestamps(client: Client) 
     assert out["backfill"][0][:2] == [2.5, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trainyard's public Run.log takes no timestamp: MLflow's client timestamps are replaced "
-    "by trainyard's own (needs Run.log(..., timestamp=)); see the plugin report",
-)
 def test_client_timestamps_are_kept(client: Client) -> None:
     out = client.run(
         """
@@ -236,7 +231,7 @@ def test_experiments_lifecycle_and_errors(client: Client) -> None:
             "missing_by_name": c.get_experiment_by_name("nope") is None,
             "missing_id": code_of(lambda: c.get_experiment("987654")),
             "bad_id": code_of(lambda: c.get_experiment("abc")),
-            "rename": code_of(lambda: c.rename_experiment(eid, "other")),
+            "rename": code_of(lambda: c.rename_experiment(eid, "Default")),  # MLflow's "0"
             "default_run_exp": run.info.experiment_id,
             "filtered": [e.name for e in c.search_experiments(filter_string="name LIKE 'life%'")],
         })
@@ -250,7 +245,7 @@ def test_experiments_lifecycle_and_errors(client: Client) -> None:
     )
     assert out["restored"] == "active" and out["missing_by_name"]
     assert out["missing_id"] == out["bad_id"] == "RESOURCE_DOES_NOT_EXIST"
-    assert out["rename"] == "NOT_IMPLEMENTED"
+    assert out["rename"] == "INVALID_PARAMETER_VALUE"
     assert out["filtered"] == ["lifecycle"] and out["default_run_exp"] == out["eid"]
     exp = Experiment(client.workspace, "lifecycle")
     assert str(exp.id) == out["eid"] and not exp.archived
@@ -336,3 +331,26 @@ def test_plugin_never_shadows_mlflow(client: Client, where: str) -> None:
     assert proc.returncode == 0, proc.stderr
     path, module = proc.stdout.split()
     assert "site-packages/mlflow/" in path and module == "trainyard.mlflow_plugin.store"
+
+
+def test_experiment_rename_and_run_delete_restore(client: Client) -> None:
+    out = client.run(
+        """
+        c = mlflow.MlflowClient()
+        exp_id = c.create_experiment("before")
+        c.rename_experiment(exp_id, "after")
+        r = c.create_run(exp_id)
+        c.delete_run(r.info.run_id)
+        hidden = [x.info.run_id for x in c.search_runs([exp_id])]
+        deleted = [x.info.run_id for x in c.search_runs([exp_id], run_view_type=2)]
+        stage = c.get_run(r.info.run_id).info.lifecycle_stage
+        c.restore_run(r.info.run_id)
+        emit({"name": c.get_experiment(exp_id).name, "hidden": hidden, "deleted": deleted,
+              "stage": stage, "back": [x.info.run_id for x in c.search_runs([exp_id])],
+              "run": r.info.run_id})
+        """
+    )
+    assert out["name"] == "after"
+    assert out["hidden"] == [] and out["deleted"] == [out["run"]] and out["stage"] == "deleted"
+    assert out["back"] == [out["run"]]
+    assert "after" in [e.name for e in Experiment.list(client.workspace)]

@@ -190,6 +190,7 @@ def _args(w: World, op: str, target_run: str) -> dict[str, Any]:
         "get_experiment_by_id": {"experiment_id": w.exp_id},
         "list_experiments": {"workspace_id": w.ws_id},
         "set_experiment_archived": {"experiment_id": w.exp_id, "archived": False},
+        "rename_experiment": {"experiment_id": w.exp_id, "name": "exp"},  # its own name
         "create_run": {"new": new},
         "get_run": {"run_id": target_run},
         "list_runs": {"workspace_id": w.ws_id},
@@ -224,6 +225,11 @@ def _args(w: World, op: str, target_run: str) -> dict[str, Any]:
         "list_models": {"workspace_id": w.ws_id},
         "update_model": {"workspace_id": w.ws_id, "name": "nope", "version": 1},
         "delete_model": {"workspace_id": w.ws_id, "name": "nope", "version": 1},
+        "put_registered_model": {"workspace_id": w.ws_id, "name": unique_name("rm")},
+        "get_registered_model": {"workspace_id": w.ws_id, "name": "nope"},
+        "list_registered_models": {"workspace_id": w.ws_id},
+        "rename_model": {"workspace_id": w.ws_id, "name": "nope", "new_name": "nope2"},
+        "delete_registered_model": {"workspace_id": w.ws_id, "name": "nope"},
         "create_webservice": {
             "workspace_id": w.ws_id,
             "name": unique_name("s"),

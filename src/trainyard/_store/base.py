@@ -34,6 +34,7 @@ from trainyard._store.entities import (
     MetricChunk,
     ModelInfo,
     NewRun,
+    RegisteredModelRecord,
     RunInfo,
     RunPage,
     StatusEvent,
@@ -95,6 +96,11 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def set_experiment_archived(self, experiment_id: int, archived: bool) -> ExperimentInfo:
         """Archive or reactivate."""
+
+    @abc.abstractmethod
+    def rename_experiment(self, experiment_id: int, name: str) -> ExperimentInfo:
+        """Give the experiment a new name (the caller has validated it); its runs follow.
+        ``AlreadyExistsError`` if the workspace has an experiment of that name."""
 
     # -- runs -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -342,6 +348,41 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def delete_model(self, workspace_id: str, name: str, version: int) -> ModelInfo:
         """Remove one version (its number is never reused); returns what was deleted."""
+
+    @abc.abstractmethod
+    def put_registered_model(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        aliases: Mapping[str, int] | None = None,
+        create: bool = False,
+    ) -> RegisteredModelRecord:
+        """Create or update the name's record: fields given replace the stored ones, ``None``
+        leaves them alone (empty on a new record). With ``create``, ``AlreadyExistsError`` if the
+        name already has a record or a live version."""
+
+    @abc.abstractmethod
+    def get_registered_model(self, workspace_id: str, name: str) -> RegisteredModelRecord:
+        """The name's record; ``ModelNotFoundException`` if it has none (it may still have
+        versions: a model registered before any record was written)."""
+
+    @abc.abstractmethod
+    def list_registered_models(self, workspace_id: str) -> list[RegisteredModelRecord]:
+        """Every record of the workspace, by name."""
+
+    @abc.abstractmethod
+    def rename_model(self, workspace_id: str, name: str, new_name: str) -> None:
+        """Move every version and the record of ``name`` to ``new_name``, atomically.
+        ``ModelNotFoundException`` if ``name`` has neither; ``AlreadyExistsError`` if
+        ``new_name`` has either (deleted versions count: numbers are never reused)."""
+
+    @abc.abstractmethod
+    def delete_registered_model(self, workspace_id: str, name: str) -> None:
+        """Delete the record and every version of ``name``, atomically;
+        ``ModelNotFoundException`` if it has neither."""
 
     # -- web services -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -165,6 +165,21 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class RegisteredModelRecord:
+    """What a model *name* carries beyond its versions (MLflow's registered model): a
+    description, tags, and aliases (alias → version). A name with versions but no record is still
+    a registered model; a record with no versions is an empty one."""
+
+    workspace_id: str
+    name: str
+    description: str | None
+    tags: dict[str, str]
+    aliases: dict[str, int]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
 class EnvironmentRecord:
     """A registered environment version: the spec is the environment's dict form."""
 

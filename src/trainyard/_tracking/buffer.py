@@ -138,9 +138,15 @@ class MetricBuffer:
 
     # -- hot path -----------------------------------------------------------------------------
     def log_number(
-        self, name: str, value: float, step: int | None, description: str | None = None
+        self,
+        name: str,
+        value: float,
+        step: int | None,
+        description: str | None = None,
+        timestamp: float | None = None,
     ) -> None:
-        """Append one numeric point (the caller has validated name and value)."""
+        """Append one numeric point (the caller has validated name and value); ``timestamp``:
+        seconds since the epoch, now by default."""
         with self._lock:
             if self._buffered >= self._threshold:
                 self._backpressure()
@@ -154,7 +160,7 @@ class MetricBuffer:
                     metric=name,
                 )
             s.vals.append(value)
-            s.ts.append(_time())
+            s.ts.append(_time() if timestamp is None else timestamp)
             if s.steps is not None:
                 s.steps.append(step)  # type: ignore[arg-type]
             if s.all_ints and type(value) is not int:

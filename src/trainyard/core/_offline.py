@@ -60,7 +60,15 @@ class OfflineRun(Run):
         print(f"Attempted to log {kind} metric {name}:\n{value}")
         self._metrics.setdefault(name, []).append(value)
 
-    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+    def log(
+        self,
+        name: str,
+        value: Any,
+        description: str = "",
+        step: int | None = None,
+        *,
+        timestamp: float | None = None,
+    ) -> None:
         self._say("scalar", name, value)
 
     def log_list(self, name: str, value: Any, description: str = "") -> None:

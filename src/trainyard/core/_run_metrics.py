@@ -19,6 +19,22 @@ from trainyard.exceptions import MetricValueError, RunFinishedError
 
 _B63 = 1 << 63  # steps outside ±2^63 take the slow path, which refuses them
 
+
+def _seconds(name: str, timestamp: Any) -> float | None:
+    """A metric's ``timestamp`` argument as seconds since the epoch (``None`` stays ``None``)."""
+    if timestamp is None:
+        return None
+    stamp = getattr(timestamp, "timestamp", None)
+    value = stamp() if callable(stamp) else timestamp
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MetricValueError(
+            f"Metric {name!r}: timestamp must be seconds since the epoch (a finite number) or a "
+            f"datetime, not {timestamp!r}.",
+            metric=name,
+        )
+    return float(value)
+
+
 if TYPE_CHECKING:
     from trainyard._store.base import TrackingStore
     from trainyard.settings import Settings
@@ -87,20 +103,43 @@ class RunMetricsMixin:
                 run_id=self._run_id,
             )
 
-    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+    def log(
+        self,
+        name: str,
+        value: Any,
+        description: str = "",
+        step: int | None = None,
+        *,
+        timestamp: float | None = None,
+    ) -> None:
         """Log a number, string or boolean; logging a name again makes it a series.
 
         If ``step`` is given for a name it must be given for every value of that name.
+        ``timestamp`` (keyword only; seconds since the epoch, or a ``datetime``) records when the
+        value was measured, for numbers logged after the fact (MLflow clients send their own);
+        by default it is now.
         """
         t = type(value)
-        if (t is float or t is int) and name in self._known_names and not self._finished:
+        if (
+            timestamp is None
+            and (t is float or t is int)
+            and name in self._known_names
+            and not self._finished
+        ):
             buf = self._buffer_obj
             if buf is not None and (step is None or (type(step) is int and -_B63 <= step < _B63)):
                 buf.log_number(name, value, step)
                 return
-        self._log_slow(name, value, description, step)
+        self._log_slow(name, value, description, step, _seconds(name, timestamp))
 
-    def _log_slow(self, name: str, value: Any, description: str, step: int | None) -> None:
+    def _log_slow(
+        self,
+        name: str,
+        value: Any,
+        description: str,
+        step: int | None,
+        timestamp: float | None = None,
+    ) -> None:
         self._check_open()
         validate_metric_name(name)
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -122,7 +161,7 @@ class RunMetricsMixin:
         plain = _to_plain(name, value)
         desc = description or None
         if type(plain) in (int, float):
-            self._buffer().log_number(name, plain, step, desc)
+            self._buffer().log_number(name, plain, step, desc, timestamp)
             self._known_names.add(name)
         else:
             self._buffer().log_json(name, "scalar", plain, step, desc)

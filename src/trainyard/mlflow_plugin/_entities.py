@@ -167,7 +167,7 @@ def run_entity(
         "status": m.mlflow_status(details["status"]),
         "start_time": start if start is not None else 0,
         "end_time": end,
-        "lifecycle_stage": "active",
+        "lifecycle_stage": "deleted" if m.DELETED_TAG in tags else "active",
         "artifact_uri": artifact_uri(workspace, run.id),
         "run_name": run.display_name,
         "run_id": run.id,

@@ -23,6 +23,8 @@ INTERNAL_PREFIX = "trainyard.mlflow."
 LOGGED_MODEL_TAG = INTERNAL_PREFIX + "logged_model."
 #: Tag marking a run that exists only to hold a logged model (hidden from ``search_runs``).
 HOLDER_TAG = INTERNAL_PREFIX + "kind"
+#: Tag marking a run deleted through MLflow (kept by trainyard; MLflow's lifecycle "deleted").
+DELETED_TAG = INTERNAL_PREFIX + "deleted"
 
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_RUN_TAG = "mlflow.parentRunId"
@@ -33,7 +35,7 @@ LOGGED_MODELS_HISTORY_TAG = "mlflow.log-model.history"
 DERIVED_TAGS = frozenset({RUN_NAME_TAG, PARENT_RUN_TAG})
 
 # v1's status strings (public API values) → MLflow's RunStatus names.
-_TO_MLFLOW = {
+STATUS_TO_MLFLOW = {
     "NotStarted": "SCHEDULED",
     "Queued": "SCHEDULED",
     "Preparing": "SCHEDULED",
@@ -58,7 +60,7 @@ def mlflow_status(trainyard_status: str) -> str:
 
         mlflow_status("Completed")   # 'FINISHED'
     """
-    return _TO_MLFLOW.get(trainyard_status, "RUNNING")
+    return STATUS_TO_MLFLOW.get(trainyard_status, "RUNNING")
 
 
 def to_trainyard_experiment_id(experiment_id: str) -> int | None:

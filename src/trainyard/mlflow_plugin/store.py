@@ -183,9 +183,19 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
             self._experiment(experiment_id).reactivate()
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
-        """Not supported: trainyard's public API cannot rename an experiment."""
-        self._experiment(experiment_id)
-        raise unsupported("Renaming an experiment", "trainyard experiments keep their name.")
+        """Rename through the store (``Default``, MLflow's ``"0"``, keeps its name)."""
+        from trainyard.core._names import validate_experiment_name
+
+        exp = self._experiment(experiment_id)
+        if m.DEFAULT_EXPERIMENT_NAME in (exp.name, new_name):
+            raise invalid(
+                f"The name {m.DEFAULT_EXPERIMENT_NAME!r} belongs to MLflow's default experiment "
+                "(id 0): it keeps it, and no other experiment takes it. Pick another name."
+            )
+        with translated():
+            self.workspace.context.store.rename_experiment(
+                exp.id, validate_experiment_name(new_name)
+            )
 
     def set_experiment_tag(self, experiment_id: str, tag: Any) -> None:
         """Not supported: trainyard experiments have no tags."""
@@ -275,13 +285,15 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
             run.start()
 
     def delete_run(self, run_id: str) -> None:
-        """Not supported: trainyard runs are never deleted."""
-        self._run(run_id)
-        raise unsupported("Deleting a run", "trainyard keeps every run (cancel it instead).")
+        """MLflow's soft delete: trainyard keeps the run and marks it (hidden tag), so
+        ``search_runs`` leaves it out unless asked for deleted runs."""
+        with translated():
+            self._run(run_id).set_tags({m.DELETED_TAG: "1"})
 
     def restore_run(self, run_id: str) -> None:
-        """Not supported (runs are never deleted)."""
-        self.delete_run(run_id)
+        """Undo :meth:`delete_run`."""
+        with translated():
+            self._run(run_id).remove_tags([m.DELETED_TAG])
 
     def _search_runs(
         self,
@@ -292,8 +304,6 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Any], str | None]:
-        if run_view_type == ViewType.DELETED_ONLY:
-            return [], None
         entities = []
         seen: set[int] = set()
         with translated():
@@ -305,6 +315,11 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
                 for run in exp.get_runs(include_children=True):
                     details = run.get_details()
                     if m.HOLDER_TAG in details["tags"]:
+                        continue
+                    deleted = m.DELETED_TAG in details["tags"]
+                    if run_view_type != ViewType.ALL and deleted != (
+                        run_view_type == ViewType.DELETED_ONLY
+                    ):
                         continue
                     entities.append(ent.run_entity(self.workspace.path, run, details=details))
         runs = SearchUtils.filter(entities, filter_string)
@@ -342,7 +357,10 @@ class TrainyardStore(LoggedModelsMixin, AbstractStore):
             # Metrics first: on a finished run the first run.log raises (RunFinishedError →
             # INVALID_STATE) before anything is buffered or written.
             for metric in self._without_model_duplicates(run, metrics):
-                run.log(metric.key, float(metric.value), step=int(metric.step or 0))
+                stamp = metric.timestamp / 1000.0 if metric.timestamp else None
+                run.log(
+                    metric.key, float(metric.value), step=int(metric.step or 0), timestamp=stamp
+                )
             if params:
                 run.add_properties({p.key: p.value for p in params})
             tag_map = {t.key: t.value for t in tags}

@@ -56,7 +56,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Routes anyone may call (no token): liveness and readiness probes.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 #: Paths whose bodies are streamed to disk, not limited like JSON bodies.
-_STREAMED = re.compile(r"^/api/v1/workspaces/[^/]+/(artifacts|snapshots/objects)/")
+_STREAMED = re.compile(
+    r"^/api/v1/workspaces/[^/]+/(artifacts|snapshots/objects)/"
+    r"|^/mlflow/[^/]+/api/2\.0/mlflow-artifacts/artifacts/"
+)
 
 
 class _AsciiJSON(JSONResponse):

@@ -2,15 +2,14 @@
 ``MLFLOW_TRACKING_URI=<server>/mlflow/<workspace>`` (what ``ws.get_mlflow_tracking_uri()`` returns).
 
 Served under ``/mlflow/<workspace>/api/2.0/mlflow/`` and ``…/ajax-api/2.0/mlflow/``: experiments
-(create, get, get-by-name, search, delete, restore), runs (create, get, update, search with
-MLflow's filter and ``order_by``), log-batch, log-metric, log-parameter, set-tag, delete-tag,
-metrics/get-history, artifacts/list, and the artifact proxy ``…/api/2.0/mlflow-artifacts/
-artifacts/<experiment>/<run>/artifacts/<path>`` (PUT, GET, list). Errors are MLflow's
+(create, get, get-by-name, search, update, delete, restore), runs (create, get, update, search with
+MLflow's filter and ``order_by``, delete, restore), log-batch, log-metric, log-parameter, set-tag,
+delete-tag, metrics/get-history, artifacts/list. The artifact proxy, the model registry and
+MLflow 3's logged models are their own modules (:mod:`.mlflow_artifacts`, :mod:`.mlflow_registry`,
+:mod:`.mlflow_logged_models`), assembled by :func:`mlflow_router`. Errors are MLflow's
 ``{"error_code", "message"}`` (``RESOURCE_DOES_NOT_EXIST`` is 404, so ``set_experiment`` creates).
 Accounts apply: ``MLFLOW_TRACKING_TOKEN`` (Bearer) or basic auth with the token as password; a
-reader reads, a contributor writes. Not served yet: the model registry, multipart uploads, MLflow
-3's logged-model API (its search answers empty, so MLflow 3 downloads run files), renaming
-experiments, deleting runs.
+reader reads, a contributor writes.
 
 Example::
 
@@ -19,125 +18,35 @@ Example::
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import APIRouter
 
 from trainyard._store.artifacts import safe_relpath
 from trainyard._store.entities import NewRun, RunInfo
 from trainyard._tracking.codec import numeric_chunk
-from trainyard.exceptions import (
-    AlreadyExistsError,
-    AuthenticationError,
-    ExperimentNotFound,
-    NotFoundError,
-    PermissionDenied,
-    RateLimited,
-    TrainyardError,
-    UserErrorException,
-)
+from trainyard.exceptions import AlreadyExistsError, ExperimentNotFound
 from trainyard.mlflow_plugin import _mapping as m
 from trainyard.server import mlflow_views as v
-from trainyard.server.auth import Principal, require, require_run_write
+from trainyard.server.auth import Principal
+from trainyard.server.mlflow_common import READ as _READ
+from trainyard.server.mlflow_common import WRITE as _WRITE
+from trainyard.server.mlflow_common import Access, MlflowError, add_json_routes
+from trainyard.server.mlflow_common import need as _need
 from trainyard.server.state import ServerState
 
-BASE = "/mlflow/{workspace}"
-_READ = {"x-trainyard-access": "store:read"}
-_WRITE = {"x-trainyard-access": "store:write"}
 #: MLflow's log-batch limits.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 MAX_SEARCH = 50_000
+#: The statuses a run may still leave (runs/update's compare-and-set).
+_ACTIVE = tuple(k for k in m.STATUS_TO_MLFLOW if k not in m.TERMINAL_STATUSES)
 
 
-class MlflowError(Exception):
-    """An answer in MLflow's error format."""
+class Api(Access):
+    """The tracking handlers of one request's workspace (see the module docstring)."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
-def _mlflow_error(err: BaseException) -> JSONResponse:
-    if isinstance(err, MlflowError):
-        code, status, message = err.code, err.status, err.message
-    elif isinstance(err, NotFoundError):
-        code, status, message = "RESOURCE_DOES_NOT_EXIST", 404, err.message
-    elif isinstance(err, AlreadyExistsError):
-        code, status, message = "RESOURCE_ALREADY_EXISTS", 400, err.message
-    elif isinstance(err, AuthenticationError):
-        code, status, message = "UNAUTHENTICATED", 401, err.message
-    elif isinstance(err, PermissionDenied):
-        code, status, message = "PERMISSION_DENIED", 403, err.message
-    elif isinstance(err, RateLimited):
-        code, status, message = "REQUEST_LIMIT_EXCEEDED", 429, err.message
-    elif isinstance(err, UserErrorException):
-        code, status, message = "INVALID_PARAMETER_VALUE", 400, err.message
-    elif isinstance(err, TrainyardError):
-        code, status, message = "INTERNAL_ERROR", err.http_status, err.message
-    else:  # a malformed request that got past the checks: the caller's input, not a fault here
-        code, status, message = "INVALID_PARAMETER_VALUE", 400, f"Bad request: {err}"
-    headers = {"X-Trainyard-Error-Code": code}
-    return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
-
-
-def _need(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if value is None or value == "":
-        raise MlflowError(
-            "INVALID_PARAMETER_VALUE", f"Missing value for required parameter '{key}'."
-        )
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter '{key}' must be a string.")
-    return str(value)
-
-
-class Api:
-    """The handlers of one request's workspace (see the module docstring)."""
-
-    def __init__(self, state: ServerState, workspace: str, principal: Principal) -> None:
-        self.state, self.workspace, self.principal = state, workspace, principal
-        self.store = state.store
-        self.ws_id = state.workspace_id(workspace)
-
-    # -- access ---------------------------------------------------------------------------------
-    def read(self) -> None:
-        require(self.state, self.principal, self.ws_id, "read")
-
-    def write(self, run_id: str | None = None) -> None:
-        if self.principal.is_run:
-            require_run_write(self.state, self.principal, run_id)
-        else:
-            require(self.state, self.principal, self.ws_id, "write")
-
-    def run(self, run_id: str) -> RunInfo:
-        info = self.store.get_run(run_id)
-        if info.workspace_id != self.ws_id:
-            raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found", 404)
-        return info
-
-    def experiment(self, experiment_id: str) -> Any:
-        try:
-            exp_id = m.to_trainyard_experiment_id(experiment_id)
-        except ValueError:
-            raise MlflowError(
-                "INVALID_PARAMETER_VALUE", f"Invalid experiment id {experiment_id!r}."
-            ) from None
-        if exp_id is None:
-            return self.store.get_or_create_experiment(self.ws_id, m.DEFAULT_EXPERIMENT_NAME)
-        exp = self.store.get_experiment_by_id(exp_id)
-        if exp.workspace_id != self.ws_id:
-            raise MlflowError(
-                "RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={experiment_id} exists", 404
-            )
-        return exp
-
-    # -- experiments ------------------------------------------------------------------------------
     def experiments_create(self, args: dict[str, Any]) -> dict[str, Any]:
         self.write()
         name = _need(args, "name")
@@ -191,7 +100,44 @@ class Api:
         self.store.set_experiment_archived(self.experiment(_need(args, "experiment_id")).id, False)
         return {}
 
+    def experiments_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Rename (MLflow's only experiment update); ``Default`` keeps its name (it is ``"0"``)."""
+        from trainyard.core._names import validate_experiment_name
+
+        self.write()
+        exp = self.experiment(_need(args, "experiment_id"))
+        new_name = validate_experiment_name(_need(args, "new_name"))
+        if m.DEFAULT_EXPERIMENT_NAME in (exp.name, new_name):
+            raise MlflowError(
+                "INVALID_PARAMETER_VALUE",
+                f"The name {m.DEFAULT_EXPERIMENT_NAME!r} belongs to MLflow's default experiment "
+                "(id 0): it keeps it, and no other experiment takes it. Pick another name.",
+            )
+        try:
+            self.store.rename_experiment(exp.id, new_name)
+        except AlreadyExistsError:
+            raise MlflowError(
+                "RESOURCE_ALREADY_EXISTS", f"Experiment(name={new_name}) already exists.", 400
+            ) from None
+        return {}
+
     # -- runs -------------------------------------------------------------------------------------
+    def runs_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        """MLflow's soft delete: the run is kept (trainyard never deletes runs) and marked, so
+        ``search_runs`` leaves it out unless asked for deleted runs; ``runs/restore`` undoes it."""
+        run_id = _need(args, "run_id")
+        self.write(run_id)
+        self.run(run_id)
+        self.store.set_tags(run_id, {m.DELETED_TAG: "1"})
+        return {}
+
+    def runs_restore(self, args: dict[str, Any]) -> dict[str, Any]:
+        run_id = _need(args, "run_id")
+        self.write(run_id)
+        self.run(run_id)
+        self.store.remove_tags(run_id, [m.DELETED_TAG])
+        return {}
+
     def runs_create(self, args: dict[str, Any]) -> dict[str, Any]:
         from trainyard.core.run import INTERACTIVE_RUN_TYPE, new_run_id
 
@@ -217,9 +163,10 @@ class Api:
             display_name=str(name) if name else None,
             tags=tags,
             submitted_by=self.principal.name,
+            status="Running",
         )
-        info = self.store.create_run(new)
-        info = self.store.update_run_status(info.run_id, "Running")
+        info = self.store.create_run(new)  # created Running: one write
+        self.state.note_run(info)
         return {"run": v.run_json(info)}
 
     def runs_get(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -230,12 +177,19 @@ class Api:
     def runs_update(self, args: dict[str, Any]) -> dict[str, Any]:
         run_id = _need(args, "run_id")
         self.write(run_id)
-        info = self.run(run_id)
+        if self.state.run_facts(run_id)[0] != self.ws_id:  # cached: no read before the write
+            raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found", 404)
+        status = v.FROM_MLFLOW.get(str(args.get("status") or "").upper())
+        info = None
         if args.get("run_name"):
             info = self.store.update_run(run_id, display_name=str(args["run_name"]))
-        status = v.FROM_MLFLOW.get(str(args.get("status") or "").upper())
-        if status and info.status != status:
-            info = self.store.update_run_status(run_id, status)
+        if status:
+            # One compare-and-set write; a finished run is left as it is and, if it finished
+            # otherwise, the lifecycle's own error says so.
+            info = self.store.update_run_status(run_id, status, only_from=_ACTIVE)
+            if info.status != status:
+                info = self.store.update_run_status(run_id, status)
+        info = info or self.run(run_id)
         return {"run_info": v.run_json(info)["info"]}
 
     def series_of(self, run_ids: list[str]) -> dict[str, dict[str, list[v.Point]]]:
@@ -248,6 +202,42 @@ class Api:
         )
         return {r: v.points(chunks.get(r, [])) for r in run_ids}
 
+    def _candidates(self, experiment_ids: list[Any], clauses: list[v.Clause]) -> list[RunInfo]:
+        """The experiments' runs, narrowed in SQL by the filter's equalities on params, tags and
+        status (the whole filter is still applied to what comes back)."""
+        props = {c.key: c.value for c in clauses if c.entity == "params" and c.op == "="}
+        tags = {
+            c.key: c.value
+            for c in clauses
+            if c.entity == "tags" and c.op == "=" and m.visible_tag(c.key)
+        }
+        statuses = None
+        for c in clauses:
+            if c.entity == "attributes" and c.key == "status" and c.op == "=":
+                statuses = [k for k, x in m.STATUS_TO_MLFLOW.items() if x == str(c.value)]
+        infos: list[RunInfo] = []
+        seen: set[int] = set()
+        for exp_id in experiment_ids:
+            exp = self.experiment(str(exp_id))
+            if exp.id in seen:
+                continue
+            seen.add(exp.id)
+            cursor = None
+            while True:
+                page_infos, cursor = self.store.list_runs(
+                    exp.id,
+                    include_children=True,
+                    limit=5000,
+                    cursor=cursor,
+                    properties={k: str(x) for k, x in props.items()} or None,
+                    tags={k: str(x) for k, x in tags.items()} or None,
+                    statuses=statuses,
+                )
+                infos += page_infos
+                if cursor is None:
+                    break
+        return infos
+
     def runs_search(self, args: dict[str, Any]) -> dict[str, Any]:
         self.read()
         clauses = v.parse_filter(args.get("filter"))
@@ -258,17 +248,13 @@ class Api:
         need_metrics = any(c.entity == "metrics" for c in clauses) or any(
             o.lower().startswith("metric") for o in order_by
         )
-        infos: list[RunInfo] = []
-        for exp_id in args.get("experiment_ids") or []:
-            exp = self.experiment(str(exp_id))
-            cursor = None
-            while True:
-                page_infos, cursor = self.store.list_runs(
-                    exp.id, include_children=True, limit=1000, cursor=cursor
-                )
-                infos += page_infos
-                if cursor is None:
-                    break
+        view = str(args.get("run_view_type") or "ACTIVE_ONLY").upper()
+        infos = [
+            i
+            for i in self._candidates(args.get("experiment_ids") or [], clauses)
+            if m.HOLDER_TAG not in i.tags
+            and (view == "ALL" or (m.DELETED_TAG in i.tags) == (view == "DELETED_ONLY"))
+        ]
         series = self.series_of([i.run_id for i in infos]) if need_metrics else {}
         views = [v.run_json(i, series.get(i.run_id)) for i in infos]
         ordered = v.sort_runs([x for x in views if v.matches(x, clauses)], order_by)
@@ -311,7 +297,7 @@ class Api:
             )
         if metrics and info.status in m.TERMINAL_STATUSES:
             raise MlflowError("INVALID_STATE", f"The run {run_id} must be in the 'active' state.")
-        chunks = _chunks(metrics)
+        chunks = _chunks(self._without_model_duplicates(run_id, metrics))
         if chunks:
             self.store.log_metric_chunks(run_id, chunks)
         if new_params:
@@ -324,6 +310,25 @@ class Api:
         if tag_map:
             self.store.set_tags(run_id, tag_map)
         return {}
+
+    def _without_model_duplicates(self, run_id: str, metrics: list[Any]) -> list[Any]:
+        """MLflow 3's ``log_model`` re-logs the run's metrics with a model id; MLflow's stores
+        ignore exact duplicates, so this does too (only for metrics that carry a model id)."""
+        tagged = {str(x["key"]) for x in metrics if x.get("model_id")}
+        if not tagged:
+            return metrics
+        known = {
+            (p.key, p.value, p.timestamp, p.step)
+            for series in v.points(self.store.get_metric_chunks(run_id, sorted(tagged))).values()
+            for p in series
+        }
+
+        def seen(x: dict[str, Any]) -> bool:
+            value = float(x.get("value", "nan"))
+            step, stamp = int(x.get("step") or 0), int(x.get("timestamp") or 0)
+            return (str(x["key"]), value, stamp, step) in known
+
+        return [x for x in metrics if not (x.get("model_id") and seen(x))]
 
     def log_metric(self, args: dict[str, Any]) -> dict[str, Any]:
         metric = {k: args.get(k) for k in ("key", "value", "timestamp", "step")}
@@ -362,29 +367,6 @@ class Api:
             "files": self.listing(f"runs/{info.run_id}", rel),
         }
 
-    def logged_models_search(self, args: dict[str, Any]) -> dict[str, Any]:
-        """MLflow 3 looks for logged models before it downloads a run's files; this endpoint
-        keeps none (its logged-model API is not served yet), so the answer is empty."""
-        self.read()
-        return {"models": []}
-
-    def listing(self, root: str, rel: str) -> list[dict[str, Any]]:
-        """MLflow's one-level listing of ``root/rel``: files with sizes, folders once."""
-        store = self.state.artifacts(self.workspace)
-        prefix = f"{root}/{rel}".rstrip("/")
-        seen: dict[str, dict[str, Any]] = {}
-        for path in store.list(prefix):
-            below = path[len(prefix) + 1 :] if path.startswith(prefix + "/") else ""
-            if not below:
-                continue
-            head, _, rest = below.partition("/")
-            name = f"{rel}/{head}".strip("/")
-            if rest:
-                seen.setdefault(name, {"path": name, "is_dir": True})
-            else:
-                seen[name] = {"path": name, "is_dir": False, "file_size": store.size(path)}
-        return sorted(seen.values(), key=lambda f: str(f["path"]))
-
 
 def _chunks(metrics: list[Any]) -> list[Any]:
     """Packed chunks of MLflow metrics, per key, with their steps and timestamps (seconds)."""
@@ -416,6 +398,9 @@ _ROUTES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
     ("GET", "experiments/search", "experiments_search", _READ),
     ("POST", "experiments/delete", "experiments_delete", _WRITE),
     ("POST", "experiments/restore", "experiments_restore", _WRITE),
+    ("POST", "experiments/update", "experiments_update", _WRITE),
+    ("POST", "runs/delete", "runs_delete", _WRITE),
+    ("POST", "runs/restore", "runs_restore", _WRITE),
     ("POST", "runs/create", "runs_create", _WRITE),
     ("GET", "runs/get", "runs_get", _READ),
     ("POST", "runs/update", "runs_update", _WRITE),
@@ -427,155 +412,17 @@ _ROUTES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
     ("POST", "runs/delete-tag", "delete_tag", _WRITE),
     ("GET", "metrics/get-history", "metric_history", _READ),
     ("GET", "artifacts/list", "artifacts_list", _READ),
-    ("POST", "logged-models/search", "logged_models_search", _READ),
 )
-
-
-async def _args(request: Request) -> dict[str, Any]:
-    if request.method == "GET":
-        out: dict[str, Any] = {}
-        for key, value in request.query_params.multi_items():
-            if key in out:
-                out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), value]
-            else:
-                out[key] = [value] if key == "experiment_ids" else value
-        return out
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MlflowError("MALFORMED_REQUEST", f"The body is not JSON: {err}.") from None
-    if not isinstance(body, dict):
-        raise MlflowError("MALFORMED_REQUEST", "The body must be a JSON object.")
-    return body
-
-
-def _with_bearer(request: Request) -> Request:
-    """MLflow's basic auth (any user name, the token as password) as a bearer token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return request
-    try:
-        _, _, secret = base64.b64decode(value.strip()).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return request
-    scope = dict(request.scope)
-    scope["headers"] = [
-        (k, v) for k, v in request.scope["headers"] if k.lower() != b"authorization"
-    ] + [(b"authorization", f"Bearer {secret}".encode())]
-    return Request(scope, request.receive)
 
 
 def mlflow_router(state: ServerState, principal: Callable[..., Principal]) -> APIRouter:
     """The MLflow-compatible routes (see the module docstring)."""
+    from trainyard.server import mlflow_artifacts, mlflow_logged_models, mlflow_registry
+    from trainyard.server.mlflow_logged_models import LoggedModels
+
     router = APIRouter(tags=["mlflow"])
-
-    def endpoint(method_name: str) -> Callable[..., Any]:
-        async def handler(workspace: str, request: Request) -> Response:
-            try:
-                who = principal(_with_bearer(request))
-                args = await _args(request)
-
-                def call() -> dict[str, Any]:
-                    api = Api(state, workspace, who)
-                    result: dict[str, Any] = getattr(api, method_name)(args)
-                    return result
-
-                result = await anyio.to_thread.run_sync(call)
-            except Exception as err:
-                return _mlflow_error(err)
-            return Response(json.dumps(result, allow_nan=False), media_type="application/json")
-
-        handler.__name__ = f"mlflow_{method_name}"
-        return handler
-
-    for prefix in ("api", "ajax-api"):
-        for method, path, name, rule in _ROUTES:
-            router.add_api_route(
-                f"{BASE}/{prefix}/2.0/mlflow/{path}",
-                endpoint(name),
-                methods=[method],
-                name=f"mlflow.{prefix}.{method}.{path}",
-                openapi_extra=rule,
-                response_class=Response,
-            )
-    _artifact_routes(router, state, principal)
+    add_json_routes(router, _ROUTES, state, principal, Api)
+    add_json_routes(router, mlflow_registry.ROUTES, state, principal, mlflow_registry.handlers)
+    add_json_routes(router, mlflow_logged_models.ROUTES, state, principal, LoggedModels)
+    mlflow_artifacts.add_routes(router, state, principal)
     return router
-
-
-def _artifact_target(api: Api, path: str) -> tuple[str, str]:
-    """``<experiment>/<run>/artifacts/<rel>`` → (run id, the file's path in the artifact store)."""
-    parts = safe_relpath(path).split("/")
-    if len(parts) < 3 or parts[2] != "artifacts":
-        raise MlflowError(
-            "INVALID_PARAMETER_VALUE",
-            f"Artifact path {path!r} is not <experiment id>/<run id>/artifacts/<path>.",
-        )
-    info = api.run(parts[1])
-    rel = "/".join(parts[3:])
-    return info.run_id, f"runs/{info.run_id}/{rel}".rstrip("/")
-
-
-def _artifact_routes(
-    router: APIRouter, state: ServerState, principal: Callable[..., Principal]
-) -> None:
-    base = f"{BASE}/api/2.0/mlflow-artifacts/artifacts"
-
-    @router.put(f"{base}/{{path:path}}", openapi_extra=_WRITE)
-    async def put_artifact(workspace: str, path: str, request: Request) -> Response:
-        """Upload one run file (raw body)."""
-        try:
-            api = Api(state, workspace, principal(_with_bearer(request)))
-            run_id, target = _artifact_target(api, path)
-            api.write(run_id)
-            body = await request.body()
-            store = state.artifacts(workspace)
-            await anyio.to_thread.run_sync(lambda: store.write_bytes(target, body))
-        except Exception as err:
-            return _mlflow_error(err)
-        return JSONResponse({})
-
-    @router.get(f"{base}/{{path:path}}", openapi_extra=_READ)
-    async def get_artifact(workspace: str, path: str, request: Request) -> Response:
-        """Download one run file."""
-        try:
-            api = Api(state, workspace, principal(_with_bearer(request)))
-            api.read()
-            _, target = _artifact_target(api, path)
-            local = state.artifacts(workspace).local_file(target)
-            if local is None or not local.is_file():
-                raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"No artifact at {path!r}.", 404)
-        except Exception as err:
-            return _mlflow_error(err)
-        return FileResponse(
-            local,
-            media_type="application/octet-stream",
-            headers={"X-Content-Type-Options": "nosniff"},
-            content_disposition_type="attachment",
-            filename=local.name,
-        )
-
-    @router.get(base, openapi_extra=_READ)
-    async def list_artifacts(workspace: str, request: Request, path: str = "") -> Response:
-        """One level of a run's files (``path``: ``<experiment>/<run>/artifacts[/<dir>]``)."""
-        try:
-            api = Api(state, workspace, principal(_with_bearer(request)))
-            api.read()
-            if not path:
-                raise MlflowError(
-                    "INVALID_PARAMETER_VALUE",
-                    "Give path=<experiment id>/<run id>/artifacts[/<folder>] to list.",
-                )
-            parts = safe_relpath(path).split("/")
-            _, root = _artifact_target(api, "/".join([*parts[:3], "x"]))
-            root = root.rsplit("/", 1)[0]
-            rel = "/".join(parts[3:])
-            files = await anyio.to_thread.run_sync(lambda: api.listing(root, rel))
-            for f in files:  # relative to the folder listed, as MLflow's server answers
-                f["path"] = f["path"][len(rel) + 1 :] if rel else f["path"]
-        except Exception as err:
-            return _mlflow_error(err)
-        return JSONResponse({"files": files})

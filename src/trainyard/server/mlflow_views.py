@@ -114,7 +114,7 @@ def run_json(info: RunInfo, series: dict[str, list[Point]] | None = None) -> dic
             "start_time": m.ms(info.start_time or info.created_at),
             "end_time": m.ms(info.end_time),
             "artifact_uri": f"mlflow-artifacts:/{exp_id}/{info.run_id}/artifacts",
-            "lifecycle_stage": "active",
+            "lifecycle_stage": "deleted" if m.DELETED_TAG in info.tags else "active",
         },
         "data": {
             "metrics": [latest(s).to_json() for _, s in sorted((series or {}).items())],

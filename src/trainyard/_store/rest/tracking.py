@@ -24,6 +24,7 @@ from trainyard._store.entities import (
     MetricChunk,
     ModelInfo,
     NewRun,
+    RegisteredModelRecord,
     RunInfo,
     StatusEvent,
     WebserviceRecord,
@@ -110,6 +111,12 @@ class RestTrackingStore(TrackingStore):
     def set_experiment_archived(self, experiment_id: int, archived: bool) -> ExperimentInfo:
         result: ExperimentInfo = self._call(
             "set_experiment_archived", {"experiment_id": experiment_id, "archived": archived}
+        )
+        return result
+
+    def rename_experiment(self, experiment_id: int, name: str) -> ExperimentInfo:
+        result: ExperimentInfo = self._call(
+            "rename_experiment", {"experiment_id": experiment_id, "name": name}
         )
         return result
 
@@ -328,6 +335,49 @@ class RestTrackingStore(TrackingStore):
             "delete_model", {"workspace_id": workspace_id, "name": name, "version": version}
         )
         return result
+
+    def put_registered_model(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        aliases: Mapping[str, int] | None = None,
+        create: bool = False,
+    ) -> RegisteredModelRecord:
+        result: RegisteredModelRecord = self._call(
+            "put_registered_model",
+            {
+                "workspace_id": workspace_id,
+                "name": name,
+                "description": description,
+                "tags": tags,
+                "aliases": aliases,
+                "create": create,
+            },
+        )
+        return result
+
+    def get_registered_model(self, workspace_id: str, name: str) -> RegisteredModelRecord:
+        result: RegisteredModelRecord = self._call(
+            "get_registered_model", {"workspace_id": workspace_id, "name": name}
+        )
+        return result
+
+    def list_registered_models(self, workspace_id: str) -> list[RegisteredModelRecord]:
+        result: list[RegisteredModelRecord] = self._call(
+            "list_registered_models", {"workspace_id": workspace_id}
+        )
+        return result
+
+    def rename_model(self, workspace_id: str, name: str, new_name: str) -> None:
+        self._call(
+            "rename_model", {"workspace_id": workspace_id, "name": name, "new_name": new_name}
+        )
+
+    def delete_registered_model(self, workspace_id: str, name: str) -> None:
+        self._call("delete_registered_model", {"workspace_id": workspace_id, "name": name})
 
     def create_webservice(
         self, workspace_id: str, name: str, state: str, data: Mapping[str, Any]

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from trainyard.exceptions import SchemaTooNew, StoreError
 
 #: The head Alembic revision this code expects (tests check it matches the migration scripts).
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _VERSION_TABLE = "ty_alembic_version"
 _PG_LOCK_KEY = 0x7472616E  # "tran"

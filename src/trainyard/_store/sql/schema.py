@@ -157,6 +157,18 @@ models = Table(
     Index("ix_models_run", "run_id"),
 )
 
+registered_models = Table(
+    "ty_registered_models",
+    metadata,
+    Column("workspace_id", String(36), ForeignKey("ty_workspaces.id"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False),
+    Column("aliases", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 webservices = Table(
     "ty_webservices",
     metadata,

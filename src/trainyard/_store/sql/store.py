@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 import uuid
@@ -29,6 +30,7 @@ from trainyard._store.sql._metrics import (
     SqlMetricsMixin,
 )
 from trainyard._store.sql._models import SqlModelsMixin
+from trainyard._store.sql._registered import SqlRegisteredModelsMixin
 from trainyard._store.sql._registry import SqlRegistryMixin
 from trainyard._store.sql._search import SqlSearchMixin
 from trainyard._store.sql._util import SqlBase, _dumps, _loads
@@ -47,6 +49,7 @@ class SqlTrackingStore(
     SqlSearchMixin,
     SqlMetricsMixin,
     SqlModelsMixin,
+    SqlRegisteredModelsMixin,
     SqlWebservicesMixin,
     SqlRegistryMixin,
     SqlBase,
@@ -178,6 +181,23 @@ class SqlTrackingStore(
             )
         )
         return self.get_experiment_by_id(experiment_id)
+
+    def rename_experiment(self, experiment_id: int, name: str) -> ExperimentInfo:
+        exp = self.get_experiment_by_id(experiment_id)
+        try:
+            self._tx(
+                lambda c: c.execute(
+                    update(s.experiments)
+                    .where(s.experiments.c.id == experiment_id)
+                    .values(name=name)
+                )
+            )
+        except IntegrityError:
+            raise AlreadyExistsError(
+                f"The workspace already has an experiment named {name!r}; pick another name.",
+                name=name,
+            ) from None
+        return dataclasses.replace(exp, name=name)
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, new: NewRun) -> RunInfo:

@@ -262,6 +262,63 @@ class RegistryConformance(ConformanceBase):
         _race(6, lambda i: store.update_model(ws.id, "m", 1, add_properties={f"k{i}": str(i)}))
         assert store.get_model(ws.id, "m", 1).properties == {f"k{i}": str(i) for i in range(6)}
 
+    # -- registered models (a name's record) ---------------------------------------------------
+
+    def test_registered_model_records(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        empty = store.put_registered_model(ws.id, "reg", description="d", create=True)
+        assert (empty.name, empty.description, empty.tags, empty.aliases) == ("reg", "d", {}, {})
+        with pytest.raises(AlreadyExistsError):
+            store.put_registered_model(ws.id, "reg", create=True)
+        store.create_model(self._model(ws.id, "reg"))
+        changed = store.put_registered_model(ws.id, "reg", tags={"a": "1"}, aliases={"prod": 1})
+        assert (changed.description, changed.tags, changed.aliases) == (
+            "d",
+            {"a": "1"},
+            {"prod": 1},
+        )
+        assert changed.created_at == empty.created_at
+        assert store.get_registered_model(ws.id, "reg") == changed
+        store.create_model(self._model(ws.id, "native"))  # versions, no record
+        with pytest.raises(AlreadyExistsError):
+            store.put_registered_model(ws.id, "native", create=True)
+        with pytest.raises(ModelNotFoundException):
+            store.get_registered_model(ws.id, "native")
+        assert [r.name for r in store.list_registered_models(ws.id)] == ["reg"]
+        other = store.ensure_workspace(_name("ws"))
+        assert store.list_registered_models(other.id) == []
+
+    def test_rename_model_moves_every_version(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        store.put_registered_model(ws.id, "old", description="d", create=True)
+        for _ in range(2):
+            store.create_model(self._model(ws.id, "old"))
+        store.create_model(self._model(ws.id, "taken"))
+        with pytest.raises(AlreadyExistsError):
+            store.rename_model(ws.id, "old", "taken")
+        with pytest.raises(ModelNotFoundException):
+            store.rename_model(ws.id, "nope", "x")
+        store.rename_model(ws.id, "old", "new")
+        assert [m.version for m in store.list_models(ws.id, name="new")] == [2, 1]
+        assert store.list_models(ws.id, name="old") == []
+        assert store.get_registered_model(ws.id, "new").description == "d"
+        with pytest.raises(ModelNotFoundException):
+            store.get_registered_model(ws.id, "old")
+
+    def test_delete_registered_model_deletes_versions(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        store.put_registered_model(ws.id, "gone", create=True)
+        store.create_model(self._model(ws.id, "gone"))
+        store.delete_registered_model(ws.id, "gone")
+        assert store.list_models(ws.id, name="gone") == []
+        with pytest.raises(ModelNotFoundException):
+            store.get_registered_model(ws.id, "gone")
+        with pytest.raises(ModelNotFoundException):
+            store.delete_registered_model(ws.id, "gone")
+        store.create_model(self._model(ws.id, "native"))
+        store.delete_registered_model(ws.id, "native")  # versions only
+        assert store.list_models(ws.id, name="native") == []
+
     # -- web services -------------------------------------------------------------------------
 
     def test_webservice_records(self, store: TrackingStore) -> None:

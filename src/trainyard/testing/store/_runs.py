@@ -71,6 +71,19 @@ class RunsConformance(ConformanceBase):
         assert store.get_experiment(ws.id, "mnist") == exp
         assert store.get_experiment_by_id(exp.id) == exp
 
+    def test_rename_experiment(self, store: TrackingStore) -> None:
+        ws = store.ensure_workspace(_name("ws"))
+        exp = store.get_or_create_experiment(ws.id, "before")
+        store.get_or_create_experiment(ws.id, "other")
+        assert store.rename_experiment(exp.id, "after").name == "after"
+        assert store.get_experiment(ws.id, "after").id == exp.id
+        with pytest.raises(ExperimentNotFound):
+            store.get_experiment(ws.id, "before")
+        with pytest.raises(AlreadyExistsError):
+            store.rename_experiment(exp.id, "other")
+        with pytest.raises(ExperimentNotFound):
+            store.rename_experiment(987_654_321, "x")
+
     def test_same_experiment_name_in_two_workspaces(self, store: TrackingStore) -> None:
         a = store.ensure_workspace(_name("ws"))
         b = store.ensure_workspace(_name("ws"))
