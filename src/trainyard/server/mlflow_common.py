@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -193,6 +194,17 @@ def add_json_routes(
     """One route per row, under ``/api/2.0/mlflow/`` and ``/ajax-api/2.0/mlflow/``: the handler
     is ``factory(state, workspace, caller).<method>(fields)`` in a worker thread."""
 
+    def _with_path_parameters(rule: Any, path: str) -> Any:
+        # The handler reads these from request.path_params; declare them so the OpenAPI document
+        # is valid (schemathesis and other clients need every {name} in a path described).
+        names = re.findall(r"{(\w+)}", path)
+        if not names:
+            return rule
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+        ]
+        return {**(rule or {}), "parameters": [*(rule or {}).get("parameters", []), *params]}
+
     def endpoint(method_name: str) -> Callable[..., Any]:
         async def handler(workspace: str, request: Request) -> Response:
             try:
@@ -221,6 +233,6 @@ def add_json_routes(
                 endpoint(name),
                 methods=[method],
                 name=f"mlflow.{prefix}.{method}.{path}",
-                openapi_extra=rule,
+                openapi_extra=_with_path_parameters(rule, path),
                 response_class=Response,
             )
