@@ -310,9 +310,17 @@ def start(
         return _start_mpi(layout, argv, env, cwd, paths, grace, log)
     if layout.kind == "pytorch":
         return _start_torch(layout, argv, env, cwd, paths, run_id, grace, log)
-    with open(paths.std_log, "ab", buffering=0) as out:
-        proc = subprocess.Popen(
-            list(argv),
+    proc = _popen_logged(argv, paths.std_log, cwd, env)
+    return Ranks(layout, [proc], paths, grace, log)
+
+
+def _popen_logged(
+    command: Sequence[str], log_path: Path, cwd: Path, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """``command`` in a new session, stdout and stderr appended to ``log_path``."""
+    with open(log_path, "ab", buffering=0) as out:
+        return subprocess.Popen(
+            list(command),
             cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -320,7 +328,6 @@ def start(
             env=dict(env),
             start_new_session=True,
         )
-    return Ranks(layout, [proc], paths, grace, log)
 
 
 def _shim_python(argv: Sequence[str]) -> str:
@@ -341,16 +348,7 @@ def _start_mpi(
     mpirun = require_mpirun()
     command = mpirun_argv(mpirun, layout.world_size, _shim_python(argv), paths.user_logs, argv)
     log(f"mpirun: {command[: command.index('-c')]} … {list(argv)}")
-    with open(paths.launcher_log, "ab", buffering=0) as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env),
-            start_new_session=True,
-        )
+    proc = _popen_logged(command, paths.launcher_log, cwd, env)
     return Ranks(layout, [proc], paths, grace, log)
 
 
