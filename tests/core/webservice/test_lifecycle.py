@@ -50,6 +50,36 @@ def test_init_failure_is_failed_with_traceback_in_logs(
     svc.delete()
 
 
+def test_a_failed_deployment_is_retried_in_place_or_by_overwrite(
+    ws: Workspace, model7: Model, inference: InferenceConfig, tmp_path: Path
+) -> None:
+    broken = InferenceConfig(
+        entry_script="score.py",
+        source_directory=str(write_app(tmp_path / "failing", {"score.py": FAILING_PY})),
+        environment=current_interpreter(),
+    )
+    svc = Model.deploy(ws, "retry-svc", [model7], broken)
+    with pytest.raises(WebserviceException, match=r"overwrite=True") as info:
+        svc.wait_for_deployment()
+    assert "update(inference_config=" in info.value.message
+    # Deploying the fixed app under the same name says how, naming the failure.
+    with pytest.raises(WebserviceException, match=r"is Failed \(The entry script failed.*init\(\) raised") as info:
+        Model.deploy(ws, "retry-svc", [model7], inference)
+    assert "overwrite=True" in info.value.message
+    # In place: update() redeploys the failed service.
+    svc.update(inference_config=inference)
+    svc.wait_for_deployment()
+    assert svc.state == "Healthy" and svc.run('{"data": [1]}') == [7]
+    # By overwrite: a failed service is replaced without deleting it by hand.
+    svc.update(inference_config=broken)
+    with pytest.raises(WebserviceException):
+        svc.wait_for_deployment()
+    again = Model.deploy(ws, "retry-svc", [model7], inference, overwrite=True)
+    again.wait_for_deployment()
+    assert again.run('{"data": [2]}') == [14]
+    again.delete()
+
+
 def test_killed_process_is_unhealthy_and_restart_brings_it_back(
     ws: Workspace, model7: Model, inference: InferenceConfig
 ) -> None:

@@ -37,6 +37,7 @@ from trainyard.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from trainyard._store.entities import WebserviceRecord
     from trainyard.core.inference_config import InferenceConfig
     from trainyard.core.model import Model
     from trainyard.core.webservice.webservice import Webservice
@@ -207,6 +208,22 @@ def _start_operation(
 
 
 # ---------------------------------------------------------------------------------- deploy
+def _exists_message(workspace: Workspace, name: str, existing: WebserviceRecord) -> str:
+    """Why a deploy under a taken name is refused, and how to retry (a failed one especially)."""
+    if existing.state != r.FAILED:
+        return (
+            f"A service named {name!r} already exists in workspace {workspace.name!r} "
+            f"({existing.state}); pass overwrite=True to replace it, or choose another name."
+        )
+    reason = (existing.data.get("error") or {}).get("message") or "see service.get_logs()"
+    reason = str(reason).rstrip(". ")
+    return (
+        f"A service named {name!r} already exists in workspace {workspace.name!r} and is Failed "
+        f"({reason}). To retry, pass overwrite=True (the failed service is replaced), or fix it "
+        f"in place with Webservice(ws, {name!r}).update(inference_config=...)."
+    )
+
+
 def deploy(
     workspace: Workspace,
     name: str,
@@ -253,17 +270,12 @@ def deploy(
     }
     store = workspace.context.store
     try:
-        store.get_webservice(workspace.context.workspace_id, name)
-        exists = True
+        existing = store.get_webservice(workspace.context.workspace_id, name)
     except WebserviceException:
-        exists = False
-    if exists:
+        existing = None
+    if existing is not None:
         if not overwrite:
-            raise WebserviceException(
-                f"A service named {name!r} already exists in workspace {workspace.name!r}; pass "
-                "overwrite=True to replace it, or choose another name.",
-                name=name,
-            )
+            raise WebserviceException(_exists_message(workspace, name, existing), name=name)
         delete(workspace, name)
     op = r.new_operation(r.OP_DEPLOY, 1, target)
     now = time.time()

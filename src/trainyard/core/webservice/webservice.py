@@ -299,7 +299,9 @@ class Webservice(WebserviceAttributes):
             "Service deployment polling reached non-successful terminal state, current service "
             f"state: {self._state}\nOperation ID: {op.get('id')}\nOperation: {op.get('type')} "
             f"{op.get('status')}\nError: {error}\nMore information can be found using "
-            f"'.get_logs()'. Log tail:\n{self._log_tail(30)}",
+            f"'.get_logs()'. Log tail:\n{self._log_tail(30)}\nTo retry once the cause is "
+            "fixed: service.update(inference_config=...) redeploys in place, and Model.deploy("
+            "..., overwrite=True) replaces the service; service.delete() removes it.",
             name=self.name,
             state=self._state,
             operation=op.get("type"),
