@@ -63,7 +63,9 @@ def test_a_failed_deployment_is_retried_in_place_or_by_overwrite(
         svc.wait_for_deployment()
     assert "update(inference_config=" in info.value.message
     # Deploying the fixed app under the same name says how, naming the failure.
-    with pytest.raises(WebserviceException, match=r"is Failed \(The entry script failed.*init\(\) raised") as info:
+    with pytest.raises(
+        WebserviceException, match=r"is Failed \(The entry script failed.*init\(\) raised"
+    ) as info:
         Model.deploy(ws, "retry-svc", [model7], inference)
     assert "overwrite=True" in info.value.message
     # In place: update() redeploys the failed service.
