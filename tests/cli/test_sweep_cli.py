@@ -307,3 +307,56 @@ def test_cancel_then_resume_finishes_the_sweep(
     assert listed["config"]["resumeFrom"] == [hd.id]
 
     clean_error(ty("sweep", "resume", cont.id), "USER_ERROR")  # completed: nothing to resume
+
+
+SPEC = """
+experiment: from-spec
+script: train.py
+arguments: [--epochs, 1]
+sampling:
+  type: grid
+  parameters:
+    --quality: [0.2, 0.8]
+primary_metric: {name: Accuracy, goal: maximize}
+policy: {type: bandit, slack_factor: 0.2}
+max_total_runs: 2
+max_concurrent_runs: 2
+tags: {team: vision}
+"""
+
+
+def test_submit_from_a_yaml_spec_runs_the_sweep(
+    ty: CliRun, sweeps: Sweeps, src: Path, tmp_path: Path
+) -> None:
+    spec = tmp_path / "sweep.yml"
+    spec.write_text(SPEC.replace("script: train.py", f"source_directory: {src}\nscript: train.py"))
+    out = ty("sweep", "submit", str(spec), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["experiment"] == "from-spec" and data["maxTotalRuns"] == 2
+    hd = Run.get(Workspace(path=sweeps.ws_path), data["runId"])
+    assert wait_terminal(hd) == "Completed"
+    best = json.loads(ty("sweep", "best", data["runId"], "--json").stdout)
+    assert best["value"] == pytest.approx(0.8) and best["hyperparameters"] == {"--quality": 0.8}
+    assert hd.get_tags()["team"] == "vision"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("max_total_runs: 2", "max_totl_runs: 2"), "unknown key"),
+        (("--quality: [0.2, 0.8]", "--quality: {uniformm: [0, 1]}"), "unknown expression"),
+        (("type: grid", "type: sobol"), "sampling type 'sobol'"),
+        (("script: train.py", "script: missing.py"), "is not a file"),
+        (("type: bandit", "type: hyperband"), "policy type"),
+    ],
+)
+def test_a_bad_spec_is_refused_naming_the_key(
+    ty: CliRun, src: Path, tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    spec = tmp_path / "sweep.yml"
+    text = SPEC.replace("script: train.py", f"source_directory: {src}\nscript: train.py")
+    spec.write_text(text.replace(*edit, 1))
+    out = ty("sweep", "submit", str(spec), "--json")
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from trainyard.core.environment import Environment
     from trainyard.core.script_run import ScriptRun
 
-#: Extensions read as conda specifications by ``--env`` (anything else is a requirements file).
-CONDA_SUFFIXES = (".yml", ".yaml")
 #: The file in the source folder that ``submit`` uses as the environment when ``--env`` is not
 #: given (``--no-requirements`` opts out).
 REQUIREMENTS_FILE = "requirements.txt"
@@ -137,24 +135,10 @@ def build_environment(
 
         build_environment(None, ["six==1.16.0"], "demo-pip")
     """
-    from trainyard.core.conda_dependencies import CondaDependencies
-    from trainyard.core.environment import Environment
+    from trainyard.core.environment_files import environment_from_file
 
-    if env_file is None and not pip:
-        return None
-    if env_file is not None:
-        name = experiment_name_for(env_file.name)
-        if env_file.suffix.lower() in CONDA_SUFFIXES:
-            env = Environment.from_conda_specification(name, env_file)
-        else:
-            env = Environment.from_pip_requirements(name, env_file)
-    else:
-        env = Environment(default_name)
-        env.python.conda_dependencies = CondaDependencies.create()
-    for package in pip or ():
-        env.python.conda_dependencies.add_pip_package(package)
-    env.validate()
-    return env
+    name = experiment_name_for(env_file.name) if env_file is not None else default_name
+    return environment_from_file(name, env_file, pip or ())
 
 
 def submit(

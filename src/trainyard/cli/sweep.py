@@ -64,6 +64,9 @@ def register(root: typer.Typer) -> None:
 
         register(app)
     """
+    from trainyard.cli import sweep_submit
+
+    sweep_submit.register(app)
     root.add_typer(app, name="sweep")
 
 
