@@ -167,3 +167,22 @@ def test_models_download_name_dir_and_version(
     assert both.returncode == 2 and "--version" in both.stderr
     clash = ty("models", "download", "mnist", str(tmp_path / "a"), "-o", str(tmp_path / "b"))
     assert clash.returncode == 2
+
+
+def test_models_register_from_a_file_and_from_a_run(
+    ty: CliRun, registry: Registry, tmp_path: Path, clean_error: Callable[..., None]
+) -> None:
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+    out = ty("models", "register", "cli-model", str(weights), "-t", "stage=dev", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["id"] == "cli-model:1" and data["tags"] == {"stage": "dev"}
+    again = ty("models", "register", "cli-model", "outputs/model.npz", "--run", registry.run_id)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "cli-model:2"
+    model = Model(Workspace(path=registry.ws_path), "cli-model", version=2)
+    assert model.run_id == registry.run_id
+    clean_error(ty("models", "register", "cli-model", str(tmp_path / "nope")), "MODEL_PATH")
+    bad = ty("models", "register", "cli-model", str(weights), "-t", "novalue")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr

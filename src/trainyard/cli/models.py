@@ -1,10 +1,11 @@
-"""``trainyard models``: the model registry of a workspace: list, show, download.
+"""``trainyard models``: the model registry of a workspace: list, show, download, register.
 
 Example::
 
     $ trainyard models list --latest
     $ trainyard models show chainer-dnn-mnist:2 --json
     $ trainyard models download chainer-dnn-mnist ./model --version 2
+    $ trainyard models register mnist outputs/model.npz --run RUN_ID --tag stage=dev
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from trainyard.core.workspace import Workspace
 
 app = typer.Typer(
-    help="List, show and download registered models.",
+    help="List, show, download and register models.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -306,3 +307,91 @@ def download(
     noun = "file" if len(files) == 1 else "files"
     console(stderr=True).print(f"Downloaded model {m.id} ({len(files)} {noun}) to:")
     typer.echo(str(path))
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE.", param_hint=f"'--{what}'")
+        out[key] = value
+    return out
+
+
+@app.command("register")
+def register_model(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The model's name.")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH",
+            help="A local file or folder; with --run, a path among the run's files "
+            "(e.g. outputs/model.npz).",
+        ),
+    ],
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run", metavar="RUN_ID", help="Register PATH from this run's files (lineage kept)."
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", "-t", metavar="KEY=VALUE", help="A tag (repeat for several)."),
+    ] = None,
+    prop: Annotated[
+        list[str] | None,
+        typer.Option("--property", "-p", metavar="KEY=VALUE", help="A property (repeat)."),
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", "-d", metavar="TEXT", help="A description.")
+    ] = None,
+    framework: Annotated[
+        str | None,
+        typer.Option("--framework", metavar="NAME", help="e.g. Chainer, PyTorch, ScikitLearn."),
+    ] = None,
+    framework_version: Annotated[
+        str | None, typer.Option("--framework-version", metavar="VERSION")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a model: a new version of NAME from a local PATH, or from a run's files (--run).
+
+    Prints the model id (NAME:VERSION); --json prints the model's details.
+
+    Example: [bold]trainyard models register mnist outputs/model.npz --run RUN_ID -t stage=dev[/bold]
+    """
+    from trainyard.core.model import Model
+
+    tags, properties = _pairs(tag, "tag"), _pairs(prop, "property")
+    ws = open_workspace(ctx, workspace)
+    if run_id is not None:
+        from trainyard.core.run import Run
+
+        model = Run.get(ws, run_id).register_model(
+            name,
+            model_path=path,
+            tags=tags,
+            properties=properties,
+            model_framework=framework,
+            model_framework_version=framework_version,
+            description=description,
+        )
+    else:
+        model = Model.register(
+            ws,
+            path,
+            name,
+            tags=tags,
+            properties=properties,
+            description=description,
+            model_framework=framework,
+            model_framework_version=framework_version,
+        )
+    if as_json:
+        print_json(model_json(model))
+        return
+    typer.echo(model.id)
