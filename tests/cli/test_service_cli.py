@@ -95,3 +95,25 @@ def test_service_delete(ty: CliRun, deployed: Workspace, clean_error: Callable[.
         httpx.post(uri, content="{}")
     clean_error(ty("service", "delete", "cli-svc", "--yes"), "WEBSERVICE_NOT_FOUND")
     assert "No web services" in ty("service", "list").stdout
+
+
+def test_service_deploy_serves_and_a_failed_one_is_retried(
+    ty: CliRun, deployed: Workspace, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    app = tmp_path_factory.mktemp("deploy-app")
+    (app / "score.py").write_text("def init():\n    raise RuntimeError('no model here')\n")
+    args = ["service", "deploy", "cli-new", "-m", "tiny:1", "--entry-script", "score.py"]
+    failed = ty(*args, "--source-dir", str(app), "--no-auth", "--json")
+    assert failed.returncode == 1
+    error = json.loads(failed.stdout)["error"]
+    assert error["details"]["state"] == "Failed" and "init() raised" in error["message"]
+    assert "overwrite=True" in failed.stderr
+    (app / "score.py").write_text(SCORE)
+    again = ty(*args, "--source-dir", str(app), "--no-auth", "--json")
+    assert again.returncode == 1 and "is Failed" in again.stderr  # says how to retry
+    fixed = ty(*args, "--source-dir", str(app), "--no-auth", "--overwrite", "--json")
+    assert fixed.returncode == 0, fixed.stderr
+    data = json.loads(fixed.stdout)
+    assert data["state"] == "Healthy" and "tiny:1" in json.dumps(data["models"])
+    assert httpx.post(data["scoringUri"], content=b"abc").json() == [3]
+    assert ty("service", "delete", "cli-new", "--yes").returncode == 0

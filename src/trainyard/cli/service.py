@@ -1,4 +1,4 @@
-"""``trainyard service``: the web services of a workspace: list, show, logs, delete.
+"""``trainyard service``: the web services of a workspace: deploy, list, show, logs, delete.
 
 Example::
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from trainyard.core.webservice import Webservice
 
 app = typer.Typer(
-    help="List, inspect and delete deployed web services.",
+    help="Deploy, list, inspect and delete web services.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -43,6 +43,9 @@ def register(root: typer.Typer) -> None:
 
         register(app)
     """
+    from trainyard.cli import service_deploy
+
+    service_deploy.register(app)
     root.add_typer(app, name="service")
 
 
