@@ -94,7 +94,8 @@ def deploy(
     from trainyard.cli.service import service_json
     from trainyard.core.environment import Environment
     from trainyard.core.environment_files import environment_from_file
-    from trainyard.core.model import InferenceConfig, Model
+    from trainyard.core.inference_config import InferenceConfig
+    from trainyard.core.model import Model
     from trainyard.core.webservice import AciWebservice, LocalWebservice
 
     if port is not None and not local:
