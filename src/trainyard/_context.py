@@ -91,12 +91,17 @@ def normalize_store_url(url: str) -> str:
 
 def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***``."""
-    from sqlalchemy.engine import make_url
-
+    try:
+        from sqlalchemy.engine import make_url
+    except ImportError:  # a run's script, whose environment has no SQLAlchemy
+        return _PASSWORD_IN_URL.sub(r"\1***@", url)
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return url
+        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+_PASSWORD_IN_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^@]*@")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -167,6 +172,10 @@ def open_context(
         raise WorkspaceException(
             f"The workspace at {home} is named {name!r}, not {expected_name!r}.", path=str(home)
         )
+    if not creating:
+        relayed = _relay_context(home, settings)
+        if relayed is not None:
+            return relayed
     server = meta.get("server")
     if isinstance(server, str) and server:
         return open_remote_context(
@@ -268,6 +277,47 @@ def _drain_at_exit(seconds: float) -> None:
         drain_all(_exit_hook[0])
 
     atexit.register(_flush_then_drain)
+
+
+def relay_description(ctx: WorkspaceContext) -> dict[str, Any]:
+    """What a run's store relay tells its script about ``ctx`` (no password: the redacted URL)."""
+    from trainyard._store.artifacts import LocalArtifactStore
+
+    local = ctx.artifacts if isinstance(ctx.artifacts, LocalArtifactStore) else None
+    return {
+        "name": ctx.name,
+        "workspace_id": ctx.workspace_id,
+        "store_url": ctx.redacted_store_url,
+        "meta": dict(ctx.meta),
+        "server": ctx.server,
+        "artifacts_root": str(local.root) if local is not None else None,
+    }
+
+
+def _relay_context(home: Path, settings: Settings) -> WorkspaceContext | None:
+    """Inside a submitted run, the workspace it runs in, opened through its supervisor's relay
+    (see :mod:`trainyard._store.relay`): no database driver in the script's environment."""
+    from trainyard._store.relay import RelayConnection, relay_stores
+
+    env = os.environ
+    ws_path = env.get("TRAINYARD_WORKSPACE_PATH")
+    conn = RelayConnection.from_env(env)
+    if conn is None or not ws_path or Path(ws_path).expanduser().resolve() != home:
+        return None
+    opened = relay_stores(conn)
+    d = opened.describe
+    server = d.get("server")
+    return WorkspaceContext(
+        home=home,
+        name=str(d["name"]),
+        workspace_id=str(d["workspace_id"]),
+        store=opened.store,
+        artifacts=opened.artifacts,
+        settings=settings,
+        store_url=str(d["store_url"]),
+        meta=dict(d.get("meta") or {}),
+        server=str(server) if server else None,
+    )
 
 
 def _check_embedded_db(db: Path, creating: bool) -> None:

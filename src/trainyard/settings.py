@@ -27,6 +27,9 @@ RUN_ENV_VARS: dict[str, tuple[str, ...]] = {
     "TRAINYARD_TRACKING_URI": ("AZUREML_SERVICE_ENDPOINT",),
     "TRAINYARD_SUBSCRIPTION_ID": ("AZUREML_ARM_SUBSCRIPTION",),
     "TRAINYARD_RESOURCE_GROUP": ("AZUREML_ARM_RESOURCEGROUP",),
+    # The supervisor's store relay (trainyard._store.relay): the script's records go through it.
+    "TRAINYARD_RUN_RELAY": (),
+    "TRAINYARD_RUN_RELAY_KEY": (),
 }
 
 

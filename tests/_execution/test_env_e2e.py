@@ -226,3 +226,47 @@ def test_chainer_estimator_honours_5_1_0_and_records_what_was_installed(
     assert info["version"] == "5.1.0" and info["mapped"] == ""
     assert details["resolvedPackages"]["chainer"] == info["version"]
     assert "chainer 5.1.0 numpy 1.23.5 batch 5" in log
+
+
+PINNED_SQLALCHEMY_SCRIPT = """
+import sys
+import sqlalchemy
+from trainyard.core import Run
+
+run = Run.get_context()
+run.log("sqlalchemy_major", int(sqlalchemy.__version__.split(".")[0]))
+run.log_list("points", [1.0, 2.5, float("nan")])
+run.tag("who", "pinned")
+with open("outputs/model.txt", "w") as fh:
+    fh.write("weights")
+run.upload_file("extra/notes.txt", "outputs/model.txt")
+run.flush()
+# The in-run client talks to the supervisor: none of trainyard's own dependencies are loaded.
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "psycopg", "pathspec"))
+print("loaded:", loaded)
+assert loaded == [], loaded
+assert "trainyard._store.sql" not in sys.modules
+"""
+
+
+def test_a_user_pin_on_trainyards_own_dependency_installs_and_records(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """Issue 10, item 3: `--pip "sqlalchemy<2"` used to fail with "you require alembic==…"."""
+    folder = tmp_path / "pinned"
+    folder.mkdir()
+    (folder / "train.py").write_text(textwrap.dedent(PINNED_SQLALCHEMY_SCRIPT))
+    env = Environment("old-sqlalchemy")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["sqlalchemy<2"])
+    run = submit(Experiment(ws, "pins"), ScriptRunConfig(folder, "train.py", environment=env))
+    status = wait_terminal(run)
+    details = run.get_details()
+    assert status == "Completed", details.get("error")
+    resolved = details["resolvedPackages"]
+    assert resolved["sqlalchemy"].startswith("1.")
+    assert not {"alembic", "pathspec", "pyyaml", "packaging", "psycopg"} & set(resolved)
+    metrics = run.get_metrics()
+    assert metrics["sqlalchemy_major"] == 1
+    assert metrics["points"][:2] == [1.0, 2.5] and metrics["points"][2] != metrics["points"][2]
+    assert run.get_tags()["who"] == "pinned"
+    assert {"extra/notes.txt", "outputs/model.txt"} <= set(run.get_file_names())

@@ -403,3 +403,29 @@ def test_values_that_cannot_be_encoded_are_dropped_with_a_typed_error() -> None:
     buf.flush()
     assert rec.values("x") == [1.0, 2.0] and rec.values("note") == ["fine"]
     buf.close()
+
+
+def test_a_forked_child_does_not_write_its_parents_points_again() -> None:
+    """Data-loader workers and the like fork after logging: the parent's buffered points are the
+    parent's to write; the child writes only what it logs itself (with fresh locks: one held by
+    the parent's writer thread at the fork would never be released in the child)."""
+    import os
+
+    written: list[MetricChunk] = []
+    buf = MetricBuffer(written.extend, flush_interval=60)
+    buf.log_number("loss", 1.0, None)
+    buf.log_number("loss", 2.0, None)  # still buffered at the fork
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's exit code carries the result
+        code = 3
+        try:
+            buf.log_number("child", 7, None)
+            buf.flush(timeout=20)
+            code = 0 if [(c.name, c.count) for c in written] == [("child", 1)] else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    buf.flush()
+    assert [p.value for p in decode(written)["loss"][1]] == [1.0, 2.0]
+    assert set(decode(written)) == {"loss"}

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 #: Variables that describe *a run*: a detached process started from inside a run (a notebook run
 #: submitting a sweep, say) must not inherit them, or it would think it is that run.
-_RUN_VARIABLE_PREFIXES = ("TRAINYARD_RUN_ID", "AZUREML_RUN_ID")
+_RUN_VARIABLE_PREFIXES = ("TRAINYARD_RUN_ID", "TRAINYARD_RUN_RELAY", "AZUREML_RUN_ID")
 #: A team server's own configuration (its database URL) never reaches what it starts.
 _SERVER_INTERNALS = ("TRAINYARD_SERVER_CONFIG",)
 _POLL_S = 0.05

@@ -26,6 +26,7 @@ import time
 import traceback
 from typing import IO, TYPE_CHECKING, Any
 
+from trainyard._context import relay_description
 from trainyard._execution import launch, runfiles
 from trainyard._execution.daemon import Heartbeat, run_daemon
 from trainyard._execution.distributed import Layout
@@ -33,6 +34,7 @@ from trainyard._execution.inputs import build_argv
 from trainyard._execution.processes import ProcessId
 from trainyard._execution.slots import slot_dir, try_acquire
 from trainyard._lifecycle import RunStatus
+from trainyard._store.relay import StoreRelay
 from trainyard.exceptions import InvalidStatusTransition, StoreError, TrainyardError
 
 if TYPE_CHECKING:
@@ -327,7 +329,12 @@ class Supervisor:
             # Moving to Running fails on a cancel recorded meanwhile; SIGTERM is checked here.
             self.check_cancel(read_store=False)
             stage = "Running"
-            rc = self.run_script(python, env_extra)
+            # The script's records go through this process (see trainyard._store.relay), so its
+            # environment needs no database driver and trainyard pins nothing in it.
+            with StoreRelay(
+                self.store, self.ctx.artifacts, describe=relay_description(self.ctx)
+            ) as relay:
+                rc = self.run_script(python, {**env_extra, **relay.env})
             self.ship_script_spool()
             stage = "Finalizing"
             # A failure is recorded as the run enters Finalizing: a watcher that stops at

@@ -136,6 +136,21 @@ class MetricBuffer:
         self._outage_reported = False
         _LIVE.add(self)
 
+    def _restart_after_fork(self) -> None:
+        """Empty, with fresh locks and no writer (see :func:`_forget_after_fork`)."""
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._retry = threading.Event()
+        self._series = {}
+        self._other = []
+        self._buffered = self._inflight_n = self._resolved = 0
+        self._threshold = self._batch - 1
+        self._inflight = []
+        self._last_error = self._dropped_error = None
+        self._dropped_at = 0
+        self._thread = None
+
     # -- hot path -----------------------------------------------------------------------------
     def log_number(
         self,
@@ -428,6 +443,18 @@ def flush_all() -> None:
 
 
 atexit.register(flush_all)
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the points buffered before the fork are the parent's to write (writing
+    them here too would store them twice), and a lock another thread held at the fork would never
+    be released — every buffer starts over, empty, with fresh locks and no writer thread."""
+    for buf in list(_LIVE):
+        buf._restart_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 _sigterm_installed = False
 _terminated_by: int | None = None

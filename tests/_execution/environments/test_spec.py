@@ -18,9 +18,7 @@ from trainyard.core.conda_dependencies import CondaDependencies
 from trainyard.core.environment import Environment
 from trainyard.exceptions import ConfigError, ValidationError
 
-RUNTIME = TrainyardRuntime(
-    version="9.9.9", package_dir="/x/trainyard", requirements=("sqlalchemy==2.0.0",)
-)
+RUNTIME = TrainyardRuntime(version="9.9.9", package_dir="/x/trainyard")
 
 
 def spec(*reqs: str, **kw: object) -> EnvSpec:
@@ -75,7 +73,6 @@ def test_python_version_and_index_options_change_the_hash() -> None:
 def test_runtime_is_part_of_the_hash() -> None:
     s = spec("six")
     assert h(s) != h(s, replace(RUNTIME, version="9.9.10"))
-    assert h(s) != h(s, replace(RUNTIME, requirements=("sqlalchemy==2.0.1",)))
     assert h(s) != h(s, replace(RUNTIME, package_dir="/elsewhere/trainyard"))
 
 
@@ -255,11 +252,12 @@ def test_from_environment_dict_rejects_malformed_definitions(bad: object) -> Non
         EnvSpec.from_environment_dict(bad, gpu=False)  # type: ignore[arg-type]
 
 
-# The cache keys of specs without frameworks are those the code before the framework table and the
-# dict constructor computed (recorded from it), so existing environments are reused, not rebuilt.
+# The cache keys of specs without frameworks, recorded when trainyard stopped installing its own
+# pinned dependencies into built environments (their content changed, so their keys did); a
+# user-managed environment is built by no one, so its key never depended on them.
 GOLDEN = {
-    "pins": "6c47a42c9e257975fc31c01d167af1342e1242db3833a5f594aa907b65e0a353",
-    "conda": "e8d6ea1e02b174b9a41e33ff8f01045190eec93f5b8daf1dd866e1a78430cf7b",
+    "pins": "d338bdc8fd3e7c6b66db638386c0d34197dca5618a34f75e6147c86d58786a2d",
+    "conda": "588743247d14f90cbbeeb25735a2e2a303cd92aff727eaabc552b715a9a8d9f5",
     "user-managed": "6e782adf6c63aded6cd38d4f9a0248e16bcc866acff97fa0a4f1a264f1ef8a9c",
 }
 
@@ -283,21 +281,14 @@ def test_cache_keys_of_existing_specs_are_unchanged() -> None:
     assert h(EnvSpec.from_environment_dict(um.to_dict(), gpu=False)) == GOLDEN["user-managed"]
 
 
-def test_runtime_requirements_yield_to_user_pins() -> None:
-    rt = TrainyardRuntime("1", "/x", ("alembic==1.0", "sqlalchemy==2.0.0"))
-    assert rt.requirements_for(spec("SQLAlchemy==1.4.0")) == ("alembic==1.0",)
-    assert rt.requirements_for(spec("six")) == ("alembic==1.0", "sqlalchemy==2.0.0")
-
-
-def test_current_runtime_pins_installed_versions() -> None:
-    from importlib.metadata import version
-
+def test_current_runtime_is_the_running_trainyard_and_pins_nothing() -> None:
     import trainyard
 
     rt = TrainyardRuntime.current()
     assert rt.version == trainyard.__version__
     assert Path(rt.package_dir) == Path(trainyard.__file__).resolve().parent
-    assert f"sqlalchemy=={version('sqlalchemy')}" in rt.requirements
+    # Nothing of trainyard's own dependencies goes into a user's environment (issue 10, item 3).
+    assert rt.to_dict() == {"version": rt.version, "package_dir": rt.package_dir}
 
 
 @pytest.mark.parametrize(

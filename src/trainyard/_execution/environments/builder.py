@@ -5,9 +5,9 @@ check, freeze) in :mod:`.uv`. A cache hit reads one small JSON file and checks t
 run starts in milliseconds.
 
 **Trainyard runtime injection.** Every environment can ``import trainyard`` without listing it:
-trainyard's runtime dependencies (:data:`~.runtime.RUNTIME_DISTRIBUTIONS`) are installed at the
-exact versions the building side has, and a ``.pth`` file puts ``<prefix>/trainyard-runtime`` on
-``sys.path``; that directory holds a symlink to the building side's ``trainyard`` package. A
+a ``.pth`` file puts ``<prefix>/trainyard-runtime`` on ``sys.path``; that directory holds a
+symlink to the building side's ``trainyard`` package, and nothing of trainyard's dependencies is
+installed (the in-run client needs only the standard library, see :mod:`.runtime`). A
 symlink, not a copy: the run sees exactly the code that submitted it (including an editable
 checkout under development, whose changes would otherwise hide behind an unchanged
 ``__version__``), and it costs nothing per environment. The hash includes trainyard's version and
@@ -288,12 +288,7 @@ class EnvironmentBuilder:
             self._create_venv(uv, spec, tmp, record, key)
             meta = tmp / META_DIR
             meta.mkdir()
-            runtime_reqs = runtime.requirements_for(spec)
-            for pin in sorted(set(runtime.requirements) - set(runtime_reqs)):
-                record(
-                    f"Notice: the spec names {pin.split('==')[0]}; it is used instead of trainyard's {pin}."
-                )
-            requirements = [*spec.requirements, *runtime_reqs]
+            requirements = list(spec.requirements)
             (meta / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
             cfg = self.pip_config.with_spec(spec)
             cmd = [self.uv_bin, "pip", "install", "--python", str(tmp / "bin" / "python")]

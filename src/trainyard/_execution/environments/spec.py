@@ -28,7 +28,7 @@ Conda packages are mapped to pip **only** for the allow-list :data:`.conda.CONDA
 conda package raises :class:`~trainyard.exceptions.ValidationError`.
 
 :func:`spec_hash` is the sha256 of the canonical JSON of the spec plus the trainyard runtime that
-will be injected (its version, location and pinned runtime requirements).
+will be linked in (its version and location).
 
 Example::
 
@@ -58,14 +58,12 @@ from .conda import CONDA_TO_PIP, conda_to_pip, is_python_spec, python_from_conda
 from .definition import EnvDefinition
 from .frameworks import apply_framework_constraints, mpi_notices
 from .pins import merge_requirements, parse_requirement
-from .runtime import RUNTIME_DISTRIBUTIONS, RUNTIME_POSTGRES, TrainyardRuntime
+from .runtime import TrainyardRuntime
 
 __all__ = [
     "CONDA_TO_PIP",
     "GPU_ONLY_PACKAGE",
     "MIN_PYTHON",
-    "RUNTIME_DISTRIBUTIONS",
-    "RUNTIME_POSTGRES",
     "RUNTIME_PROVIDED",
     "SPEC_FORMAT",
     "EnvSpec",
@@ -387,7 +385,6 @@ def spec_hash(spec: EnvSpec, runtime: TrainyardRuntime | None = None) -> str:
             "runtime": {
                 "version": rt.version,
                 "package_dir": rt.package_dir,
-                "requirements": list(rt.requirements_for(spec)),
             },
         }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

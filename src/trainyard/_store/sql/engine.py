@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import random
 import threading
 import time
@@ -53,6 +54,19 @@ def dispose_engines() -> None:
         for eng in _engines.values():
             eng.dispose()
         _engines.clear()
+
+
+def _forget_pools_after_fork() -> None:
+    """In a forked child: new pools, without closing the parent's connections (SQLAlchemy's
+    ``dispose(close=False)``): a connection shared by two processes corrupts both."""
+    global _engines_lock
+    _engines_lock = threading.Lock()
+    for eng in list(_engines.values()):
+        eng.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _make_engine(url: str, busy_timeout_ms: int) -> Engine:

@@ -197,8 +197,6 @@ def _write_image_keys(folder: Path) -> None:
 
 
 def _requirements(spec: Any) -> list[str]:
-    from trainyard._execution.environments.spec import TrainyardRuntime
-
     lines: list[str] = []
     if spec.index_url:
         lines.append(f"--index-url {spec.index_url}")
@@ -208,7 +206,6 @@ def _requirements(spec: Any) -> list[str]:
     if spec.user_managed:
         reqs += serving_pins()
     lines += reqs
-    lines += list(TrainyardRuntime.current().requirements_for(spec))
     return lines
 
 
