@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# Fails with UnsupportedPlatform (an ImportError) naming what this system lacks (native Windows).
+import trainyard._compat.platform  # noqa: F401
 from trainyard._version import __version__ as __version__
 
 _LAZY = {

@@ -45,7 +45,8 @@ server answers with. The Azure ML SDK v1 names that user code catches are kept::
     ├── RateLimited                        RATE_LIMITED      429
     ├── StoreError                         STORE_ERROR       503
     │   └── ServerUnreachable              SERVER_UNREACHABLE 503
-    └── MissingExtraError                  MISSING_EXTRA     501
+    ├── MissingExtraError                  MISSING_EXTRA     501
+    └── UnsupportedPlatform                UNSUPPORTED_PLATFORM 501  (also an ImportError)
 
 Example::
 
@@ -382,6 +383,16 @@ class MissingExtraError(TrainyardError):
             f"or reinstall trainyard with its '{extra}' extra: pip install {install_target(extra)}"
         )
         return cls(message, extra=extra, module=missing, requirements=packages)
+
+
+class UnsupportedPlatform(TrainyardError, ImportError):
+    """This system lacks something trainyard cannot run without (``details["missing"]`` names
+    each); raised when trainyard is imported. It is also an ``ImportError``, so code that imports
+    trainyard optionally (``try: import trainyard except ImportError``) still works.
+    """
+
+    code = "UNSUPPORTED_PLATFORM"
+    http_status = 501
 
 
 def extra_requirements(extra: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 Layers, top to bottom (a module may import from its own layer's package and any layer below):
 testing → cli → widgets | opendatasets → train → core → _execution → _context →
-_tracking | _serving | _data → _store → _lifecycle → settings | telemetry → exceptions | _version.
+_tracking | _serving | _data → _store → _lifecycle → settings | telemetry | _compat → exceptions | _version.
 The scoring server (``_serving``) imports no trainyard internals at all.
 """
 

@@ -39,6 +39,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainyard._compat.platform import lock as lock_file
+
 if TYPE_CHECKING:
     from trainyard._execution.daemon import Entrypoint
 
@@ -241,14 +243,11 @@ def _child(request: dict[str, Any]) -> None:
 
 def serve(path: Path, idle_seconds: float) -> int:
     """Preload, listen on ``path`` and fork one child per request until idle; returns 0."""
-    import fcntl
-
     if not _private_folder(path.parent):
         return 2
     lock = open(path.with_suffix(".lock"), "a+")  # noqa: SIM115 - held for the server's life
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_file(lock, blocking=False):
+        lock.close()
         return 0  # another server for this tree is already running
     for name in PRELOAD:
         importlib.import_module(name)

@@ -2,7 +2,7 @@
 
 A service's scoring server runs in its own session (``start_new_session=True``), so its process group
 id is its pid and a signal to the group also reaches its uvicorn workers. A pid is only trusted
-together with the process start time read from ``/proc/<pid>/stat`` when it was recorded, so a pid
+together with the process start time read when it was recorded (``trainyard._compat.platform``), so a pid
 reused by another program is never taken for the service (or signalled).
 
 Example::
@@ -22,69 +22,24 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from trainyard._compat.platform import boot_id, process_running, process_start
+from trainyard._compat.platform import session_members as session_members
+
 _POLL_S = 0.02
 
-
-def _boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None
-
-
-_BOOT = _boot_id()
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after its last ')'.
-    _, _, rest = raw.rpartition(")")
-    return rest.split()
+_BOOT = boot_id()
 
 
 def start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (``/proc``), or ``None`` if unknown.
+    """A stamp of when ``pid`` started, or ``None`` if unknown (see
+    :func:`trainyard._compat.platform.process_start`: clock ticks since boot where there is a
+    ``/proc``).
 
     Example::
 
         start_ticks(os.getpid())   # e.g. 1234567
     """
-    fields = _stat_fields(pid)
-    if fields is None or len(fields) < 20:
-        return None
-    try:
-        return int(fields[19])  # field 22 overall; fields[0] is field 3 (state)
-    except ValueError:
-        return None
-
-
-def session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes of session ``sid`` on this machine, read from ``/proc``.
-
-    An MPI run's ranks are each in a process group of their own (Open MPI's choice), but all in
-    the session of the ``mpirun`` that started them: this is how they are all found.
-
-    Example::
-
-        session_members(os.getsid(0))   # [1234, 1240, …]
-    """
-    out: list[int] = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for name in names:
-        if not name.isdigit():
-            continue
-        fields = _stat_fields(int(name))
-        if fields and len(fields) > 3 and fields[3] == str(sid) and fields[0] not in ("Z", "X"):
-            out.append(int(name))
-    return out
+    return process_start(pid)
 
 
 def signal_session(sid: int, sig: int) -> int:
@@ -95,11 +50,6 @@ def signal_session(sid: int, sig: int) -> int:
             os.kill(pid, sig)
             sent += 1
     return sent
-
-
-def _state(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    return fields[0] if fields else None
 
 
 @dataclass(frozen=True)
@@ -172,8 +122,7 @@ class ProcessId:
             return False
         except PermissionError:
             pass
-        state = _state(self.pid)
-        if state is None or state in ("Z", "X"):
+        if not process_running(self.pid):
             return False
         return self.start is None or start_ticks(self.pid) == self.start
 

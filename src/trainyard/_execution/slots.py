@@ -7,10 +7,11 @@ queued run of a target (by submission) may take a free slot, so runs start in su
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 from typing import IO
+
+from trainyard._compat.platform import lock, unlock
 
 
 class Slot:
@@ -22,7 +23,7 @@ class Slot:
 
     def release(self) -> None:
         if not self._fh.closed:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            unlock(self._fh)
             self._fh.close()
 
 
@@ -31,9 +32,7 @@ def try_acquire(slot_dir: Path, capacity: int) -> Slot | None:
     slot_dir.mkdir(parents=True, exist_ok=True)
     for i in range(max(1, capacity)):
         fh = open(slot_dir / f"slot-{i}.lock", "a+")  # noqa: SIM115 - held until release
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock(fh, blocking=False):
             fh.close()
             continue
         fh.seek(0)

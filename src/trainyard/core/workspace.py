@@ -18,13 +18,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainyard._compat.platform import FileLock
 from trainyard._context import (
     DB_FILE,
     META_FILE,
@@ -53,12 +53,8 @@ _CONFIG_FILES = ("config.json", "project.json")
 
 @contextlib.contextmanager
 def _folder_lock(home: Path) -> Iterator[None]:
-    with open(home / ".lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with FileLock(home / ".lock"):
+        yield
 
 
 class Workspace:

@@ -63,6 +63,21 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
+def _glibc_mallopt() -> Any:
+    """glibc's ``mallopt`` from the C library this process runs on, or ``None`` (musl, macOS…)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt
+
+
 def release_large_buffers() -> bool:
     """glibc only: give large blocks back to the system as soon as they are freed.
 
@@ -72,19 +87,15 @@ def release_large_buffers() -> bool:
     thread (8 per core): a server that took a few large uploads kept well over 100 MB it no longer
     used. A fixed threshold (256 KiB) keeps every large block in its own mapping, unmapped when
     freed; two arenas are plenty for a process whose threads mostly wait for the GIL. Skipped when
-    the operator set ``MALLOC_*`` variables (theirs win) or the C library is not glibc.
+    the operator set ``MALLOC_*`` variables (theirs win) or the process's C library is not glibc
+    (found by its symbols: ``gnu_get_libc_version`` and ``mallopt``; the parameters are glibc's).
     Returns whether it applied.
     """
-    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+    if any(k.startswith("MALLOC_") for k in os.environ):
         return False
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc_mallopt()
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, 256 * 1024)) and bool(mallopt(_M_ARENA_MAX, 2))
 
 

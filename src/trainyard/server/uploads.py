@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from trainyard._compat.platform import lock
 from trainyard._store.artifacts import LocalArtifactStore
 from trainyard.exceptions import NotFoundError, UploadConflict, ValidationError
 
@@ -77,13 +77,11 @@ class Uploads:
         with os.fdopen(fd, "r+b") as fh:
             deadline = time.monotonic() + _LOCK_WAIT_S
             while True:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if lock(fh, blocking=False):
                     break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise UploadConflict("Another request is writing this upload.") from None
-                    time.sleep(0.05)
+                if time.monotonic() > deadline:
+                    raise UploadConflict("Another request is writing this upload.")
+                time.sleep(0.05)
             yield fh
 
     def session(self, upload_id: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -34,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from trainyard._compat.platform import FileLock as FileLock
 
 from .spec import EnvSpec
 
@@ -74,35 +75,6 @@ class CachedEnvironment:
     last_used_at: datetime
     build_seconds: float
     notices: tuple[str, ...] = ()
-
-
-class FileLock:
-    """An exclusive ``fcntl.flock`` on a file that is never deleted (deleting lock files races)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock; ``False`` when ``blocking`` is false and another process holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        """Release the lock (no-op when not held)."""
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 def read_hit(final: Path, digest: str, start: float | None = None) -> BuiltEnvironment | None:

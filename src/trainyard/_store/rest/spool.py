@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from trainyard._compat.platform import lock
 from trainyard.exceptions import AuthenticationError, RateLimited, StoreError, TrainyardError
 
 #: Store operations that go through the spool: the records a run writes about itself.
@@ -41,15 +42,7 @@ _ACK = ".ack"
 
 def _lock(fh: IO[Any]) -> bool:
     """Take the spool's advisory lock without waiting; ``False`` if another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - no advisory locks here: one owner is assumed
-        return True
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+    return lock(fh, blocking=False)
 
 
 class Spool:

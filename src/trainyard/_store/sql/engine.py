@@ -10,7 +10,6 @@ once apply the schema exactly once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import random
 import threading
@@ -23,6 +22,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from trainyard._compat.platform import FileLock
 from trainyard.exceptions import SchemaTooNew, StoreError
 
 #: The head Alembic revision this code expects (tests check it matches the migration scripts).
@@ -155,12 +155,8 @@ def _migration_lock(engine: Engine) -> Iterator[Connection | None]:
         if lock_path is None:
             yield None
             return
-        with open(lock_path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield None
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with FileLock(lock_path):
+            yield None
         return
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import subprocess
 import time
@@ -205,6 +204,23 @@ def read_log_tail(path: Path, num_lines: int) -> str:
 
 
 # ---------------------------------------------------------------------------------- limits
+def _data_limiter() -> Callable[[int], None] | None:
+    """A function setting ``RLIMIT_DATA`` (soft and hard) for this process, where the system has
+    one (``resource`` is POSIX-only; not every kernel defines the limit), else ``None``."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    which = getattr(resource, "RLIMIT_DATA", None)
+    if which is None:
+        return None
+
+    def limit(data: int) -> None:
+        resource.setrlimit(which, (data, data))
+
+    return limit
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits applied to the server process (each worker inherits them).
@@ -236,7 +252,7 @@ class Limits:
             if want < len(usable):
                 start = zlib.crc32(seed.encode("utf-8")) % len(usable)
                 cpus = tuple(sorted(usable[(start + i) % len(usable)] for i in range(want)))
-        data = None if memory_gb is None else int(memory_gb * 1024**3)
+        data = None if memory_gb is None or _data_limiter() is None else int(memory_gb * 1024**3)
         return Limits(cpus=cpus, data_bytes=data, cpu_cores=cpu_cores, memory_gb=memory_gb)
 
     def preexec(self) -> Callable[[], None] | None:
@@ -244,12 +260,14 @@ class Limits:
         cpus, data = self.cpus, self.data_bytes
         if cpus is None and data is None:
             return None
+        # Resolved here, not in the forked child (no imports between fork and exec).
+        limit_data = _data_limiter()
 
         def apply() -> None:
             if cpus is not None:
                 os.sched_setaffinity(0, cpus)
-            if data is not None:
-                resource.setrlimit(resource.RLIMIT_DATA, (data, data))
+            if data is not None and limit_data is not None:
+                limit_data(data)
 
         return apply
 
