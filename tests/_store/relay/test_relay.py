@@ -8,6 +8,7 @@ a user's environment where trainyard installs nothing of its own.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from trainyard._context import WorkspaceContext, open_context, relay_description
-from trainyard._store.relay import RelayConnection, StoreRelay, relay_stores
+from trainyard._store.relay import RELAY_KEY_VAR, RelayConnection, StoreRelay, relay_stores
 from trainyard.core import Experiment, Run, Workspace
 from trainyard.exceptions import RunNotFound, StoreError
 
@@ -123,6 +124,21 @@ def test_errors_come_back_typed_and_unknown_calls_are_refused(
     for target, method in (("store", "close"), ("store", "_engine"), ("nowhere", "x")):
         with pytest.raises(StoreError, match="does not serve"):
             conn.call(target, method)
+    # The supervisor refuses them too, and junk, whatever a client sends (JSON only, never pickle).
+    from multiprocessing.connection import Client
+
+    host, port = relay.address
+    raw = Client((host, port), family="AF_INET", authkey=bytes.fromhex(relay.env[RELAY_KEY_VAR]))
+    for request in (
+        b'{"target": "store", "method": "close", "args": {}}',
+        b'{"target": "store", "method": "get_run", "args": {"nope": 1}}',
+        b"\x80\x04K\x01.",  # a pickle
+        b"not json",
+    ):
+        raw.send_bytes(request)
+        answer = json.loads(raw.recv_bytes())
+        assert answer["error"]["code"] == "STORE_ERROR", answer
+    raw.close()
     # The connection is still good after refusals; the supervisor's store was never closed.
     assert stores.store.list_workspaces()[0].name == "relay-ws"
     assert stores.describe["name"] == "relay-ws" and stores.describe["artifacts_root"]

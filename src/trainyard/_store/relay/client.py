@@ -7,6 +7,7 @@ answers is a :class:`~trainyard.exceptions.StoreError` that says so.
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import threading
@@ -23,6 +24,9 @@ from trainyard._store.relay.wire import (
     RELAY_ADDRESS_VAR,
     RELAY_KEY_VAR,
     STORE_METHODS,
+    arg_types,
+    dumps_request,
+    loads_answer,
     parse_address,
     parse_key,
 )
@@ -48,13 +52,15 @@ class RelayConnection:
             return None
         return cls(parse_address(address), parse_key(key))
 
-    def call(self, target: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``target.method(*args, **kwargs)`` in the supervisor; its exception is raised here."""
+    def call(self, target: str, method: str, **args: Any) -> Any:
+        """``target.method(**args)`` in the supervisor; its error is raised here as its class."""
+        _, result_type = arg_types(target, method)
+        request = dumps_request(target, method, args)
         with self._lock:
             conn = self._connected()
             try:
-                conn.send((target, method, args, kwargs))
-                ok, value = conn.recv()
+                conn.send_bytes(request)
+                raw = conn.recv_bytes()
             except (EOFError, OSError) as err:
                 self._drop()
                 raise StoreError(
@@ -62,9 +68,7 @@ class RelayConnection:
                     f"{method}(): the run has ended or its supervisor was killed. Check the run's "
                     "status and system_logs/supervisor.txt."
                 ) from None
-        if ok:
-            return value
-        raise cast(BaseException, value)
+        return loads_answer(raw, result_type)
 
     def close(self) -> None:
         """Close this process's connection (the relay keeps serving others)."""
@@ -108,8 +112,13 @@ class _RelayTrackingStore(TrackingStore):
 
 
 def _forwarder(name: str) -> Callable[..., Any]:
+    signature = inspect.signature(getattr(TrackingStore, name))
+
     def call(self: _RelayTrackingStore, *args: Any, **kwargs: Any) -> Any:
-        return self._conn.call("store", name, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        named = dict(bound.arguments)
+        named.pop("self")
+        return self._conn.call("store", name, **named)
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = getattr(TrackingStore, name).__doc__
@@ -134,11 +143,19 @@ class RelayArtifactStore:
     def write_file(self, path: str, local_path: str | Path, *, overwrite: bool = True) -> int:
         """Upload the local file (the supervisor reads it: same machine)."""
         local = str(Path(local_path).resolve())
-        return int(self._conn.call("artifacts", "write_file", path, local, overwrite=overwrite))
+        return int(
+            self._conn.call(
+                "artifacts", "write_file", path=path, local_path=local, overwrite=overwrite
+            )
+        )
 
     def write_bytes(self, path: str, data: bytes, *, overwrite: bool = True) -> int:
         """Write ``data`` to ``path``."""
-        return int(self._conn.call("artifacts", "write_bytes", path, data, overwrite=overwrite))
+        return int(
+            self._conn.call(
+                "artifacts", "write_bytes", path=path, data=bytes(data), overwrite=overwrite
+            )
+        )
 
     def open(self, path: str) -> BinaryIO:
         """The whole file, as an in-memory stream."""
@@ -146,45 +163,45 @@ class RelayArtifactStore:
 
     def read_bytes(self, path: str) -> bytes:
         """The whole file."""
-        return bytes(self._conn.call("artifacts", "read_bytes", path))
+        return bytes(self._conn.call("artifacts", "read_bytes", path=path))
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists."""
-        return bool(self._conn.call("artifacts", "exists", path))
+        return bool(self._conn.call("artifacts", "exists", path=path))
 
     def size(self, path: str) -> int:
         """The file's size in bytes."""
-        return int(self._conn.call("artifacts", "size", path))
+        return int(self._conn.call("artifacts", "size", path=path))
 
     def list(self, prefix: str = "") -> list[str]:
         """Files under ``prefix``."""
-        return list(self._conn.call("artifacts", "list", prefix))
+        return list(self._conn.call("artifacts", "list", prefix=prefix))
 
     def delete(self, path: str) -> None:
         """Delete one file."""
-        self._conn.call("artifacts", "delete", path)
+        self._conn.call("artifacts", "delete", path=path)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every file under ``prefix``; return how many."""
-        return int(self._conn.call("artifacts", "delete_prefix", prefix))
+        return int(self._conn.call("artifacts", "delete_prefix", prefix=prefix))
 
     def download(self, path: str, dest: str | Path) -> Path:
         """Copy the file to ``dest`` (the supervisor writes it: same machine)."""
         target = str(Path(dest).resolve())
-        return Path(self._conn.call("artifacts", "download", path, target))
+        return Path(self._conn.call("artifacts", "download", path=path, dest=target))
 
     def link(self, src: str, dst: str) -> None:
         """Make ``dst`` name the same bytes as ``src``."""
-        self._conn.call("artifacts", "link", src, dst)
+        self._conn.call("artifacts", "link", src=src, dst=dst)
 
     def local_file(self, path: str) -> Path | None:
         """The file's local path when the store keeps it on this machine."""
-        found = self._conn.call("artifacts", "local_file", path)
+        found = self._conn.call("artifacts", "local_file", path=path)
         return None if found is None else Path(found)
 
     def uri(self, path: str) -> str:
         """The file's URI."""
-        return str(self._conn.call("artifacts", "uri", path))
+        return str(self._conn.call("artifacts", "uri", path=path))
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 One listening socket on loopback, one daemon thread per connected process (the script, each rank,
 a data-loader worker that logs). Every connection first passes the HMAC challenge of
 ``multiprocessing.connection`` with the run's secret, in its own thread, so a client that connects
-and says nothing holds up no one. Exceptions go back to the caller as they were raised when they are
-trainyard's or Python's own; anything else (a database driver's error, which the script could not
-even unpickle without the driver) goes back as a :class:`~trainyard.exceptions.StoreError` naming it.
+and says nothing holds up no one. Messages are JSON (see :mod:`.wire`: nothing is
+unpickled); trainyard's errors go back as their wire form and are raised again as the same class,
+anything else (a database driver's error) as a :class:`~trainyard.exceptions.StoreError` naming it.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from typing import Any
 from trainyard._store.artifacts import ArtifactStore
 from trainyard._store.base import TrackingStore
 from trainyard._store.relay.wire import (
-    ARTIFACT_METHODS,
     RELAY_ADDRESS_VAR,
     RELAY_KEY_VAR,
-    RELAY_METHODS,
-    STORE_METHODS,
+    dumps_error,
+    dumps_result,
+    loads_request,
 )
-from trainyard.exceptions import StoreError
 
 
 class StoreRelay:
@@ -53,11 +52,7 @@ class StoreRelay:
         describe: Mapping[str, Any],
         host: str = "127.0.0.1",
     ) -> None:
-        self._targets: dict[str, tuple[object, frozenset[str]]] = {
-            "store": (store, STORE_METHODS),
-            "artifacts": (artifacts, ARTIFACT_METHODS),
-            "relay": (self, RELAY_METHODS),
-        }
+        self._targets: dict[str, object] = {"store": store, "artifacts": artifacts, "relay": self}
         self._describe = dict(describe)
         self._key = secrets.token_bytes(32)
         self._listener = Listener((host, 0), family="AF_INET", backlog=64)
@@ -132,8 +127,7 @@ class StoreRelay:
             deliver_challenge(conn, self._key)
             answer_challenge(conn, self._key)
             while not self._closed.is_set():
-                request = conn.recv()
-                conn.send(self._answer(request))
+                conn.send_bytes(self._answer(conn.recv_bytes()))
         except Exception:  # the client went away, failed the challenge or sent junk
             pass
         finally:
@@ -142,42 +136,10 @@ class StoreRelay:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def _answer(self, request: object) -> tuple[bool, Any]:
+    def _answer(self, raw: bytes) -> bytes:
         try:
-            target, method, args, kwargs = _unpack(request)
-            obj, allowed = self._targets.get(target, (None, frozenset()))
-            if obj is None or method not in allowed:
-                raise StoreError(f"The store relay does not serve {target}.{method}().")
-            return True, getattr(obj, method)(*args, **kwargs)
-        except BaseException as err:  # every failure goes back to the caller
-            if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                raise
-            return False, _portable(err)
-
-
-def _unpack(request: object) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:
-    if (
-        isinstance(request, tuple)
-        and len(request) == 4
-        and isinstance(request[0], str)
-        and isinstance(request[1], str)
-        and isinstance(request[2], tuple)
-        and isinstance(request[3], dict)
-    ):
-        return request[0], request[1], request[2], request[3]
-    raise StoreError("The store relay got a malformed request.")
-
-
-def _portable(err: BaseException) -> BaseException:
-    """``err`` if the script can unpickle it (trainyard's or Python's own), else a StoreError."""
-    module = type(err).__module__
-    if module == "builtins" or module.startswith("trainyard."):
-        import pickle
-
-        try:
-            pickle.dumps(err)
-        except Exception:  # fall through to the generic error
-            pass
-        else:
-            return err
-    return StoreError(f"The run's store failed: {type(err).__name__}: {err}")
+            target, method, args = loads_request(raw)
+            obj = self._targets[target]
+            return dumps_result(getattr(obj, method)(**args))
+        except Exception as err:  # every failure goes back to the caller
+            return dumps_error(err)
