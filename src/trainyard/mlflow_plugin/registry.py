@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.json_format import ParseDict
@@ -86,6 +87,25 @@ class TrainyardRegistryStore(AbstractStore):
             result: dict[str, Any] = getattr(self.registry, method)(args)
         return result
 
+    def _search(
+        self,
+        method: str,
+        key: str,
+        entity: Callable[[dict[str, Any]], Any],
+        filter_string: str | None,
+        max_results: int | None,
+        order_by: Any,
+        page_token: str | None,
+    ) -> PagedList:
+        out = self._call(
+            method,
+            filter=filter_string,
+            max_results=max_results,
+            order_by=order_by,
+            page_token=page_token,
+        )
+        return PagedList([entity(v) for v in out.get(key, [])], out.get("next_page_token"))
+
     # -- registered models ------------------------------------------------------------------------
     def create_registered_model(
         self,
@@ -124,15 +144,8 @@ class TrainyardRegistryStore(AbstractStore):
         page_token: str | None = None,
     ) -> PagedList:
         """Registered models matching ``filter_string`` (``name = 'x'``, ``name LIKE 'x%'``…)."""
-        out = self._call(
-            "search_registered_models",
-            filter=filter_string,
-            max_results=max_results,
-            order_by=order_by,
-            page_token=page_token,
-        )
-        models = [_model_entity(v) for v in out.get("registered_models", [])]
-        return PagedList(models, out.get("next_page_token"))
+        args = (filter_string, max_results, order_by, page_token)
+        return self._search("search_registered_models", "registered_models", _model_entity, *args)
 
     def get_registered_model(self, name: str) -> RegisteredModel:
         """The registered model ``name`` (``RESOURCE_DOES_NOT_EXIST`` if there is none)."""
@@ -217,15 +230,8 @@ class TrainyardRegistryStore(AbstractStore):
         page_token: str | None = None,
     ) -> PagedList:
         """Versions matching ``filter_string`` (``name = 'x'``, ``run_id = '…'``, tags…)."""
-        out = self._call(
-            "search_model_versions",
-            filter=filter_string,
-            max_results=max_results,
-            order_by=order_by,
-            page_token=page_token,
-        )
-        versions = [_version_entity(v) for v in out.get("model_versions", [])]
-        return PagedList(versions, out.get("next_page_token"))
+        args = (filter_string, max_results, order_by, page_token)
+        return self._search("search_model_versions", "model_versions", _version_entity, *args)
 
     def set_model_version_tag(self, name: str, version: Any, tag: Any) -> None:
         """Set one tag of a version."""
