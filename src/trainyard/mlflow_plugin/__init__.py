@@ -1,9 +1,9 @@
 """MLflow plugin: ``MLFLOW_TRACKING_URI=trainyard:...`` makes MLflow calls land in a trainyard workspace.
 
-MLflow finds the plugin through entry points (``mlflow.tracking_store`` and
-``mlflow.artifact_repository``, scheme ``trainyard`` / ``trainyard-artifacts``), so nobody imports
-this package by hand and trainyard never depends on MLflow. The modules that import MLflow
-(:mod:`.store`, :mod:`.artifacts`) are loaded only by MLflow itself; this ``__init__`` imports
+MLflow finds the plugin through entry points (``mlflow.tracking_store``,
+``mlflow.model_registry_store`` and ``mlflow.artifact_repository``, scheme ``trainyard`` /
+``trainyard-artifacts``), so nobody imports this package by hand and trainyard never depends on
+MLflow. The modules that import MLflow (:mod:`.store`, :mod:`.registry`, :mod:`.artifacts`) are loaded only by MLflow itself; this ``__init__`` imports
 nothing.
 
 Example::

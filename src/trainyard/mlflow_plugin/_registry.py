@@ -25,6 +25,7 @@ import dataclasses
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,15 @@ USER_PROP = "mlflow.user"
 MODEL_ID_PROP = "mlflow.model_id"
 STAGE_TAG = m.INTERNAL_PREFIX + "stage"
 STAGES = ("None", "Staging", "Production", "Archived")
+
+
+def version_path(info: ModelInfo) -> str:
+    """``<quoted name>/<version>[/<model root>]``: where a version's files are below a download
+    URI's registry segment (its model folder, the one holding ``MLmodel``, or the version's own
+    folder when it was registered as one file). The server's proxy and the plugin both use it."""
+    name = urllib.parse.quote(info.name, safe="")
+    folder = any(f.startswith(info.model_root + "/") for f in info.files)
+    return f"{name}/{info.version}/{info.model_root}" if folder else f"{name}/{info.version}"
 
 
 def _version(raw: Any) -> int:
@@ -172,7 +182,11 @@ class ModelRegistry:
         return {"registered_model": self._model(new_name)}
 
     def delete_registered_model(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.store.delete_registered_model(self.ws_id, _need(args, "name"))
+        name = _need(args, "name")
+        versions = self._versions(name)
+        self.store.delete_registered_model(self.ws_id, name)
+        for info in versions:  # as Model.delete: the files go too (the run keeps its own)
+            self.artifacts.delete_prefix(info.storage_prefix)
         return {}
 
     def search_registered_models(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -273,17 +287,17 @@ class ModelRegistry:
             )
         root = where.path.rsplit("/", 1)[-1] if where.path else "model"
         staged = f"models/{name}/{uuid.uuid4().hex}"
-        files = []
-        for path in found:
-            dst = f"{root}{path[len(prefix) :]}"
-            self.artifacts.link(path, f"{staged}/{safe_relpath(dst)}")
-            files.append(dst)
         props = {SOURCE_PROP: source}
         if self.user:
             props[USER_PROP] = self.user
         if where.model_id:
             props[MODEL_ID_PROP] = where.model_id
-        try:
+        files = []
+        try:  # a refused version leaves no staged files behind
+            for path in found:
+                dst = f"{root}{path[len(prefix) :]}"
+                self.artifacts.link(path, f"{staged}/{safe_relpath(dst)}")
+                files.append(dst)
             info = self.store.create_model(
                 ModelInfo(
                     workspace_id=self.ws_id,
@@ -337,6 +351,7 @@ class ModelRegistry:
     def delete_model_version(self, args: dict[str, Any]) -> dict[str, Any]:
         info = self._get_version(args)
         self.store.delete_model(self.ws_id, info.name, info.version)
+        self.artifacts.delete_prefix(info.storage_prefix)  # as Model.delete
         record = self._record(info.name)
         if record is not None and info.version in record.aliases.values():
             rest = {k: v for k, v in record.aliases.items() if v != info.version}

@@ -17,6 +17,9 @@ append sub-paths, and the workspace folder in the query::
 
     trainyard-artifacts:/<run_id>[/<sub/path>]?workspace=<percent-encoded absolute folder>
 
+A registered model version's files (read-only; what the registry store's download URI gives) take
+the run's place with ``_registry/<model name>/<version>``.
+
 This module imports neither MLflow nor the workspace, so it is cheap and testable anywhere.
 """
 
@@ -31,6 +34,8 @@ from trainyard.exceptions import ValidationError
 
 TRACKING_SCHEME = "trainyard"
 ARTIFACT_SCHEME = "trainyard-artifacts"
+#: The first segment of a registered model version's files in an artifact URI (run ids never are).
+REGISTRY_SEGMENT = "_registry"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from trainyard._store.artifacts import safe_relpath
+from trainyard.mlflow_plugin._uri import REGISTRY_SEGMENT
 from trainyard.server.auth import Principal
 from trainyard.server.mlflow_common import (
     BASE,
@@ -35,7 +36,6 @@ from trainyard.server.mlflow_common import (
     error_response,
     with_bearer,
 )
-from trainyard.server.mlflow_registry import REGISTRY_SEGMENT
 from trainyard.server.routes_artifacts import BodyReader
 from trainyard.server.state import ServerState
 

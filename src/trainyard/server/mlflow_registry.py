@@ -15,26 +15,19 @@ Example::
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from trainyard._store.entities import ModelInfo
-from trainyard.mlflow_plugin._registry import ModelRegistry
+from trainyard.mlflow_plugin._registry import ModelRegistry, version_path
+from trainyard.mlflow_plugin._uri import REGISTRY_SEGMENT
 from trainyard.server.auth import Principal
 from trainyard.server.mlflow_common import READ, WRITE, Access, RouteSpec
 from trainyard.server.state import ServerState
 
-#: The first segment of a registry path in the artifact proxy (experiment ids are digits).
-REGISTRY_SEGMENT = "_registry"
-
 
 def download_uri(info: ModelInfo) -> str:
-    """The proxy URI of a version's files: its model folder (the one holding ``MLmodel``), or
-    the version's own folder when it was registered as one file."""
-    name = urllib.parse.quote(info.name, safe="")
-    base = f"mlflow-artifacts:/{REGISTRY_SEGMENT}/{name}/{info.version}"
-    folder = any(f.startswith(info.model_root + "/") for f in info.files)
-    return f"{base}/{info.model_root}" if folder else base
+    """The proxy URI of a version's files (:func:`~trainyard.mlflow_plugin._registry.version_path`)."""
+    return f"mlflow-artifacts:/{REGISTRY_SEGMENT}/{version_path(info)}"
 
 
 class _Handlers(Access):

@@ -261,11 +261,15 @@ class Api(Access):
         token = str(args.get("page_token") or "0")
         start = int(token) if token.isdigit() else 0
         page = ordered[start : start + limit]
-        if not need_metrics:
-            by_id = {i.run_id: i for i in infos}
-            ids = [r["info"]["run_id"] for r in page]
-            got = self.series_of(ids)
-            page = [v.run_json(by_id[r], got.get(r)) for r in ids]
+        if not need_metrics:  # the page's own metrics, into the views already built
+            got = self.series_of([r["info"]["run_id"] for r in page])
+            page = [
+                {
+                    **r,
+                    "data": {**r["data"], "metrics": v.metrics_json(got.get(r["info"]["run_id"]))},
+                }
+                for r in page
+            ]
         out: dict[str, Any] = {"runs": page}
         if start + limit < len(ordered):
             out["next_page_token"] = str(start + limit)

@@ -96,6 +96,11 @@ def experiment_id_of(info: RunInfo) -> str:
     return m.DEFAULT_EXPERIMENT_ID if default else str(info.experiment_id)
 
 
+def metrics_json(series: dict[str, list[Point]] | None) -> list[dict[str, Any]]:
+    """A run's ``data.metrics``: the latest point of each series, by name."""
+    return [latest(s).to_json() for _, s in sorted((series or {}).items())]
+
+
 def run_json(info: RunInfo, series: dict[str, list[Point]] | None = None) -> dict[str, Any]:
     """``{"info", "data", "inputs"}`` of one run (``series``: its metrics, else none)."""
     exp_id = experiment_id_of(info)
@@ -117,7 +122,7 @@ def run_json(info: RunInfo, series: dict[str, list[Point]] | None = None) -> dic
             "lifecycle_stage": "deleted" if m.DELETED_TAG in info.tags else "active",
         },
         "data": {
-            "metrics": [latest(s).to_json() for _, s in sorted((series or {}).items())],
+            "metrics": metrics_json(series),
             "params": [{"key": k, "value": v} for k, v in sorted(info.properties.items())],
             "tags": tags,
         },

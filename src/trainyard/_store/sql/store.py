@@ -24,6 +24,7 @@ from trainyard._store.entities import (
     WorkspaceInfo,
 )
 from trainyard._store.limits import check_entries
+from trainyard._store.sql import _run_rows
 from trainyard._store.sql import schema as s
 from trainyard._store.sql._metrics import (
     LATE_FLUSH_GRACE_SECONDS,  # noqa: F401 (re-export)
@@ -215,13 +216,16 @@ class SqlTrackingStore(
                 .where(s.experiments.c.id == new.experiment_id)
                 .values(run_counter=s.experiments.c.run_counter + 1)
             )
-            number = conn.execute(
-                select(s.experiments.c.run_counter).where(s.experiments.c.id == new.experiment_id)
-            ).scalar_one_or_none()
-            if number is None:
+            exp = conn.execute(
+                select(
+                    s.experiments.c.run_counter, s.experiments.c.name, s.experiments.c.workspace_id
+                ).where(s.experiments.c.id == new.experiment_id)
+            ).first()
+            if exp is None:
                 raise ExperimentNotFound(
                     f"No experiment with id {new.experiment_id}.", id=new.experiment_id
                 )
+            number = int(exp.run_counter)
             try:
                 pk = self._insert_run(conn, new, number, status, now)
             except IntegrityError:
@@ -237,7 +241,8 @@ class SqlTrackingStore(
                     insert(s.run_properties),
                     [{"run_pk": pk, "key": k, "value": str(v)} for k, v in new.properties.items()],
                 )
-            return self._read_run(conn, new.run_id)  # the run as created, in the same transaction
+            # The run as created, from what was just written (no read back).
+            return _run_rows.as_created(new, exp.name, exp.workspace_id, number, status, now)
 
         result: RunInfo = self._tx(tx)
         return result
@@ -267,52 +272,14 @@ class SqlTrackingStore(
         return int(pk[0])
 
     def _select_runs(self) -> Any:
-        return select(
-            s.runs, s.experiments.c.name.label("experiment_name"), s.experiments.c.workspace_id
-        ).join(s.experiments, s.runs.c.experiment_id == s.experiments.c.id)
+        return _run_rows.select_runs()
 
     @staticmethod
     def _kv(conn: Connection, table: Any, pks: list[int]) -> dict[int, dict[str, str]]:
-        out: dict[int, dict[str, str]] = {pk: {} for pk in pks}
-        for i in range(0, len(pks), 500):
-            part = pks[i : i + 500]
-            for r in conn.execute(
-                select(table.c.run_pk, table.c.key, table.c.value).where(table.c.run_pk.in_(part))
-            ):
-                out[r.run_pk][r.key] = r.value
-        return out
+        return _run_rows.key_values(conn, table, pks)
 
     def _hydrate(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[RunInfo]:
-        pks = [int(r.pk) for r in rows]
-        tags = self._kv(conn, s.run_tags, pks)
-        props = self._kv(conn, s.run_properties, pks)
-        return [
-            RunInfo(
-                run_id=r.run_id,
-                experiment_id=int(r.experiment_id),
-                experiment_name=r.experiment_name,
-                workspace_id=r.workspace_id,
-                number=int(r.number),
-                run_type=r.run_type,
-                status=r.status,
-                parent_run_id=r.parent_run_id,
-                display_name=r.display_name,
-                description=r.description,
-                target=r.target,
-                created_at=r.created_at,
-                start_time=r.start_time,
-                end_time=r.end_time,
-                heartbeat_at=r.heartbeat_at,
-                definition=_loads(r.definition, {}),
-                error=_loads(r.error),
-                runtime=_loads(r.runtime, {}),
-                snapshot_id=r.snapshot_id,
-                submitted_by=r.submitted_by,
-                tags=tags[int(r.pk)],
-                properties=props[int(r.pk)],
-            )
-            for r in rows
-        ]
+        return _run_rows.hydrate(conn, rows)
 
     def _top_level(self) -> Any:
         """The filter for runs without a parent. Nearly every run is one, but SQLite's planner
