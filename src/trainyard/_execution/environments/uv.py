@@ -37,6 +37,9 @@ _PTH = "_trainyard_runtime.pth"
 MLFLOW_ENTRY_POINTS = """[mlflow.artifact_repository]
 trainyard-artifacts = trainyard.mlflow_plugin.artifacts:TrainyardArtifactRepository
 
+[mlflow.model_registry_store]
+trainyard = trainyard.mlflow_plugin.registry:TrainyardRegistryStore
+
 [mlflow.tracking_store]
 trainyard = trainyard.mlflow_plugin.store:TrainyardStore
 """
@@ -262,21 +265,22 @@ class UvProcesses:
 def ensure_entry_points(prefix: Path, runtime: TrainyardRuntime) -> None:
     """Entry points for MLflow's plugin discovery in the environment at ``prefix``
     (importlib.metadata scans every ``sys.path`` entry), so a script's ``mlflow`` finds trainyard's
-    tracking store. Written beside the runtime link, not in site-packages, so the environment's
-    package list stays the user's; added to environments cached before this existed when they are
-    reused (idempotent)."""
+    tracking and model-registry stores. Written beside the runtime link, not in site-packages, so the environment's
+    package list stays the user's; added to (or brought up to date in)
+    environments cached before when they are reused (idempotent)."""
     runtime_dir = prefix / RUNTIME_DIR
     if not runtime_dir.is_dir():
         return
     info = runtime_dir / f"trainyard_runtime-{runtime.version}.dist-info"
-    if (info / "entry_points.txt").exists():
+    points = info / "entry_points.txt"
+    if points.exists() and points.read_text(encoding="utf-8") == MLFLOW_ENTRY_POINTS:
         return
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: trainyard-runtime\nVersion: {runtime.version}\n",
         encoding="utf-8",
     )
-    (info / "entry_points.txt").write_text(MLFLOW_ENTRY_POINTS, encoding="utf-8")
+    points.write_text(MLFLOW_ENTRY_POINTS, encoding="utf-8")
 
 
 BYTECODE_MARK = "bytecode"
