@@ -203,11 +203,16 @@ class TrackingStore(abc.ABC):
                 out[run_id] = values
         return out
 
-    def chart_chunks(self, run_id: str, name: str, axis: str) -> list[MetricChunk]:
+    def chart_chunks(
+        self, run_id: str, name: str, axis: str, after_seq: int = 0
+    ) -> list[MetricChunk]:
         """The chunks of one metric with only what a chart on ``axis`` (``"step"`` or ``"time"``)
-        needs: values, and steps or timestamps (the other blob may be empty). The SQL store
-        reads only those columns; this default returns whole chunks."""
-        return self.get_metric_chunks(run_id, [name])
+        needs: values, and steps or timestamps (the other blob may be empty). With
+        ``after_seq``, only chunks whose ``seq`` is greater (what a chart that has read up to
+        ``after_seq`` lacks). The SQL store reads only those rows and columns; this default
+        filters whole chunks."""
+        chunks = self.get_metric_chunks(run_id, [name])
+        return [c for c in chunks if c.seq > after_seq] if after_seq else chunks
 
     @abc.abstractmethod
     def update_run_status(

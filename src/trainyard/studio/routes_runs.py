@@ -23,8 +23,9 @@ from fastapi.responses import StreamingResponse
 from trainyard._lifecycle import RunStatus
 from trainyard._store.artifacts.paths import safe_relpath
 from trainyard.exceptions import ArtifactNotFound, ValidationError
+from trainyard.studio.chart_cache import ChartCache
 from trainyard.studio.deps import StudioDeps
-from trainyard.studio.series import Axis, check_points, downsample, json_points
+from trainyard.studio.series import Axis, check_points, json_points
 from trainyard.studio.views import experiment_view, run_details, run_row
 
 #: Longest piece of a log one call returns.
@@ -46,6 +47,7 @@ def _filters(request: Request, prefix: str) -> dict[str, str | None]:
 def runs_router(deps: StudioDeps) -> APIRouter:
     """The routes of the module docstring."""
     router = APIRouter()
+    charts = ChartCache()
 
     @router.get("/api/w/{workspace}/experiments")
     def experiments(request: Request, workspace: str, archived: bool = False) -> dict[str, Any]:
@@ -144,7 +146,7 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             )
         out = {}
         for run_id in dict.fromkeys(run):
-            out[run_id] = downsample(ctx.store.chart_chunks(run_id, name, x), x, points)
+            out[run_id] = charts.series(ctx.store, ctx.workspace_id, run_id, name, x, points)
         return {"name": name, "x": x, "runs": out}
 
     @router.get("/api/w/{workspace}/runs/{run_id}/values")

@@ -119,3 +119,7 @@ class SearchConformance(ConformanceBase):
         assert [c.timestamps for c in by_time] == [c.timestamps for c in full]
         assert [c.count for c in by_time] == [2, 1]
         assert store.chart_chunks(run.run_id, "nothing", "step") == []
+        seen = by_step[0].seq
+        newer = store.chart_chunks(run.run_id, "loss", "step", after_seq=seen)
+        assert [c.count for c in newer] == [1] and newer[0].seq > seen
+        assert store.chart_chunks(run.run_id, "loss", "time", after_seq=newer[0].seq) == []
