@@ -150,7 +150,9 @@ class TrackingStore(abc.ABC):
         limit: int = 50,
     ) -> RunPage:
         """A page of a workspace's runs sorted on ``order_by`` (one of :data:`RUN_SORT_FIELDS`,
-        ``tag:<key>`` or ``property:<key>``; runs without that tag or property sort last), from
+        ``tag:<key>``, ``property:<key>`` — values that read as numbers first, numerically, then
+        the rest as text — or ``metric:<name>``, the last logged value of a numeric metric; runs
+        without one sort last), from
         ``offset``, and how many match in all. ``text`` matches a substring of the run id or display
         name (case-insensitive); the other filters are as for :meth:`list_runs`. Ties are broken by
         creation, newest first. Raises ``ValidationError`` for an unknown sort field.
@@ -178,7 +180,10 @@ class TrackingStore(abc.ABC):
             found.extend(page)
             if cursor is None:
                 break
-        ordered = filter_and_sort(found, text, submitted_by, order_by, descending)
+        metrics = None
+        if order_by.startswith("metric:"):
+            metrics = self.latest_metrics([r.run_id for r in found])
+        ordered = filter_and_sort(found, text, submitted_by, order_by, descending, metrics)
         return RunPage(runs=ordered[offset : offset + limit], total=len(ordered))
 
     def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

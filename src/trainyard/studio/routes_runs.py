@@ -198,6 +198,31 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             out.append({"path": key[len(prefix) :], "size": ctx.artifacts.size(key)})
         return {"files": out}
 
+    @router.get("/api/w/{workspace}/runs/{run_id}/snapshot")
+    def snapshot(request: Request, workspace: str, run_id: str) -> dict[str, Any]:
+        """The files of the run's source snapshot (path, size), sorted; ``snapshot_id`` is
+        ``None`` for a run submitted without one (an interactive run)."""
+        from trainyard._execution.snapshot import SnapshotStore
+
+        ctx = deps.read(request, workspace)
+        sid = ctx.store.get_run(run_id).snapshot_id
+        if not sid:
+            return {"snapshot_id": None, "files": [], "total_bytes": 0}
+        try:
+            manifest = SnapshotStore(ctx.snapshots_dir).manifest(str(sid))
+        except ArtifactNotFound:
+            return {"snapshot_id": sid, "files": [], "total_bytes": 0, "missing": True}
+        files = [
+            {"path": path, "size": int(entry.get("size", 0))}
+            for path, entry in sorted(manifest["files"].items())
+        ]
+        return {
+            "snapshot_id": sid,
+            "files": files[:10_000],
+            "file_count": len(files),
+            "total_bytes": sum(f["size"] for f in files),
+        }
+
     @router.get("/api/w/{workspace}/runs/{run_id}/file")
     def file(request: Request, workspace: str, run_id: str, path: str) -> StreamingResponse:
         """Download one file of the run (images are shown inline)."""
