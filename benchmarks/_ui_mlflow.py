@@ -121,10 +121,10 @@ def measure(python: str, tmp: Path, n_runs: int, n_points: int, say: Any) -> dic
             return _post(f"{api}/runs/search", body)
 
         out: dict[str, float] = {}
-        ms, body = _time_ms(lambda: search("attributes.start_time DESC"), 10)
+        ms, body = _time_ms(lambda: search("attributes.start_time DESC"), 3)
         assert len(body["runs"]) == 50, body
         out["first_page"] = sorted(ms)[len(ms) // 2]
-        ms, _ = _time_ms(lambda: search("params.lr ASC"), 5)
+        ms, _ = _time_ms(lambda: search("params.lr ASC"), 3)
         out["by_param"] = sorted(ms)[len(ms) // 2]
         url = f"{api}/metrics/get-history-bulk-interval?run_ids={big}&metric_key=loss&max_results=1000"
 
@@ -135,7 +135,7 @@ def measure(python: str, tmp: Path, n_runs: int, n_points: int, say: Any) -> dic
         cold, body = _time_ms(chart, 1)
         assert body.get("metrics"), body
         out["chart_cold"] = cold[0]
-        ms, _ = _time_ms(chart, 5)
+        ms, _ = _time_ms(chart, 3)
         out["chart"] = sorted(ms)[len(ms) // 2]
         return out
     finally:
