@@ -124,6 +124,8 @@ def _vs(peer: dict[str, float], key: str, ours_ms: float) -> tuple[str, str]:
     if key not in peer:
         return ("not measured", "")
     theirs = peer[key]
+    if theirs == float("inf"):
+        return ("timed out (> 120 s)", "")
     return (f"{theirs:.1f} ms", _common.fmt_ratio(theirs / ours_ms) if ours_ms > 0 else "")
 
 
