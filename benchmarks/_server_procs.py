@@ -76,15 +76,22 @@ def _tail(log: Path) -> str:
 
 
 def start_mlflow_server(
-    backend_uri: str, artifacts: Path, log: Path, *, workers: int | None, timeout: float = 180
+    backend_uri: str,
+    artifacts: Path,
+    log: Path,
+    *,
+    workers: int | None,
+    timeout: float = 180,
+    python: str | None = None,
 ) -> MlflowServer:
-    """``mlflow server`` on a free loopback port; returns once ``/health`` answers 200."""
+    """``mlflow server`` on a free loopback port; returns once ``/health`` answers 200.
+    ``python``: the interpreter whose MLflow runs it (default: this one)."""
     from trainyard.testing.server import free_port
 
     port = free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable,
+        python or sys.executable,
         "-m",
         "mlflow",
         "server",

@@ -106,7 +106,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         run.upload_file("outputs/model.txt", str(base / "pic.png"))
         run.complete()
         lr_runs = {run.id: 0.05}
-        for lr in (0.3, 0.01, 0.2):
+        for lr in (10.0, 0.01, 2.0):  # "10.0" < "2.0" as text: the sort must be numeric
             other = exp.start_logging(display_name=f"lr {lr}")
             other.add_properties({"lr": str(lr)})
             other.log("loss", lr)

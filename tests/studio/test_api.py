@@ -76,3 +76,38 @@ def test_file_download(studio: Studio) -> None:
 def test_foreign_host_header_is_refused(studio: Studio) -> None:
     got, _ = _get(f"{studio.url}api/session", headers={"Host": "evil.example.com"})
     assert got == 403
+
+
+def test_runs_sort_numerically_and_by_metric(studio: Studio) -> None:
+    from trainyard.core import Experiment
+
+    exp = Experiment(studio.ws, "sorting")
+    made = {}
+    for epochs, score in (("2", 0.5), ("10", 0.25), ("100", 0.75), ("x", None)):
+        run = exp.start_logging()
+        run.add_properties({"epochs": epochs})
+        if score is not None:
+            run.log("score", score)
+        run.complete()
+        made[epochs] = run.id
+    api = f"{studio.url}api/w/{studio.ws_name}/runs?experiment={exp.id}"
+    _, up = _get(f"{api}&sort=property:epochs&desc=0")
+    assert [r["properties"]["epochs"] for r in up["runs"]] == ["2", "10", "100", "x"]
+    _, down = _get(f"{api}&sort=metric:score&desc=1")
+    assert [r["run_id"] for r in down["runs"]] == [made[k] for k in ("100", "2", "10", "x")]
+    status, body = _get(f"{api}&sort=metric:")
+    assert status == 400 and "metric:<name>" in body["error"]["message"]
+
+
+def test_sweep_best_follows_the_goal_and_run_snapshot_lists_files(studio: Studio) -> None:
+    api = f"{studio.url}api/w/{studio.ws_name}"
+    _, sweep = _get(f"{api}/sweeps/{studio.sweep_run}")
+    assert sweep["goal"] == "maximize" and sweep["best"]["value"] == pytest.approx(0.9)
+    best_child = next(c for c in sweep["children"] if c["run_id"] == sweep["best"]["run_id"])
+    assert best_child["hyperparameters"] == {"--lr": 0.3}
+    assert [round(c["best_primary_metric"], 3) for c in sweep["children"]] == [0.3, 0.6, 0.9]
+    assert sweep["best_so_far"][-1]["run_id"] == best_child["run_id"]
+    _, snap = _get(f"{api}/runs/{best_child['run_id']}/snapshot")
+    assert [f["path"] for f in snap["files"]] == ["train.py"] and snap["total_bytes"] > 0
+    _, none = _get(f"{api}/runs/{studio.metrics_run}/snapshot")
+    assert none == {"snapshot_id": None, "files": [], "total_bytes": 0}

@@ -66,7 +66,27 @@ def test_runs_table_lists_sorts_and_navigates_by_keyboard(page: Any, studio: Stu
         + json.dumps(min(studio.lr_runs, key=lambda r: studio.lr_runs[r]))
     )
     order = [rows.nth(i).get_attribute("data-run") for i in range(len(studio.lr_runs))]
-    assert order == sorted(studio.lr_runs, key=lambda r: studio.lr_runs[r])
+    assert order == sorted(studio.lr_runs, key=lambda r: studio.lr_runs[r])  # numeric, not text
+    page.get_by_role(
+        "button", name="loss", exact=True
+    ).click()  # a metric column, sorted by the server
+    by_loss = [
+        studio.metrics_run,
+        *sorted(
+            (r for r in studio.lr_runs if r != studio.metrics_run), key=lambda r: studio.lr_runs[r]
+        ),
+    ]
+    page.wait_for_function(
+        "(want) => [...document.querySelectorAll('table.runs tbody tr')].slice(0, want.length)"
+        ".map((r) => r.dataset.run).join() === want.join()",
+        arg=by_loss,
+    )
+    page.get_by_role("button", name="lr", exact=True).click()
+    page.locator("th[aria-sort='ascending']").wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('table.runs tbody tr').dataset.run === "
+        + json.dumps(order[0])
+    )
     rows.first.focus()
     page.keyboard.press("ArrowDown")
     assert page.evaluate("document.activeElement.dataset.run") == order[1]
@@ -95,6 +115,18 @@ def test_run_page_chart_matches_get_metrics(page: Any, studio: Studio) -> None:
     assert page.get_by_role("link", name="outputs/model.txt").is_visible()
     page.get_by_label("loss: log scale").check()
     shot(page, "run")
+
+
+def test_run_page_lists_the_snapshot_files(page: Any, studio: Studio) -> None:
+    child = studio.ws.context.store.search_runs(
+        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
+    ).runs[0]
+    _go(page, studio, f"runs/{child.run_id}")
+    files = page.locator("ul.snapshot-files li")
+    files.first.wait_for()
+    assert [files.nth(i).inner_text().split(" ")[0] for i in range(files.count())] == ["train.py"]
+    assert "(1 file, " in page.locator("section.snapshot h3").inner_text()
+    shot(page, "run-snapshot")
 
 
 def test_failed_run_shows_error(page: Any, studio: Studio) -> None:
@@ -154,6 +186,13 @@ def test_sweep_page(page: Any, studio: Studio) -> None:
     assert table.locator("tbody tr").count() == 3
     best = page.locator("tr.best")
     assert "0.3" in best.inner_text()
+    assert "best accuracy (maximize):" in page.locator("p.sweep-best").inner_text()
+    assert "= 0.9" in page.locator("p.sweep-best").inner_text()
+    page.get_by_role("heading", name="Best accuracy so far (maximize)").wait_for()
+    steps = page.locator("ol.best-so-far li")
+    assert steps.count() == 3
+    last = steps.nth(2).inner_text()
+    assert best.locator("a").first.inner_text() in last and "= 0.9" in last
     page.locator(".chart[data-metric='accuracy'] canvas").wait_for()
     shot(page, "sweep")
 

@@ -150,7 +150,9 @@ class TrackingStore(abc.ABC):
         limit: int = 50,
     ) -> RunPage:
         """A page of a workspace's runs sorted on ``order_by`` (one of :data:`RUN_SORT_FIELDS`,
-        ``tag:<key>`` or ``property:<key>``; runs without that tag or property sort last), from
+        ``tag:<key>``, ``property:<key>`` — values that read as numbers first, numerically, then
+        the rest as text — or ``metric:<name>``, the last logged value of a numeric metric; runs
+        without one sort last), from
         ``offset``, and how many match in all. ``text`` matches a substring of the run id or display
         name (case-insensitive); the other filters are as for :meth:`list_runs`. Ties are broken by
         creation, newest first. Raises ``ValidationError`` for an unknown sort field.
@@ -178,7 +180,10 @@ class TrackingStore(abc.ABC):
             found.extend(page)
             if cursor is None:
                 break
-        ordered = filter_and_sort(found, text, submitted_by, order_by, descending)
+        metrics = None
+        if order_by.startswith("metric:"):
+            metrics = self.latest_metrics([r.run_id for r in found])
+        ordered = filter_and_sort(found, text, submitted_by, order_by, descending, metrics)
         return RunPage(runs=ordered[offset : offset + limit], total=len(ordered))
 
     def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -203,11 +208,16 @@ class TrackingStore(abc.ABC):
                 out[run_id] = values
         return out
 
-    def chart_chunks(self, run_id: str, name: str, axis: str) -> list[MetricChunk]:
+    def chart_chunks(
+        self, run_id: str, name: str, axis: str, after_seq: int = 0
+    ) -> list[MetricChunk]:
         """The chunks of one metric with only what a chart on ``axis`` (``"step"`` or ``"time"``)
-        needs: values, and steps or timestamps (the other blob may be empty). The SQL store
-        reads only those columns; this default returns whole chunks."""
-        return self.get_metric_chunks(run_id, [name])
+        needs: values, and steps or timestamps (the other blob may be empty). With
+        ``after_seq``, only chunks whose ``seq`` is greater (what a chart that has read up to
+        ``after_seq`` lacks). The SQL store reads only those rows and columns; this default
+        filters whole chunks."""
+        chunks = self.get_metric_chunks(run_id, [name])
+        return [c for c in chunks if c.seq > after_seq] if after_seq else chunks
 
     @abc.abstractmethod
     def update_run_status(

@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -28,15 +29,45 @@ from trainyard.studio.views import (
 _DECISION_WORDS = ("terminat", "cancel", "early", "stopp")
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def best_of(children: list[dict[str, Any]], goal: str) -> dict[str, Any]:
+    """``best`` (the child with the best ``best_primary_metric`` for ``goal``: ``{"run_id",
+    "value"}`` or ``None``) and ``best_so_far``: as children ended, in end order, the best value
+    until then and the child that holds it (``{"after", "run_id", "value"}``)."""
+
+    def better(a: float, b: float) -> bool:
+        return a < b if goal == "minimize" else a > b
+
+    best: dict[str, Any] | None = None
+    so_far: list[dict[str, Any]] = []
+    ended = sorted((c for c in children if c.get("end_time")), key=lambda c: c["end_time"])
+    for child in ended:
+        value = child.get("best_primary_metric")
+        if value is not None and (best is None or better(value, best["value"])):
+            best = {"run_id": child["run_id"], "value": value}
+        if best is not None:
+            so_far.append({"after": child["run_id"], **best})
+    overall: dict[str, Any] | None = None
+    for child in children:  # running children count for the best too
+        value = child.get("best_primary_metric")
+        if value is not None and (overall is None or better(value, overall["value"])):
+            overall = {"run_id": child["run_id"], "value": value}
+    return {"best": overall, "best_so_far": so_far}
+
+
 def registry_router(deps: StudioDeps) -> APIRouter:
     """The routes of the module docstring."""
     router = APIRouter()
 
     @router.get("/api/w/{workspace}/sweeps/{run_id}")
     def sweep(request: Request, workspace: str, run_id: str) -> dict[str, Any]:
-        """A HyperDrive sweep: primary metric and goal, every child with its hyperparameters and
-        latest primary metric, and the controller's early-termination decisions."""
-        from trainyard.train.hyperdrive._history import goal_of
+        """A HyperDrive sweep: primary metric and goal, every child with its hyperparameters,
+        latest and best primary metric (for the goal), the best child, the best value so far as
+        children ended, and the controller's early-termination decisions."""
+        from trainyard.train.hyperdrive._history import best_value, goal_of, primary_series
 
         ctx = deps.read(request, workspace)
         parent = ctx.store.get_run(run_id)
@@ -53,6 +84,8 @@ def registry_router(deps: StudioDeps) -> APIRouter:
                 child["hyperparameters"] = json.loads(raw) if raw else {}
             except ValueError:
                 child["hyperparameters"] = {}
+            series = primary_series(ctx.store, child["run_id"], name) if name else []
+            child["best_primary_metric"] = _finite(best_value(series, goal))
         log = deps.run(ctx, run_id).read_log("system_logs/hyperdrive.txt", 0, 1 << 20)
         lines = log.decode("utf-8", errors="replace").splitlines()
         decisions = [ln for ln in lines if any(w in ln.lower() for w in _DECISION_WORDS)]
@@ -61,6 +94,7 @@ def registry_router(deps: StudioDeps) -> APIRouter:
             "primary_metric": name,
             "goal": goal,
             "children": children,
+            **best_of(children, goal),
             "decisions": decisions[-200:],
         }
 

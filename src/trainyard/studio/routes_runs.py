@@ -23,8 +23,9 @@ from fastapi.responses import StreamingResponse
 from trainyard._lifecycle import RunStatus
 from trainyard._store.artifacts.paths import safe_relpath
 from trainyard.exceptions import ArtifactNotFound, ValidationError
+from trainyard.studio.chart_cache import ChartCache
 from trainyard.studio.deps import StudioDeps
-from trainyard.studio.series import Axis, check_points, downsample, json_points
+from trainyard.studio.series import Axis, check_points, json_points
 from trainyard.studio.views import experiment_view, run_details, run_row
 
 #: Longest piece of a log one call returns.
@@ -46,6 +47,7 @@ def _filters(request: Request, prefix: str) -> dict[str, str | None]:
 def runs_router(deps: StudioDeps) -> APIRouter:
     """The routes of the module docstring."""
     router = APIRouter()
+    charts = ChartCache()
 
     @router.get("/api/w/{workspace}/experiments")
     def experiments(request: Request, workspace: str, archived: bool = False) -> dict[str, Any]:
@@ -144,7 +146,7 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             )
         out = {}
         for run_id in dict.fromkeys(run):
-            out[run_id] = downsample(ctx.store.chart_chunks(run_id, name, x), x, points)
+            out[run_id] = charts.series(ctx.store, ctx.workspace_id, run_id, name, x, points)
         return {"name": name, "x": x, "runs": out}
 
     @router.get("/api/w/{workspace}/runs/{run_id}/values")
@@ -195,6 +197,31 @@ def runs_router(deps: StudioDeps) -> APIRouter:
         for key in ctx.artifacts.list(prefix.rstrip("/"))[:10_000]:
             out.append({"path": key[len(prefix) :], "size": ctx.artifacts.size(key)})
         return {"files": out}
+
+    @router.get("/api/w/{workspace}/runs/{run_id}/snapshot")
+    def snapshot(request: Request, workspace: str, run_id: str) -> dict[str, Any]:
+        """The files of the run's source snapshot (path, size), sorted; ``snapshot_id`` is
+        ``None`` for a run submitted without one (an interactive run)."""
+        from trainyard._execution.snapshot import SnapshotStore
+
+        ctx = deps.read(request, workspace)
+        sid = ctx.store.get_run(run_id).snapshot_id
+        if not sid:
+            return {"snapshot_id": None, "files": [], "total_bytes": 0}
+        try:
+            manifest = SnapshotStore(ctx.snapshots_dir).manifest(str(sid))
+        except ArtifactNotFound:
+            return {"snapshot_id": sid, "files": [], "total_bytes": 0, "missing": True}
+        files = [
+            {"path": path, "size": int(entry.get("size", 0))}
+            for path, entry in sorted(manifest["files"].items())
+        ]
+        return {
+            "snapshot_id": sid,
+            "files": files[:10_000],
+            "file_count": len(files),
+            "total_bytes": sum(f["size"] for f in files),
+        }
 
     @router.get("/api/w/{workspace}/runs/{run_id}/file")
     def file(request: Request, workspace: str, run_id: str, path: str) -> StreamingResponse:

@@ -51,6 +51,93 @@ def _listed(a: Any) -> list[float | None]:
     return [None if v != v else v for v in out]  # NaN → null
 
 
+class Columns:
+    """One metric's numeric points decoded for charts on one axis, extended chunk by chunk.
+
+    Values and x live in two growable float64 arrays (capacity doubles), so a live chart adds only
+    its new chunks; :meth:`downsample` results are kept per bucket count until the next
+    :meth:`extend` that adds points.
+    """
+
+    def __init__(self, axis: Axis) -> None:
+        np = _np()
+        self.axis: Axis = axis
+        self.count = 0
+        #: The highest chunk ``seq`` read so far (``chart_chunks(after_seq=…)`` asks for the rest).
+        self.last_seq = 0
+        self._values = np.empty(0, "<f8")
+        self._xs = np.empty(0, "<f8")
+        self._results: dict[int, dict[str, Any]] = {}
+
+    def _reserve(self, extra: int) -> None:
+        np = _np()
+        need = self.count + extra
+        if need <= len(self._values):
+            return
+        capacity = max(need, 2 * len(self._values), 1024)
+        for attr in ("_values", "_xs"):
+            grown = np.empty(capacity, "<f8")
+            grown[: self.count] = getattr(self, attr)[: self.count]
+            setattr(self, attr, grown)
+
+    def extend(self, chunks: Sequence[MetricChunk]) -> None:
+        """Add ``chunks`` (in ``seq`` order); chunks already read, and non-numeric ones, are
+        skipped."""
+        np = _np()
+        fresh = [c for c in chunks if c.seq == 0 or c.seq > self.last_seq]
+        numeric = [c for c in fresh if c.kind == "scalar" and c.dtype != "j" and c.count]
+        self.last_seq = max([self.last_seq, *(c.seq for c in fresh)])
+        if not numeric:
+            return
+        self._reserve(sum(c.count for c in numeric))
+        pos = self.count
+        for c in numeric:
+            end = pos + c.count
+            self._values[pos:end] = np.frombuffer(c.values or b"", "<f8")
+            if self.axis == "time":
+                self._xs[pos:end] = np.frombuffer(c.timestamps, "<f8")
+            elif c.steps is not None:
+                self._xs[pos:end] = np.frombuffer(c.steps, "<i8")  # cast while copying
+            else:  # no steps logged: the index, as get_metrics numbers them
+                self._xs[pos:end] = np.arange(pos, end, dtype="<f8")
+            pos = end
+        self.count = pos
+        self._results.clear()
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the decoded arrays."""
+        return int(self._values.nbytes + self._xs.nbytes)
+
+    def downsample(self, points: int) -> dict[str, Any]:
+        """At most ``points`` buckets: ``{"count", "downsampled", "x", "y", "min", "max"}``."""
+        check_points(points)
+        found = self._results.get(points)
+        if found is None:
+            found = self._results[points] = self._downsample(points)
+        return found
+
+    def _downsample(self, points: int) -> dict[str, Any]:
+        np = _np()
+        n = self.count
+        values, xs = self._values[:n], self._xs[:n]
+        if n == 0:
+            return {"count": 0, "downsampled": False, "x": [], "y": [], "min": [], "max": []}
+        if n <= points:
+            y = _listed(values)
+            return {"count": n, "downsampled": False, "x": _listed(xs), "y": y, "min": y, "max": y}
+        edges = np.linspace(0, n, points + 1).astype(np.int64)
+        starts, ends = edges[:-1], edges[1:] - 1
+        return {
+            "count": n,
+            "downsampled": True,
+            "x": _listed(xs[ends]),
+            "y": _listed(values[ends]),
+            "min": _listed(np.fmin.reduceat(values, starts)),
+            "max": _listed(np.fmax.reduceat(values, starts)),
+        }
+
+
 def downsample(chunks: Sequence[MetricChunk], axis: Axis, points: int) -> dict[str, Any]:
     """The numeric scalar points of ``chunks`` (one metric) as at most ``points`` buckets.
 
@@ -58,37 +145,10 @@ def downsample(chunks: Sequence[MetricChunk], axis: Axis, points: int) -> dict[s
     without a step get their index, as ``get_metrics`` numbers them) or the time in seconds since
     the epoch.
     """
-    np = _np()
     check_points(points)
-    numeric = [c for c in chunks if c.kind == "scalar" and c.dtype != "j" and c.count]
-    if not numeric:
-        return {"count": 0, "downsampled": False, "x": [], "y": [], "min": [], "max": []}
-    values = np.concatenate([np.frombuffer(c.values or b"", "<f8") for c in numeric])
-    if axis == "time":
-        xs = np.concatenate([np.frombuffer(c.timestamps, "<f8") for c in numeric])
-    else:
-        parts, base = [], 0
-        for c in numeric:
-            if c.steps is not None:
-                parts.append(np.frombuffer(c.steps, "<i8").astype("<f8"))
-            else:
-                parts.append(np.arange(base, base + c.count, dtype="<f8"))
-            base += c.count
-        xs = np.concatenate(parts)
-    n = len(values)
-    if n <= points:
-        y = _listed(values)
-        return {"count": n, "downsampled": False, "x": _listed(xs), "y": y, "min": y, "max": y}
-    edges = np.linspace(0, n, points + 1).astype(np.int64)
-    starts, ends = edges[:-1], edges[1:] - 1
-    return {
-        "count": n,
-        "downsampled": True,
-        "x": _listed(xs[ends]),
-        "y": _listed(values[ends]),
-        "min": _listed(np.fmin.reduceat(values, starts)),
-        "max": _listed(np.fmax.reduceat(values, starts)),
-    }
+    columns = Columns(axis)
+    columns.extend(chunks)
+    return columns.downsample(points)
 
 
 def _finite(value: Any) -> Any:

@@ -80,29 +80,25 @@ export const comparePage: Page = async (ws, params, main) => {
   }
 };
 
-interface SweepRow extends RunRow { hyperparameters: Record<string, unknown> }
+interface SweepRow extends RunRow { hyperparameters: Record<string, unknown>; best_primary_metric: number | null }
+interface Best { run_id: string; value: number }
 
 export const sweepPage: Page = async (ws, _params, main, runId) => {
-  const s = await get<{ run: RunRow; primary_metric: string; goal: string; children: SweepRow[]; decisions: string[] }>(`w/${enc(ws)}/sweeps/${enc(runId!)}`);
+  const s = await get<{ run: RunRow; primary_metric: string; goal: string; children: SweepRow[]; best: Best | null; best_so_far: (Best & { after: string })[]; decisions: string[] }>(`w/${enc(ws)}/sweeps/${enc(runId!)}`);
   const pm = s.primary_metric;
-  const better = (a: number, b: number) => (s.goal === "minimize" ? a < b : a > b);
   const hpKeys = [...new Set(s.children.flatMap((c) => Object.keys(c.hyperparameters)))].sort();
-  let best: number | null = null;
-  const bestSoFar: { id: string; v: number }[] = [];
-  for (const c of [...s.children].sort((a, b) => (a.end_time ?? Infinity) - (b.end_time ?? Infinity))) {
-    const v = c.metrics[pm];
-    if (typeof v === "number" && c.end_time) { if (best === null || better(v, best)) best = v; bestSoFar.push({ id: c.run_id, v: best }); }
-  }
-  const bestRun = s.children.filter((c) => typeof c.metrics[pm] === "number").sort((a, b) => (better(a.metrics[pm]!, b.metrics[pm]!) ? -1 : 1))[0];
+  const runLink = (id: string) => h("a", { href: `#/w/${enc(ws)}/runs/${enc(id)}` }, id);
+  const bestLabel = `best ${pm || "primary metric"} (${s.goal})`;
   const table = h("table", { class: "grid", "aria-label": "Child runs" },
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Child"), h("th", { scope: "col" }, "Status"), ...hpKeys.map((k) => h("th", { scope: "col" }, k)), h("th", { scope: "col" }, pm || "primary metric"))),
-    h("tbody", {}, ...s.children.map((c) => h("tr", { class: c === bestRun ? "best" : "" }, h("td", {}, h("a", { href: `#/w/${enc(ws)}/runs/${enc(c.run_id)}` }, c.run_id)), h("td", {}, statusBadge(c.status)), ...hpKeys.map((k) => h("td", {}, fmtValue(c.hyperparameters[k]))), h("td", {}, fmtValue(c.metrics[pm]))))));
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Child"), h("th", { scope: "col" }, "Status"), ...hpKeys.map((k) => h("th", { scope: "col" }, k)), h("th", { scope: "col" }, `${pm || "primary metric"} (last)`), h("th", { scope: "col" }, bestLabel))),
+    h("tbody", {}, ...s.children.map((c) => h("tr", { class: s.best && c.run_id === s.best.run_id ? "best" : "" }, h("td", {}, runLink(c.run_id)), h("td", {}, statusBadge(c.status)), ...hpKeys.map((k) => h("td", {}, fmtValue(c.hyperparameters[k]))), h("td", {}, fmtValue(c.metrics[pm])), h("td", {}, fmtValue(c.best_primary_metric))))));
   const charts = h("div", { class: "charts" });
   main.replaceChildren(
     h("h1", {}, `Sweep ${s.run.display_name || s.run.run_id} `, statusBadge(s.run.status)),
-    h("p", {}, `Primary metric: ${pm} (${s.goal}) · ${s.children.length} children · best: `, bestRun ? h("a", { href: `#/w/${enc(ws)}/runs/${enc(bestRun.run_id)}` }, `${bestRun.run_id} = ${fmtValue(bestRun.metrics[pm])}`) : "—"),
+    h("p", { class: "sweep-best" }, `Primary metric: ${pm} (${s.goal}) · ${s.children.length} children · ${bestLabel}: `, s.best ? h("a", { href: `#/w/${enc(ws)}/runs/${enc(s.best.run_id)}` }, `${s.best.run_id} = ${fmtValue(s.best.value)}`) : "—"),
     h("section", { class: "card" }, h("h3", {}, "Children"), h("div", { class: "scroll" }, table)),
-    h("section", { class: "card" }, h("h3", {}, "Best so far"), h("ol", { class: "best-so-far" }, ...bestSoFar.map((b) => h("li", {}, `${b.id}: ${fmtValue(b.v)}`)))),
+    h("section", { class: "card" }, h("h3", {}, `Best ${pm || "primary metric"} so far (${s.goal})`),
+      s.best_so_far.length ? h("ol", { class: "best-so-far" }, ...s.best_so_far.map((b) => h("li", {}, `after ${b.after} ended: `, runLink(b.run_id), ` = ${fmtValue(b.value)}`))) : h("p", { class: "muted" }, "No child has ended with a value yet.")),
     charts,
     parallel(s.children.map((c) => ({ id: c.run_id, values: Object.fromEntries([...hpKeys.map((k) => [k, numeric(c.hyperparameters[k])]), [pm, numeric(c.metrics[pm])]]) })), [...hpKeys, pm]),
     h("section", { class: "card" }, h("h3", {}, "Early-termination decisions"), s.decisions.length ? h("pre", { class: "log" }, s.decisions.join("\n")) : h("p", { class: "muted" }, "None."))

@@ -73,7 +73,7 @@ export const runsPage: Page = async (ws, params, main) => {
       ...baseColumns(ws),
       ...paramKeys.map((k) => ({ key: `p:${k}`, label: k, sort: `property:${k}`, cell: (r: RunRow) => fmtValue(r.properties[k]) })),
       ...tagKeys.map((k) => ({ key: `t:${k}`, label: `#${k}`, sort: `tag:${k}`, cell: (r: RunRow) => fmtValue(r.tags[k]) })),
-      ...metricKeys.map((k) => ({ key: `m:${k}`, label: k, cell: (r: RunRow) => fmtValue(r.metrics[k]) })),
+      ...metricKeys.map((k) => ({ key: `m:${k}`, label: k, sort: `metric:${k}`, cell: (r: RunRow) => fmtValue(r.metrics[k]) })),
     ];
     chooser.replaceChildren(h("summary", {}, "Columns"), ...cols.map((c) => {
       const box = h("input", { type: "checkbox", id: `col-${c.key}`, checked: !hidden.has(c.key) });
@@ -136,6 +136,7 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
   const logBox = h("pre", { class: "log", tabindex: 0, "aria-label": "Log", "aria-live": "off" });
   const logSel = h("select", { id: "log-name" });
   const files = h("section", { class: "card" }, h("h3", {}, "Files"));
+  const snapshot = h("section", { class: "card snapshot", hidden: !d.snapshot_id }, h("h3", {}, "Snapshot"));
   const children = h("section", { class: "card", hidden: true });
   const chartMap = new Map<string, ReturnType<typeof metricChart>>();
 
@@ -203,6 +204,16 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
       : h("p", { class: "muted" }, "No files yet."));
   }
 
+  async function loadSnapshot(): Promise<void> {
+    if (!d.snapshot_id) return;
+    const snap = await get<{ snapshot_id: string; files: { path: string; size: number }[]; file_count?: number; total_bytes: number; missing?: boolean }>(`${base}/snapshot`);
+    const n = snap.file_count ?? snap.files.length;
+    const title = h("h3", {}, `Snapshot (${n.toLocaleString()} file${n === 1 ? "" : "s"}, ${snap.total_bytes.toLocaleString()} B)`);
+    snapshot.replaceChildren(title, h("p", { class: "muted" }, `id ${snap.snapshot_id}`), snap.missing
+      ? h("p", { class: "muted" }, "This snapshot is not stored in this workspace.")
+      : h("ul", { class: "files snapshot-files" }, ...snap.files.map((f) => h("li", {}, f.path, h("span", { class: "muted" }, ` ${f.size.toLocaleString()} B`)))));
+  }
+
   async function loadChildren(): Promise<void> {
     children.hidden = !d.children;
     if (!d.children) return;
@@ -219,13 +230,13 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
       kvTable("Parameters (properties)", Object.fromEntries(Object.entries(d.properties).filter(([k]) => !k.startsWith("_")))),
       kvTable("Tags", Object.fromEntries(Object.entries(d.tags).filter(([k]) => !k.startsWith("_")))),
       kvTable("Latest metrics", d.metrics)),
-    files, children,
+    files, snapshot, children,
     h("div", { class: "cols" },
       kvTable("Environment and runtime", d.runtime),
       kvTable("Definition", { ...d.definition, snapshot: d.snapshot_id }))
   );
   renderMetrics();
-  await Promise.all([loadLogs().then(tailLog), loadFiles(), loadChildren()]);
+  await Promise.all([loadLogs().then(tailLog), loadFiles(), loadSnapshot(), loadChildren()]);
 
   // Live: bounded polling while the run is not finished (new log bytes, fresh chart buckets).
   while (!d.terminal && alive()) {

@@ -94,7 +94,9 @@ class SqlMetricsMixin(SqlBase):
         found: dict[str, list[MetricChunk]] = self._tx(tx, write=False)
         return found
 
-    def chart_chunks(self, run_id: str, name: str, axis: str) -> list[MetricChunk]:
+    def chart_chunks(
+        self, run_id: str, name: str, axis: str, after_seq: int = 0
+    ) -> list[MetricChunk]:
         c = s.metric_chunks.c
         wanted = c.timestamps if axis == "time" else c.steps
 
@@ -102,7 +104,7 @@ class SqlMetricsMixin(SqlBase):
             pk, _, _ = self._run_pk(conn, run_id)
             q = (
                 select(c.kind, c.dtype, c["count"], c.vals, wanted, c.id)
-                .where(c.run_pk == pk, c.name == name)
+                .where(c.run_pk == pk, c.name == name, c.id > after_seq)
                 .order_by(c.id)
             )
             out = []

@@ -8,15 +8,17 @@ value of every metric of a page of runs comes from each metric's newest chunk on
 
 from __future__ import annotations
 
+import math
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy import Float, and_, case, cast, func, literal, not_, null, or_, select
 from sqlalchemy.engine import Connection, Row
 
 from trainyard._store.entities import MetricChunk, RunInfo, RunPage
-from trainyard._store.search import check_search, last_value
+from trainyard._store.search import NUMBER_PATTERN, check_search, last_value
 from trainyard._store.sql import schema as s
 from trainyard._store.sql._util import SqlBase
 
@@ -83,6 +85,8 @@ class SqlSearchMixin(SqlBase):
                     cond = and_(cond, table.c.value == str(value))
                 conds.append(select(table.c.run_pk).where(cond).exists())
 
+        if order_by.startswith("metric:"):
+            return self._search_by_metric(conds, order_by[7:], descending, offset, limit)
         q = self._select_runs().where(*conds)
         sort_key = _sort_column(order_by, descending, time.time())
         if sort_key is not None:
@@ -93,6 +97,12 @@ class SqlSearchMixin(SqlBase):
                     kv, and_(kv.c.run_pk == runs.c.pk, kv.c.key == order_by.partition(":")[2])
                 )
                 sort_key = kv.c.value
+                number = self._as_number(kv.c.value)
+                q = q.order_by(
+                    sort_key.is_(None),
+                    number.is_(None),  # numbers first, numerically, then text
+                    number.desc() if descending else number.asc(),
+                )
             q = q.order_by(
                 sort_key.is_(None),  # missing values last, both directions, on both databases
                 sort_key.desc() if descending else sort_key.asc(),
@@ -104,6 +114,63 @@ class SqlSearchMixin(SqlBase):
             rows = conn.execute(q).all()
             total = int(conn.execute(count).scalar_one())
             return RunPage(runs=self._hydrate(conn, rows), total=total)
+
+        page: RunPage = self._tx(tx, write=False)
+        return page
+
+    def _as_number(self, text: Any) -> Any:
+        """SQL: ``text`` as a float where it reads as a number (:data:`NUMBER_PATTERN`), else
+        NULL. PostgreSQL matches the pattern; SQLite has no regular expressions, so a value
+        with a digit and only number characters counts (``1.2.3`` sorts as 1.2 there)."""
+        if self.engine.dialect.name == "postgresql":
+            is_number = text.op("~", is_comparison=True)(NUMBER_PATTERN)
+        else:
+            is_number = and_(
+                text.op("GLOB", is_comparison=True)("*[0-9]*"),
+                not_(text.op("GLOB", is_comparison=True)("*[^0-9.eE+-]*")),
+            )
+        return case((is_number, cast(text, Float)), else_=null())
+
+    def _search_by_metric(
+        self, conds: list[Any], name: str, descending: bool, offset: int, limit: int
+    ) -> RunPage:
+        """A page sorted on the last value of metric ``name``: the matching runs' keys and the
+        last 8 bytes of each one's newest chunk of it are read, sorted here, and only the page's
+        rows are loaded."""
+        runs, chunks = s.runs, s.metric_chunks
+        matching = select(runs.c.pk).where(*conds)
+        newest = (
+            select(func.max(chunks.c.id).label("id"))
+            .where(
+                chunks.c.run_pk.in_(matching),
+                chunks.c.name == name,
+                chunks.c.kind == "scalar",
+                chunks.c.dtype != "j",
+                chunks.c["count"] > 0,
+            )
+            .group_by(chunks.c.run_pk)
+        )
+        last = select(
+            chunks.c.run_pk, func.substr(chunks.c.vals, func.length(chunks.c.vals) - 7, 8)
+        ).where(chunks.c.id.in_(newest))
+        keys = select(runs.c.pk, runs.c.created_at).where(*conds)
+
+        def tx(conn: Connection) -> RunPage:
+            values: dict[int, float] = {}
+            for pk, tail in conn.execute(last).all():
+                (value,) = struct.unpack("<d", bytes(tail))
+                if math.isfinite(value):
+                    values[int(pk)] = value
+            order = list(conn.execute(keys).all())
+            order.sort(key=lambda r: (r.created_at, r.pk), reverse=True)  # ties: newest first
+            present = [r for r in order if r.pk in values]
+            present.sort(key=lambda r: values[r.pk], reverse=descending)
+            ranked = present + [r for r in order if r.pk not in values]
+            page_pks = [int(r.pk) for r in ranked[offset : offset + limit]]
+            rows = conn.execute(self._select_runs().where(runs.c.pk.in_(page_pks))).all()
+            by_pk = {int(r.pk): r for r in rows}
+            hydrated = self._hydrate(conn, [by_pk[pk] for pk in page_pks if pk in by_pk])
+            return RunPage(runs=hydrated, total=len(ranked))
 
         page: RunPage = self._tx(tx, write=False)
         return page

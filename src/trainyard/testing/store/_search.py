@@ -53,6 +53,39 @@ class SearchConformance(ConformanceBase):
         by_tag = store.search_runs(exp.workspace_id, order_by="tag:i", descending=False, limit=2)
         assert [r.run_id for r in by_tag.runs] == [made[0].run_id, made[1].run_id]
 
+    def test_search_runs_sorts_numbers_as_numbers_then_text(self, store: TrackingStore) -> None:
+        exp = self._experiment(store)
+        for value in ("10", "2", "abc", "0.5", None, "-1e2", "b"):
+            self._run(store, exp, properties={"p": value} if value else {}, tags={})
+            time.sleep(0.002)
+        up = store.search_runs(exp.workspace_id, order_by="property:p", descending=False)
+        assert [r.properties.get("p") for r in up.runs] == [
+            "-1e2", "0.5", "2", "10", "abc", "b", None
+        ]  # fmt: skip
+        down = store.search_runs(exp.workspace_id, order_by="property:p", limit=3)
+        assert [r.properties.get("p") for r in down.runs] == ["10", "2", "0.5"]
+        assert down.total == 7
+
+    def test_search_runs_sorts_on_a_metric_last_value(self, store: TrackingStore) -> None:
+        exp = self._experiment(store)
+        made = []
+        for values in ([0.9, 0.2], [0.5], None, [0.1, 0.7], [float("nan")], [3.0, 1.0]):
+            run = self._run(store, exp)
+            store.update_run_status(run.run_id, RunStatus.RUNNING.value)
+            if values is not None:
+                store.log_metric_chunks(run.run_id, [_chunk("acc", values)])
+            store.log_metric_chunks(run.run_id, [_chunk("other", [100.0])])
+            made.append(run.run_id)
+            time.sleep(0.002)
+        up = store.search_runs(exp.workspace_id, order_by="metric:acc", descending=False)
+        # last values 0.2, 0.5, -, 0.7, NaN, 1.0; no value (and NaN) last, newest first
+        assert [r.run_id for r in up.runs] == [made[i] for i in (0, 1, 3, 5, 4, 2)]
+        down = store.search_runs(exp.workspace_id, order_by="metric:acc", offset=1, limit=2)
+        assert [r.run_id for r in down.runs] == [made[3], made[1]] and down.total == 6
+        assert store.search_runs(exp.workspace_id, order_by="metric:none").total == 6
+        with pytest.raises(ValidationError):
+            store.search_runs(exp.workspace_id, order_by="metric:")
+
     def test_search_runs_filters(self, store: TrackingStore) -> None:
         exp, made = self._five(store)
         ws = exp.workspace_id
@@ -119,3 +152,7 @@ class SearchConformance(ConformanceBase):
         assert [c.timestamps for c in by_time] == [c.timestamps for c in full]
         assert [c.count for c in by_time] == [2, 1]
         assert store.chart_chunks(run.run_id, "nothing", "step") == []
+        seen = by_step[0].seq
+        newer = store.chart_chunks(run.run_id, "loss", "step", after_seq=seen)
+        assert [c.count for c in newer] == [1] and newer[0].seq > seen
+        assert store.chart_chunks(run.run_id, "loss", "time", after_seq=newer[0].seq) == []
