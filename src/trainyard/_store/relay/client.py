@@ -56,6 +56,12 @@ class RelayConnection:
         """``target.method(**args)`` in the supervisor; its error is raised here as its class."""
         _, result_type = arg_types(target, method)
         request = dumps_request(target, method, args)
+        if self._pid != os.getpid():
+            # A forked child: a lock another thread held at the fork is never released here, and
+            # the parent's socket is the parent's.
+            self._lock = threading.Lock()
+            self._conn = None
+            self._pid = os.getpid()
         with self._lock:
             conn = self._connected()
             try:
@@ -76,10 +82,8 @@ class RelayConnection:
             self._drop()
 
     def _connected(self) -> Connection:
-        if self._conn is not None and self._pid == os.getpid():
+        if self._conn is not None:
             return self._conn
-        self._conn = None  # a forked child never shares its parent's socket
-        self._pid = os.getpid()
         try:
             self._conn = Client(self._address, family="AF_INET", authkey=self._key)
         except (OSError, EOFError, AuthenticationError) as err:
@@ -92,7 +96,7 @@ class RelayConnection:
         return self._conn
 
     def _drop(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
+        if self._conn is not None:
             try:
                 self._conn.close()
             except OSError:
