@@ -60,25 +60,30 @@ def _execute(nb: Any, cwd: Path) -> tuple[Any, _Recording]:
     return nb, client
 
 
-def test_show_updates_one_output_in_place_until_the_run_ends(tmp_path: Path) -> None:
+def _submit_cell(tmp_path: Path, workspace: str) -> str:
+    """A workspace and a source folder under ``tmp_path``; the cell that submits its script."""
     from trainyard.core import Workspace
 
-    ws = Workspace.create("nb-widget", path=tmp_path / "ws")
+    ws = Workspace.create(workspace, path=tmp_path / "ws")
     ws.write_config(path=tmp_path)
     src = tmp_path / "src"
     src.mkdir()
     (src / "train.py").write_text(TRAIN)
     package_root = str(Path(trainyard.__file__).resolve().parents[1])
-    nb = _notebook(
-        [
-            f"""
+    return f"""
             import sys
             sys.path.insert(0, {package_root!r})
             from trainyard.core import Experiment, ScriptRunConfig, Workspace
             from trainyard.widgets import RunDetails
             ws = Workspace.from_config(path={str(tmp_path)!r})
             run = Experiment(ws, "notebook").submit(ScriptRunConfig({str(src)!r}, "train.py"))
-            """,
+            """
+
+
+def test_show_updates_one_output_in_place_until_the_run_ends(tmp_path: Path) -> None:
+    nb = _notebook(
+        [
+            _submit_cell(tmp_path, "nb-widget"),
             """
             details = RunDetails(run, refresh_seconds=0.5)
             details.show()
@@ -111,23 +116,10 @@ def test_show_updates_one_output_in_place_until_the_run_ends(tmp_path: Path) -> 
 
 
 def test_show_wait_blocks_the_cell_until_the_run_ends(tmp_path: Path) -> None:
-    from trainyard.core import Workspace
-
-    ws = Workspace.create("nb-widget-wait", path=tmp_path / "ws")
-    ws.write_config(path=tmp_path)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "train.py").write_text(TRAIN)
-    package_root = str(Path(trainyard.__file__).resolve().parents[1])
     nb = _notebook(
         [
-            f"""
-            import sys
-            sys.path.insert(0, {package_root!r})
-            from trainyard.core import Experiment, ScriptRunConfig, Workspace
-            from trainyard.widgets import RunDetails
-            ws = Workspace.from_config(path={str(tmp_path)!r})
-            run = Experiment(ws, "notebook").submit(ScriptRunConfig({str(src)!r}, "train.py"))
+            _submit_cell(tmp_path, "nb-widget-wait")
+            + """
             RunDetails(run, refresh_seconds=0.5).show(wait=True)
             print("after show:", run.get_status())
             """,
