@@ -95,6 +95,9 @@ class Settings:
     polling_interval_max: float = 2.0
     #: ``TRAINYARD_CANCEL_GRACE_SECONDS``: SIGTERM → SIGKILL grace period.
     cancel_grace_seconds: float = 10.0
+    #: ``TRAINYARD_SYSTEM_METRICS_SECONDS``: how often a run's supervisor samples the script's CPU,
+    #: memory, disk and network use (and NVML GPUs); 0 turns sampling off.
+    system_metrics_seconds: float = 5.0
     #: ``TRAINYARD_FORKSERVER``: start detached processes from a warm fork server (default on).
     forkserver: bool = True
     #: ``TRAINYARD_FORKSERVER_IDLE_SECONDS``: a fork server with no request for this long exits.
@@ -134,6 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         or _bool(e, "AML_SNAPSHOT_NO_FILE_LIMIT", False),
         heartbeat_seconds=_float(e, "TRAINYARD_HEARTBEAT_SECONDS", 2.0),
         heartbeat_timeout=_float(e, "TRAINYARD_HEARTBEAT_TIMEOUT", 20.0),
+        system_metrics_seconds=max(0.0, _float(e, "TRAINYARD_SYSTEM_METRICS_SECONDS", 5.0)),
         polling_interval_min=_float(
             e, "TRAINYARD_POLLING_INTERVAL_MIN", _float(e, "AZUREML_RUN_POLLING_INTERVAL_MIN", 0.2)
         ),

@@ -111,3 +111,27 @@ def test_sweep_best_follows_the_goal_and_run_snapshot_lists_files(studio: Studio
     assert [f["path"] for f in snap["files"]] == ["train.py"] and snap["total_bytes"] > 0
     _, none = _get(f"{api}/runs/{studio.metrics_run}/snapshot")
     assert none == {"snapshot_id": None, "files": [], "total_bytes": 0}
+
+
+def test_system_metrics_of_a_submitted_run(studio: Studio) -> None:
+    from trainyard.core import Run
+
+    child = studio.ws.context.store.search_runs(
+        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
+    ).runs[0]
+    status, body = _get(f"{studio.url}api/w/{studio.ws_name}/runs/{child.run_id}/system")
+    assert status == 200
+    metrics = {m["name"]: m for m in body["metrics"]}
+    assert {"rss_mb", "disk_read_mb", "disk_write_mb"} <= set(metrics)
+    rss = metrics["rss_mb"]
+    assert rss["unit"] == "MiB" and rss["series"]["count"] >= 1
+    assert all(v > 1 for v in rss["series"]["y"])  # a Python process holds more than 1 MiB
+    xs = rss["series"]["x"]
+    assert xs == sorted(xs) and child.start_time is not None and xs[0] >= child.start_time - 5
+    # They are the supervisor's, not the script's: the run's own metrics are untouched.
+    assert set(Run.get(studio.ws, child.run_id).get_metrics()) == {"accuracy"}
+    # A run that never executed (an interactive one) has none, and says so with an empty list.
+    status, none = _get(f"{studio.url}api/w/{studio.ws_name}/runs/{studio.metrics_run}/system")
+    assert status == 200 and none["metrics"] == []
+    status, _ = _get(f"{studio.url}api/w/{studio.ws_name}/runs/{child.run_id}/system?points=1")
+    assert status == 400

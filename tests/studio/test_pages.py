@@ -129,6 +129,18 @@ def test_run_page_lists_the_snapshot_files(page: Any, studio: Studio) -> None:
     shot(page, "run-snapshot")
 
 
+def test_run_page_charts_system_metrics(page: Any, studio: Studio) -> None:
+    child = studio.ws.context.store.search_runs(
+        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
+    ).runs[0]
+    _go(page, studio, f"runs/{child.run_id}")
+    section = page.get_by_label("System metrics")
+    chart = section.locator(".chart[data-metric='system/rss_mb']")
+    chart.locator("canvas").wait_for()
+    assert "Memory (RSS) (MiB)" in chart.inner_text() and " points" in chart.inner_text()
+    shot(page, "run-system-metrics")
+
+
 def test_failed_run_shows_error(page: Any, studio: Studio) -> None:
     _go(page, studio, f"runs/{studio.failed_run}")
     alert = page.get_by_role("alert")

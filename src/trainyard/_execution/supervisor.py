@@ -33,6 +33,7 @@ from trainyard._execution.distributed import Layout
 from trainyard._execution.inputs import build_argv
 from trainyard._execution.processes import ProcessId
 from trainyard._execution.slots import slot_dir, try_acquire
+from trainyard._execution.sysmetrics import SYSTEM_METRICS_LOG, SystemSampler
 from trainyard._lifecycle import RunStatus
 from trainyard._store.relay import StoreRelay
 from trainyard.exceptions import InvalidStatusTransition, StoreError, TrainyardError
@@ -246,6 +247,18 @@ class Supervisor:
             )
         self.store.update_run(self.run_id, runtime=runtime)
         started = time.monotonic()
+        # The script's CPU, memory and I/O, beside its own metrics (every rank is in its session).
+        sampler = SystemSampler(
+            self.paths.live_file(SYSTEM_METRICS_LOG), leader, self.settings.system_metrics_seconds
+        )
+        sampler.start()
+        try:
+            return self._supervise(ranks, wd, limit, started)
+        finally:
+            sampler.stop()
+
+    def _supervise(self, ranks: launch.Ranks, wd: Any, limit: Any, started: float) -> int:
+        """Wait for the script while syncing its logs and acting on a cancel or its time limit."""
         self.record_deferred_environment()
         syncer = runfiles.LogSyncer(self.ctx.artifacts, self.run_id, self.paths, wd)
         next_sync = 0.0

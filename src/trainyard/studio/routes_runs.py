@@ -20,16 +20,19 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from trainyard._execution.sysmetrics import FIELDS, SYSTEM_METRICS_LOG, read_samples
 from trainyard._lifecycle import RunStatus
 from trainyard._store.artifacts.paths import safe_relpath
 from trainyard.exceptions import ArtifactNotFound, ValidationError
 from trainyard.studio.chart_cache import ChartCache
 from trainyard.studio.deps import StudioDeps
-from trainyard.studio.series import Axis, check_points, json_points
+from trainyard.studio.series import Axis, bucket_lists, check_points, json_points
 from trainyard.studio.views import experiment_view, run_details, run_row
 
 #: Longest piece of a log one call returns.
 LOG_CHUNK_BYTES = 256 * 1024
+#: Most bytes of system-metric samples one chart reads (about 10 days at one sample each 5 s).
+SYSTEM_METRICS_MAX_BYTES = 32 * 1024 * 1024
 #: Most runs one chart (compare, a sweep) overlays.
 MAX_SERIES_RUNS = 50
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": None}
@@ -158,6 +161,34 @@ def runs_router(deps: StudioDeps) -> APIRouter:
         chunks = ctx.store.get_metric_chunks(run_id, [name])
         kind = chunks[0].kind if chunks else None
         return {"name": name, "kind": kind, "points": json_points(chunks, max(1, min(limit, 500)))}
+
+    @router.get("/api/w/{workspace}/runs/{run_id}/system")
+    def system(request: Request, workspace: str, run_id: str, points: int = 1000) -> dict[str, Any]:
+        """The system metrics its supervisor sampled (CPU, memory, disk and network I/O, GPUs) as
+        chart data over time: ``{"metrics": [{"name", "label", "unit", "series"}]}``."""
+        ctx = deps.read(request, workspace)
+        check_points(points)
+        target = deps.run(ctx, run_id)
+        data = b""
+        while len(data) < SYSTEM_METRICS_MAX_BYTES:
+            piece = target.read_log(SYSTEM_METRICS_LOG, len(data), LOG_CHUNK_BYTES)
+            data += piece
+            if len(piece) < LOG_CHUNK_BYTES:
+                break
+        samples = read_samples(data[: data.rfind(b"\n") + 1])
+        metrics = []
+        for name, (label, unit) in FIELDS.items():
+            if name in samples:
+                xs, ys = samples[name]
+                metrics.append(
+                    {
+                        "name": name,
+                        "label": label,
+                        "unit": unit,
+                        "series": bucket_lists(xs, ys, points),
+                    }
+                )
+        return {"run_id": run_id, "metrics": metrics}
 
     @router.get("/api/w/{workspace}/runs/{run_id}/logs")
     def logs(request: Request, workspace: str, run_id: str) -> dict[str, Any]:

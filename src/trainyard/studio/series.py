@@ -172,3 +172,24 @@ def json_points(chunks: Sequence[MetricChunk], limit: int = 200) -> list[dict[st
             {"value": _finite(p.value), "step": p.step, "at": p.timestamp} for p in points[-limit:]
         )
     return out[-limit:]
+
+
+def bucket_lists(xs: Sequence[float], ys: Sequence[float], points: int) -> dict[str, Any]:
+    """Plain ``xs``/``ys`` lists (ordered by x) as at most ``points`` buckets, the same shape as
+    :func:`downsample` (last value per bucket, with its min and max)."""
+    check_points(points)
+    n = len(ys)
+    if n <= points:
+        y = [_finite(v) for v in ys]
+        return {"count": n, "downsampled": False, "x": list(xs), "y": y, "min": y, "max": y}
+    out: dict[str, Any] = {"count": n, "downsampled": True, "x": [], "y": [], "min": [], "max": []}
+    for b in range(points):
+        lo, hi = b * n // points, (b + 1) * n // points
+        if hi <= lo:
+            continue
+        part = ys[lo:hi]
+        out["x"].append(xs[hi - 1])
+        out["y"].append(_finite(part[-1]))
+        out["min"].append(_finite(min(part)))
+        out["max"].append(_finite(max(part)))
+    return out

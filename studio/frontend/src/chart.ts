@@ -11,6 +11,10 @@ export interface ChartOptions {
   runs: string[];
   labels?: Record<string, string>;
   metric: string;
+  /** A heading other than the metric's name (e.g. "CPU (% of one core)"). */
+  title?: string;
+  /** Where the data comes from instead of the store's metric series (system metrics: time only). */
+  load?: (points: number) => Promise<Record<string, Series>>;
 }
 
 function smooth(ys: (number | null)[], weight: number): (number | null)[] {
@@ -26,7 +30,8 @@ function smooth(ys: (number | null)[], weight: number): (number | null)[] {
 /** A chart card that fetches downsampled data; call `refresh()` again to follow a live run. */
 export function metricChart(opts: ChartOptions): { el: HTMLElement; refresh: () => Promise<void>; data: () => Record<string, Series> } {
   const id = `c${Math.random().toString(36).slice(2, 8)}`;
-  const axisSel = h("select", { id: `${id}-x`, "aria-label": `${opts.metric}: x axis` }, h("option", { value: "step" }, "step"), h("option", { value: "time" }, "time"));
+  const axes = opts.load ? ["time"] : ["step", "time"];
+  const axisSel = h("select", { id: `${id}-x`, "aria-label": `${opts.metric}: x axis` }, ...axes.map((a) => h("option", { value: a }, a)));
   const smoothIn = h("input", { id: `${id}-s`, type: "range", min: 0, max: 0.99, step: 0.01, value: 0, "aria-label": `${opts.metric}: smoothing` });
   const logIn = h("input", { id: `${id}-l`, type: "checkbox", "aria-label": `${opts.metric}: log scale` });
   const plotBox = h("div", { class: "plot", role: "img", "aria-label": `Chart of ${opts.metric}` });
@@ -34,7 +39,7 @@ export function metricChart(opts: ChartOptions): { el: HTMLElement; refresh: () 
   const el = h(
     "section",
     { class: "card chart", "data-metric": opts.metric },
-    h("h3", {}, opts.metric),
+    h("h3", {}, opts.title ?? opts.metric),
     h("div", { class: "controls" },
       h("label", { for: `${id}-x` }, "x "), axisSel,
       h("label", { for: `${id}-s` }, " smoothing "), smoothIn,
@@ -84,6 +89,11 @@ export function metricChart(opts: ChartOptions): { el: HTMLElement; refresh: () 
 
   async function refresh(): Promise<void> {
     const points = Math.min(4000, Math.max(100, Math.round(plotBox.clientWidth || 800)));
+    if (opts.load) {
+      series = await opts.load(points);
+      draw();
+      return;
+    }
     const resp = await get<{ runs: Record<string, Series> }>(
       `w/${encodeURIComponent(opts.ws)}/series?${qs({ name: opts.metric, run: opts.runs, x: axisSel.value, points })}`
     );

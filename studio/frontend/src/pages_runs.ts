@@ -1,5 +1,5 @@
 // Experiments, the runs table and a run's page.
-import { get, post, qs, type RunRow } from "./api";
+import { get, post, qs, type RunRow, type Series } from "./api";
 import { metricChart } from "./chart";
 import { fmtDuration, fmtTime, fmtValue, h, kvTable, statusBadge } from "./dom";
 import type { Page } from "./main";
@@ -139,6 +139,13 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
   const snapshot = h("section", { class: "card snapshot", hidden: !d.snapshot_id }, h("h3", {}, "Snapshot"));
   const children = h("section", { class: "card", hidden: true });
   const chartMap = new Map<string, ReturnType<typeof metricChart>>();
+  const systemCharts = h("div", { class: "charts" });
+  const system = h("section", { class: "card system", hidden: true, "aria-label": "System metrics" },
+    h("h3", {}, "System metrics"),
+    h("p", { class: "muted small" }, "Sampled by the run's supervisor: the script's processes (CPU, memory, disk I/O), the machine's network, and NVIDIA GPUs where present."),
+    systemCharts);
+  const systemMap = new Map<string, ReturnType<typeof metricChart>>();
+  let systemData: { name: string; label: string; unit: string; series: Series }[] = [];
 
   function renderHead(): void {
     const acts: Node[] = [];
@@ -173,6 +180,29 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
       values.append(card);
       void get<{ points: { value: unknown; step: number }[] }>(`${base}/values?${qs({ name: m.name, limit: 20 })}`).then((r) => card.append(renderValue(m.kind, r.points, base)));
     }
+  }
+
+  async function loadSystem(): Promise<void> {
+    const r = await get<{ metrics: typeof systemData }>(`${base}/system?${qs({ points: 800 })}`);
+    systemData = r.metrics;
+    system.hidden = !systemData.length;
+    for (const m of systemData) {
+      let c = systemMap.get(m.name);
+      if (!c) {
+        const name = m.name;
+        c = metricChart({
+          ws, runs: [d.run_id], labels: { [d.run_id]: m.label }, metric: `system/${name}`, title: `${m.label} (${m.unit})`,
+          load: async () => {
+            const found = systemData.find((x) => x.name === name);
+            return found ? { [d.run_id]: found.series } : {};
+          },
+        });
+        systemMap.set(name, c);
+        systemCharts.append(c.el);
+      }
+    }
+    // Drawn once every card is in place: each takes its width from the laid-out grid.
+    await Promise.all([...systemMap.values()].map((c) => c.refresh()));
   }
 
   let logOffset = 0;
@@ -224,7 +254,7 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
   renderHead();
   const err = d.error ? h("section", { class: "card error", role: "alert" }, h("h3", {}, "Error"), h("pre", {}, fmtValue((d.error as Record<string, unknown>).message ?? d.error)), (d.error as Record<string, unknown>).traceback ? h("pre", { class: "tb" }, String((d.error as Record<string, unknown>).traceback)) : null) : null;
   main.replaceChildren(
-    header, err || "", charts, values,
+    header, err || "", charts, values, system,
     h("section", { class: "card" }, h("h3", {}, h("label", { for: "log-name" }, "Log ")), logSel, logBox),
     h("div", { class: "cols" }, timeline,
       kvTable("Parameters (properties)", Object.fromEntries(Object.entries(d.properties).filter(([k]) => !k.startsWith("_")))),
@@ -236,7 +266,7 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
       kvTable("Definition", { ...d.definition, snapshot: d.snapshot_id }))
   );
   renderMetrics();
-  await Promise.all([loadLogs().then(tailLog), loadFiles(), loadSnapshot(), loadChildren()]);
+  await Promise.all([loadLogs().then(tailLog), loadFiles(), loadSnapshot(), loadChildren(), loadSystem()]);
 
   // Live: bounded polling while the run is not finished (new log bytes, fresh chart buckets).
   while (!d.terminal && alive()) {
@@ -245,7 +275,7 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
     d = await get<Details>(base);
     renderHead();
     renderMetrics();
-    await Promise.all([...chartMap.values()].map((c) => c.refresh()));
+    await Promise.all([...chartMap.values()].map((c) => c.refresh()).concat(loadSystem()));
     if (!logSel.value) await loadLogs();
     await tailLog();
     if (d.terminal) await Promise.all([loadFiles(), loadChildren(), tailLog()]);
