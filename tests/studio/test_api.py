@@ -135,3 +135,27 @@ def test_system_metrics_of_a_submitted_run(studio: Studio) -> None:
     assert status == 200 and none["metrics"] == []
     status, _ = _get(f"{studio.url}api/w/{studio.ws_name}/runs/{child.run_id}/system?points=1")
     assert status == 400
+
+
+def test_snapshot_files_download_one_by_one_and_as_a_zip(studio: Studio) -> None:
+    import io
+    import zipfile
+
+    child = studio.ws.context.store.search_runs(
+        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
+    ).runs[0]
+    api = f"{studio.url}api/w/{studio.ws_name}/runs/{child.run_id}"
+    source = (studio.src / "train.py").read_bytes()
+    with urllib.request.urlopen(f"{api}/snapshot/file?path=train.py", timeout=30) as resp:
+        assert resp.headers["Content-Disposition"].startswith('attachment; filename="train.py"')
+        assert resp.read() == source
+    with urllib.request.urlopen(f"{api}/snapshot.zip", timeout=30) as resp:
+        zf = zipfile.ZipFile(io.BytesIO(resp.read()))
+        assert zf.namelist() == ["train.py"] and zf.read("train.py") == source
+    for bad, code in (("../workspace.json", "UNSAFE_PATH"), ("nope.py", "ARTIFACT_NOT_FOUND")):
+        status, body = _get(f"{api}/snapshot/file?path={bad}")
+        assert status in (400, 404) and body["error"]["code"] == code, body
+    status, body = _get(
+        f"{studio.url}api/w/{studio.ws_name}/runs/{studio.metrics_run}/snapshot.zip"
+    )
+    assert status == 404 and "not submitted with a snapshot" in body["error"]["message"]

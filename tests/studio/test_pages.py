@@ -126,6 +126,10 @@ def test_run_page_lists_the_snapshot_files(page: Any, studio: Studio) -> None:
     files.first.wait_for()
     assert [files.nth(i).inner_text().split(" ")[0] for i in range(files.count())] == ["train.py"]
     assert "(1 file, " in page.locator("section.snapshot h3").inner_text()
+    with page.expect_download() as download:
+        page.locator("ul.snapshot-files").get_by_role("link", name="train.py").click()
+    assert Path(download.value.path()).read_bytes() == (studio.src / "train.py").read_bytes()
+    assert page.get_by_role("link", name="Download all (zip)").is_visible()
     shot(page, "run-snapshot")
 
 

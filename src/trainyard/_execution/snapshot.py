@@ -416,6 +416,19 @@ class SnapshotStore:
                 )
             yield rel, obj, _entry_mode(entry)
 
+    def open_file(self, snapshot_id: str, path: str) -> tuple[BinaryIO, int]:
+        """One file of a snapshot, open for reading, and its size; ``ArtifactNotFound`` when the
+        snapshot has no such file (``path`` goes through the one path-safety check)."""
+        rel = safe_relpath(path)
+        for name, obj, _ in self._members(snapshot_id):
+            if name == rel:
+                return obj.open("rb"), obj.stat().st_size
+        raise ArtifactNotFound(
+            f"Snapshot {snapshot_id} has no file {rel!r}; see the run's snapshot list.",
+            snapshot_id=snapshot_id,
+            path=rel,
+        )
+
     # ---- restore -------------------------------------------------------------------------------
 
     def restore(self, snapshot_id: str, dest: Path) -> Path:

@@ -47,6 +47,32 @@ def _filters(request: Request, prefix: str) -> dict[str, str | None]:
     return out
 
 
+def _download(
+    stream: Any, rel: str, size: int, media: str | None, inline: bool | None = None
+) -> StreamingResponse:
+    """A file as a streamed response: shown inline when it is an image (``media``), else an
+    attachment named after ``rel``'s last part."""
+    name = rel.rsplit("/", 1)[-1]
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    disposition = "inline" if (media if inline is None else inline) else "attachment"
+
+    def chunks() -> Any:
+        with stream:
+            while block := stream.read(1 << 16):
+                yield block
+
+    return StreamingResponse(
+        chunks(),
+        media_type=media or "application/octet-stream",
+        headers={
+            "Content-Disposition": f'{disposition}; filename="{ascii_name}"; '
+            f"filename*=UTF-8''{quote(name, safe='')}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Length": str(size),
+        },
+    )
+
+
 def runs_router(deps: StudioDeps) -> APIRouter:
     """The routes of the module docstring."""
     router = APIRouter()
@@ -266,26 +292,40 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             )
         suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
         media = _IMAGE_TYPES.get(suffix)
-        name = rel.rsplit("/", 1)[-1]
-        ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-        disposition = "inline" if media else "attachment"
-        stream = ctx.artifacts.open(key)
+        return _download(ctx.artifacts.open(key), rel, ctx.artifacts.size(key), media)
 
-        def chunks() -> Any:
-            with stream:
-                while block := stream.read(1 << 16):
-                    yield block
+    @router.get("/api/w/{workspace}/runs/{run_id}/snapshot/file")
+    def snapshot_file(
+        request: Request, workspace: str, run_id: str, path: str
+    ) -> StreamingResponse:
+        """Download one file of the run's source snapshot (always as an attachment)."""
+        from trainyard._execution.snapshot import SnapshotStore
 
-        return StreamingResponse(
-            chunks(),
-            media_type=media or "application/octet-stream",
-            headers={
-                "Content-Disposition": f'{disposition}; filename="{ascii_name}"; '
-                f"filename*=UTF-8''{quote(name, safe='')}",
-                "X-Content-Type-Options": "nosniff",
-                "Content-Length": str(ctx.artifacts.size(key)),
-            },
-        )
+        ctx = deps.read(request, workspace)
+        sid = ctx.store.get_run(run_id).snapshot_id
+        if not sid:
+            raise ArtifactNotFound(f"Run {run_id!r} was not submitted with a snapshot.")
+        stream, size = SnapshotStore(ctx.snapshots_dir).open_file(str(sid), path)
+        return _download(stream, safe_relpath(path), size, None)
+
+    @router.get("/api/w/{workspace}/runs/{run_id}/snapshot.zip")
+    def snapshot_zip(request: Request, workspace: str, run_id: str) -> StreamingResponse:
+        """The run's whole source snapshot as one zip (v1's ``restore_snapshot``)."""
+        import tempfile
+        from pathlib import Path
+
+        from trainyard._execution.snapshot import SnapshotStore
+
+        ctx = deps.read(request, workspace)
+        sid = ctx.store.get_run(run_id).snapshot_id
+        if not sid:
+            raise ArtifactNotFound(f"Run {run_id!r} was not submitted with a snapshot.")
+        with tempfile.TemporaryDirectory(prefix="trainyard-snapshot-") as tmp:
+            zipped = SnapshotStore(ctx.snapshots_dir).restore_zip(str(sid), Path(tmp) / "s.zip")
+            # Opened before the folder goes: the open file outlives its name.
+            stream = zipped.open("rb")
+            size = zipped.stat().st_size
+        return _download(stream, f"snapshot-{run_id}.zip", size, "application/zip", inline=False)
 
     @router.post("/api/w/{workspace}/runs/{run_id}/cancel")
     def cancel(request: Request, workspace: str, run_id: str) -> dict[str, Any]:

@@ -239,9 +239,10 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
     const snap = await get<{ snapshot_id: string; files: { path: string; size: number }[]; file_count?: number; total_bytes: number; missing?: boolean }>(`${base}/snapshot`);
     const n = snap.file_count ?? snap.files.length;
     const title = h("h3", {}, `Snapshot (${n.toLocaleString()} file${n === 1 ? "" : "s"}, ${snap.total_bytes.toLocaleString()} B)`);
-    snapshot.replaceChildren(title, h("p", { class: "muted" }, `id ${snap.snapshot_id}`), snap.missing
+    const zip = snap.missing ? "" : h("a", { href: `api/${base}/snapshot.zip`, download: `snapshot-${d.run_id}.zip` }, "Download all (zip)");
+    snapshot.replaceChildren(title, h("p", { class: "muted" }, `id ${snap.snapshot_id} `, zip), snap.missing
       ? h("p", { class: "muted" }, "This snapshot is not stored in this workspace.")
-      : h("ul", { class: "files snapshot-files" }, ...snap.files.map((f) => h("li", {}, f.path, h("span", { class: "muted" }, ` ${f.size.toLocaleString()} B`)))));
+      : h("ul", { class: "files snapshot-files" }, ...snap.files.map((f) => h("li", {}, h("a", { href: `api/${base}/snapshot/file?${qs({ path: f.path })}`, download: f.path.split("/").pop() }, f.path), h("span", { class: "muted" }, ` ${f.size.toLocaleString()} B`)))));
   }
 
   async function loadChildren(): Promise<void> {
