@@ -64,8 +64,11 @@ def src(tmp_path: Path) -> Path:
 def _read_pty(proc: subprocess.Popen[bytes], master: int, timeout: float) -> bytes:
     out = bytearray()
     deadline = time.monotonic() + timeout
+    # poll, not select: a worker that has run many tests may hold descriptors past FD_SETSIZE.
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
+        ready = poller.poll(200)
         if ready:
             try:
                 data = os.read(master, 65536)

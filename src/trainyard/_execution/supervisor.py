@@ -87,7 +87,9 @@ class Supervisor:
 
     # -- small helpers ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
-        self.syslog.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+        # A full disk must not turn a run's real failure into a crash of its owner: the line is lost.
+        with contextlib.suppress(OSError):
+            self.syslog.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
 
     def status(self) -> str:
         return self.store.get_run(self.run_id).status
@@ -398,7 +400,8 @@ class Supervisor:
                 slot.release()
             with contextlib.suppress(Exception):
                 shutil.rmtree(self.paths.workdir, ignore_errors=True)
-            self.syslog.close()
+            with contextlib.suppress(OSError):  # its last line may not fit on a full disk
+                self.syslog.close()
 
     def record_failure(self, error: dict[str, Any], reason: str) -> None:
         """End the run Failed with ``error``, the real cause. A full disk (the usual reason an
