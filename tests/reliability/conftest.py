@@ -21,10 +21,13 @@ _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 #: run() records every input in calls.txt (so a test can prove a request never reached it) and
 #: sleeps on "slow".
 SCORE_PY = """
-import os, time
+import os, sys, time
 
 def init():
-    print("init: ready", flush=True)
+    # One write: print() sends the text and its newline separately, and the server's access log
+    # (the readiness probe answers 503 meanwhile) can land between them, gluing the two lines.
+    sys.stdout.write("init: ready\\n")
+    sys.stdout.flush()
 
 def run(raw):
     with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as fh:
