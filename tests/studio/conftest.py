@@ -63,6 +63,13 @@ class Studio:
     src: Path
     process: subprocess.Popen[bytes]
 
+    def sweep_child(self) -> Any:
+        """The record of one of the sweep's children (a submitted run with a snapshot)."""
+        ctx = self.ws.context
+        return ctx.store.search_runs(ctx.workspace_id, parent_run_id=self.sweep_run, limit=1).runs[
+            0
+        ]
+
 
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("trainyard")

@@ -116,9 +116,7 @@ def test_sweep_best_follows_the_goal_and_run_snapshot_lists_files(studio: Studio
 def test_system_metrics_of_a_submitted_run(studio: Studio) -> None:
     from trainyard.core import Run
 
-    child = studio.ws.context.store.search_runs(
-        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
-    ).runs[0]
+    child = studio.sweep_child()
     status, body = _get(f"{studio.url}api/w/{studio.ws_name}/runs/{child.run_id}/system")
     assert status == 200
     metrics = {m["name"]: m for m in body["metrics"]}
@@ -141,9 +139,7 @@ def test_snapshot_files_download_one_by_one_and_as_a_zip(studio: Studio) -> None
     import io
     import zipfile
 
-    child = studio.ws.context.store.search_runs(
-        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
-    ).runs[0]
+    child = studio.sweep_child()
     api = f"{studio.url}api/w/{studio.ws_name}/runs/{child.run_id}"
     source = (studio.src / "train.py").read_bytes()
     with urllib.request.urlopen(f"{api}/snapshot/file?path=train.py", timeout=30) as resp:

@@ -118,9 +118,7 @@ def test_run_page_chart_matches_get_metrics(page: Any, studio: Studio) -> None:
 
 
 def test_run_page_lists_the_snapshot_files(page: Any, studio: Studio) -> None:
-    child = studio.ws.context.store.search_runs(
-        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
-    ).runs[0]
+    child = studio.sweep_child()
     _go(page, studio, f"runs/{child.run_id}")
     files = page.locator("ul.snapshot-files li")
     files.first.wait_for()
@@ -134,9 +132,7 @@ def test_run_page_lists_the_snapshot_files(page: Any, studio: Studio) -> None:
 
 
 def test_run_page_charts_system_metrics(page: Any, studio: Studio) -> None:
-    child = studio.ws.context.store.search_runs(
-        studio.ws.context.workspace_id, parent_run_id=studio.sweep_run, limit=1
-    ).runs[0]
+    child = studio.sweep_child()
     _go(page, studio, f"runs/{child.run_id}")
     section = page.get_by_label("System metrics")
     chart = section.locator(".chart[data-metric='system/rss_mb']")

@@ -420,14 +420,27 @@ class SnapshotStore:
         """One file of a snapshot, open for reading, and its size; ``ArtifactNotFound`` when the
         snapshot has no such file (``path`` goes through the one path-safety check)."""
         rel = safe_relpath(path)
-        for name, obj, _ in self._members(snapshot_id):
-            if name == rel:
-                return obj.open("rb"), obj.stat().st_size
-        raise ArtifactNotFound(
-            f"Snapshot {snapshot_id} has no file {rel!r}; see the run's snapshot list.",
-            snapshot_id=snapshot_id,
-            path=rel,
-        )
+        entry = self.manifest(snapshot_id)["files"].get(rel)
+        try:
+            if not isinstance(entry, dict):
+                raise FileNotFoundError(rel)
+            fh = self._object_path(str(entry.get("sha256"))).open("rb")
+        except FileNotFoundError:
+            raise ArtifactNotFound(
+                f"Snapshot {snapshot_id} has no file {rel!r}; see the run's snapshot list.",
+                snapshot_id=snapshot_id,
+                path=rel,
+            ) from None
+        size = os.fstat(fh.fileno()).st_size
+        if size != entry.get("size"):
+            fh.close()
+            raise SnapshotException(
+                f"Snapshot {snapshot_id} is damaged: the stored content of {rel!r} has {size} "
+                f"bytes, the manifest says {entry.get('size')}.",
+                snapshot_id=snapshot_id,
+                path=rel,
+            )
+        return fh, size
 
     # ---- restore -------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from trainyard._context import relay_description
@@ -259,7 +260,7 @@ class Supervisor:
         finally:
             sampler.stop()
 
-    def _supervise(self, ranks: launch.Ranks, wd: Any, limit: Any, started: float) -> int:
+    def _supervise(self, ranks: launch.Ranks, wd: Path, limit: Any, started: float) -> int:
         """Wait for the script while syncing its logs and acting on a cancel or its time limit."""
         self.record_deferred_environment()
         syncer = runfiles.LogSyncer(self.ctx.artifacts, self.run_id, self.paths, wd)

@@ -111,7 +111,6 @@ class SystemSampler:
         self._last: float | None = None
         self._net0: tuple[float, float] | None = None
         self._gpus: _Gpus | None = None
-        self._started = time.time()
 
     def start(self) -> None:
         """Take a first sample at once, then one every ``interval`` seconds on a daemon thread."""
@@ -135,14 +134,12 @@ class SystemSampler:
             while True:
                 # A failing sample (a process gone mid-read, /proc away) is skipped, never fatal.
                 with contextlib.suppress(Exception):
-                    sample = self.sample()
-                    if sample is not None:
-                        out.write(json.dumps(sample, separators=(",", ":")) + "\n")
+                    out.write(json.dumps(self.sample(), separators=(",", ":")) + "\n")
                 if self._stop.wait(self.interval):
                     return
 
-    def sample(self) -> dict[str, float] | None:
-        """One sample now (``None`` the first time CPU use cannot be known yet and nothing runs)."""
+    def sample(self) -> dict[str, float]:
+        """One sample now (the first has no ``cpu_percent``: CPU use needs two readings)."""
         import psutil
 
         members = self._members or _session_members

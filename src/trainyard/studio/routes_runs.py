@@ -48,13 +48,13 @@ def _filters(request: Request, prefix: str) -> dict[str, str | None]:
 
 
 def _download(
-    stream: Any, rel: str, size: int, media: str | None, inline: bool | None = None
+    stream: Any, rel: str, size: int, media: str | None = None, inline: bool = False
 ) -> StreamingResponse:
-    """A file as a streamed response: shown inline when it is an image (``media``), else an
-    attachment named after ``rel``'s last part."""
+    """A file as a streamed response of type ``media`` (default: bytes), named after ``rel``'s
+    last part; an attachment unless ``inline``."""
     name = rel.rsplit("/", 1)[-1]
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    disposition = "inline" if (media if inline is None else inline) else "attachment"
+    disposition = "inline" if inline else "attachment"
 
     def chunks() -> Any:
         with stream:
@@ -292,7 +292,8 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             )
         suffix = "." + rel.rsplit(".", 1)[-1].lower() if "." in rel else ""
         media = _IMAGE_TYPES.get(suffix)
-        return _download(ctx.artifacts.open(key), rel, ctx.artifacts.size(key), media)
+        size = ctx.artifacts.size(key)
+        return _download(ctx.artifacts.open(key), rel, size, media, inline=media is not None)
 
     @router.get("/api/w/{workspace}/runs/{run_id}/snapshot/file")
     def snapshot_file(
@@ -306,7 +307,7 @@ def runs_router(deps: StudioDeps) -> APIRouter:
         if not sid:
             raise ArtifactNotFound(f"Run {run_id!r} was not submitted with a snapshot.")
         stream, size = SnapshotStore(ctx.snapshots_dir).open_file(str(sid), path)
-        return _download(stream, safe_relpath(path), size, None)
+        return _download(stream, safe_relpath(path), size)
 
     @router.get("/api/w/{workspace}/runs/{run_id}/snapshot.zip")
     def snapshot_zip(request: Request, workspace: str, run_id: str) -> StreamingResponse:
@@ -325,7 +326,7 @@ def runs_router(deps: StudioDeps) -> APIRouter:
             # Opened before the folder goes: the open file outlives its name.
             stream = zipped.open("rb")
             size = zipped.stat().st_size
-        return _download(stream, f"snapshot-{run_id}.zip", size, "application/zip", inline=False)
+        return _download(stream, f"snapshot-{run_id}.zip", size, "application/zip")
 
     @router.post("/api/w/{workspace}/runs/{run_id}/cancel")
     def cancel(request: Request, workspace: str, run_id: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from trainyard.exceptions import ConfigError
+from trainyard.testing.server import free_port
 
 #: Keep every Ray listener on loopback, and send no usage reports.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -46,12 +46,6 @@ class NodeType:
     resources: dict[str, float]
     min_workers: int = 0
     max_workers: int = 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def autoscaling_config(
@@ -124,7 +118,7 @@ class LocalRayCluster:
         if not ray.exists():
             raise ConfigError("Ray is not installed: pip install 'trainyard[ray]'.")
         root.mkdir(parents=True, exist_ok=True)
-        port, dash = _free_port(), _free_port()
+        port, dash = free_port(), free_port()
         address = f"127.0.0.1:{port}"
         token = secrets.token_hex(32)
         token_file = root / "token"
