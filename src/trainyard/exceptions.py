@@ -290,6 +290,13 @@ class WebserviceException(TrainyardError):
     http_status = 400
 
 
+class ComputeConfigurationError(ValidationError, ComputeTargetException):
+    """A compute target's configuration has a bad value (node range, VM size, backend …); v1 code
+    catching ``ComputeTargetException`` still does."""
+
+    code = "INVALID_COMPUTE"
+
+
 class ComputeTargetNotFound(NotFoundError, ComputeTargetException):
     """No compute target by that name; v1 code catching ``ComputeTargetException`` still does."""
 

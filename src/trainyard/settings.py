@@ -66,6 +66,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        from trainyard.exceptions import ConfigError
+
+        raise ConfigError(
+            f"{name}={raw!r} is not one of {', '.join(choices)}; unset it or pick one."
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide configuration read from the environment."""
@@ -108,6 +121,10 @@ class Settings:
     #: ``TRAINYARD_SPOOL_EXIT_SECONDS``: at exit, how long a process waits for its spooled records
     #: to reach the team server before leaving them for ``trainyard sync``.
     spool_exit_seconds: float = 30.0
+    #: ``TRAINYARD_AMLCOMPUTE_BACKEND``: what runs an ``AmlCompute`` target provisioned without
+    #: ``backend=``: ``local`` (processes on this machine, ``max_nodes`` at once) or ``ray`` (a
+    #: Ray cluster trainyard starts on this machine).
+    amlcompute_backend: str = "local"
     #: ``TRAINYARD_STUDIO_URL``: the studio that shows this machine's runs (``Web View:`` links).
     studio_url: str | None = None
 
@@ -150,6 +167,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         server_retry_seconds=max(0.0, _float(e, "TRAINYARD_SERVER_RETRY_SECONDS", 60.0)),
         spool_exit_seconds=max(0.0, _float(e, "TRAINYARD_SPOOL_EXIT_SECONDS", 30.0)),
         studio_url=e.get("TRAINYARD_STUDIO_URL") or None,
+        amlcompute_backend=_choice(e, "TRAINYARD_AMLCOMPUTE_BACKEND", ("local", "ray"), "local"),
     )
 
 

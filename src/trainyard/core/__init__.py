@@ -20,6 +20,7 @@ _LAZY = {
     "ScriptRun": "trainyard.core.script_run",
     "Environment": "trainyard.core.environment",
     "ComputeTarget": "trainyard.core.compute",
+    "RayCompute": "trainyard.core.compute",
     "RunConfiguration": "trainyard.core.runconfig",
     "Model": "trainyard.core.model",
     "Dataset": "trainyard.core.dataset",

@@ -1,5 +1,6 @@
 """Compute targets (v1: ``azureml.core.compute``)."""
 
+from trainyard.core.compute.ray_target import RayCompute, RayComputeAttachConfiguration
 from trainyard.core.compute.target import (
     AmlCompute,
     AmlComputeProvisioningConfiguration,
@@ -16,4 +17,6 @@ __all__ = [
     "ComputeTargetException",
     "ComputeTargetProvisioningConfiguration",
     "LocalCompute",
+    "RayCompute",
+    "RayComputeAttachConfiguration",
 ]
