@@ -210,6 +210,15 @@ class RayComputeAttachConfiguration:
             )
 
 
+def _refuse_managed(folder: Path, name: str) -> None:
+    if (folder / STATE_FILE).exists():
+        raise ComputeTargetException(
+            f"Compute target {name!r} is a Ray cluster trainyard manages; delete it first "
+            f"(`trainyard compute delete {name}`) or attach under another name.",
+            target=name,
+        )
+
+
 def attach(
     workspace: Workspace, name: str, attach_config: RayComputeAttachConfiguration
 ) -> ComputeTargetRecord:
@@ -217,6 +226,8 @@ def attach(
     attach_config.validate()
     require_ray()
     ctx = workspace.context
+    folder = cluster_folder(ctx, name)
+    _refuse_managed(folder, name)
     dashboard = attach_config.resolved_dashboard_url()
     conn = RayConnection(
         target=name,
@@ -228,14 +239,8 @@ def attach(
     workers = [n for n in conn.nodes() if n.get("state") == "ALIVE" and not n.get("is_head_node")]
     slots = sum(int((n.get("resources_total") or {}).get(SLOT_RESOURCE, 0)) for n in workers)
     shape = next(iter(workers), {}).get("resources_total") or {}
-    folder = cluster_folder(ctx, name)
     with _lock(ctx, name):
-        if (folder / STATE_FILE).exists():
-            raise ComputeTargetException(
-                f"Compute target {name!r} is a Ray cluster trainyard manages; delete it first "
-                f"(`trainyard compute delete {name}`) or attach under another name.",
-                target=name,
-            )
+        _refuse_managed(folder, name)
         section: dict[str, Any] = {
             "managed": False,
             "address": attach_config.address or "",

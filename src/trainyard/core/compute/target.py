@@ -323,7 +323,7 @@ class ComputeTarget:
         self,
         show_output: bool = False,
         min_node_count: int | None = None,
-        timeout_in_minutes: int = 25,
+        timeout_in_minutes: float = 25,
         is_delete_operation: bool = False,
     ) -> None:
         """Wait until the target is ready: at once on local compute; on a Ray cluster until its
