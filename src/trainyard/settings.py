@@ -174,6 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 #: Every other ``TRAINYARD_*`` variable, read at one boundary each (never deep in library code).
 OTHER_VARIABLES: dict[str, str] = {
     "TRAINYARD_WORKSPACE": "CLI only: the workspace folder or config.json to use (else .trainyard/config.json).",
+    "TRAINYARD_RAY_TOKEN": "CLI only: the Ray auth token `trainyard compute attach` sends (else --token).",
     "TRAINYARD_MNIST_DIR": "Folder with the four MNIST IDX files (trainyard._data.mnist search order).",
     "TRAINYARD_MODEL_DIR": "Set by the scoring server (and AZUREML_MODEL_DIR) to the deployed model folder.",
     "TRAINYARD_SERVING_CONFIG": "Scoring-server config as JSON for multi-worker processes (no keys, only hashes).",

@@ -37,10 +37,12 @@ def ray_cfg(**kw: Any) -> Any:
     return AmlCompute.provisioning_configuration(**args)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str | Callable[[], str]
+) -> float:
     started = time.monotonic()
     while not predicate():
-        assert time.monotonic() - started < timeout, what
+        assert time.monotonic() - started < timeout, what() if callable(what) else what
         time.sleep(0.5)
     return time.monotonic() - started
 
@@ -243,6 +245,33 @@ def test_update_brings_a_node_and_lets_it_go(cws: Workspace) -> None:
     assert status["node_state_counts"]["idleNodeCount"] == 1
     assert status["node_state_counts"]["runningNodeCount"] == 0
     assert status["scale_settings"]["minimum_node_count"] == 1
+
+    # a job holding the node's run slot makes it a running node
+    from ray.job_submission import JobSubmissionClient
+
+    cluster = cluster_of(cws)
+    client = JobSubmissionClient(
+        cluster.dashboard_url, headers={"Authorization": f"Bearer {cluster.token}"}
+    )
+    job = client.submit_job(
+        entrypoint="python -c 'import time; time.sleep(60)'",
+        entrypoint_resources={"trainyard_slot": 1},
+    )
+    try:
+        wait_until(lambda: str(client.get_job_status(job)) == "RUNNING", 60, "job not running")
+        seen: list[dict[str, int]] = []
+        wait_until(
+            lambda: (
+                seen.append(reloaded.get_status().node_state_counts)
+                or seen[-1]["runningNodeCount"] == 1
+            ),
+            30,
+            lambda: f"the node holding a run slot never showed as running: {seen[-3:]}",
+        )
+        assert seen[-1]["idleNodeCount"] == 0
+    finally:
+        client.stop_job(job)
+    wait_until(lambda: client.get_job_status(job).is_terminal(), 30, "the job did not stop")
 
     reloaded.update(min_nodes=0)
     took = wait_until(
