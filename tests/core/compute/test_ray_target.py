@@ -225,6 +225,11 @@ def test_create_wait_and_status_of_an_empty_cluster(
     }
     assert fields["errors"] is None
 
+    with pytest.raises(ComputeTargetException, match="would never end"):
+        target.wait_for_completion(min_node_count=2)
+    with pytest.raises(ComputeTargetException, match="0 of 1 node"):
+        target.wait_for_completion(min_node_count=1, timeout_in_minutes=0.02)
+
 
 @pytest.mark.slow
 def test_update_brings_a_node_and_lets_it_go(cws: Workspace) -> None:

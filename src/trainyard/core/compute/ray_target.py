@@ -384,6 +384,13 @@ def wait_for_cluster(
     ``ComputeTargetException`` when it failed or the time is up."""
     config = target.config
     wanted = max(int(config.get("min_nodes") or 0), int(min_node_count or 0))
+    most = config.get("max_nodes")
+    if isinstance(most, int) and wanted > most:
+        raise ComputeConfigurationError(
+            f"Compute target {target.name!r} has at most {most} node(s); waiting for {wanted} "
+            "would never end. Raise max_nodes with update(max_nodes=...) first.",
+            target=target.name,
+        )
     deadline = time.monotonic() + timeout_in_minutes * 60
     if show_output:
         print("Creating", end="", flush=True)
