@@ -413,9 +413,11 @@ class ManagedRayCluster:
             return []
         return session_members(self.head_pid)
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 3.0) -> None:
         """SIGTERM every process of the head's session, SIGKILL what is left after ``grace``,
-        then remove Ray's temp folder. Safe to call on a dead cluster."""
+        then remove Ray's temp folder. Safe to call on a dead cluster. (``ray start --block`` and
+        the GCS server outlive a SIGTERM by more than 15 s here, and a cluster without external
+        storage keeps nothing worth a longer wait.)"""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in self.members():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -433,7 +435,7 @@ class ManagedRayCluster:
         if self.temp_dir.name.startswith("ty-ray-"):
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def remove(self, grace: float = 10.0) -> None:
+    def remove(self, grace: float = 3.0) -> None:
         """Stop the cluster and delete its folder."""
         self.stop(grace)
         shutil.rmtree(self.folder, ignore_errors=True)
