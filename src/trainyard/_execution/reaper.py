@@ -96,10 +96,15 @@ def reap_stale_runs(
 
 def _supervisor_lost(info: RunInfo, age: float) -> dict[str, str]:
     next_step = _next_step(info.run_type)
+    node = info.runtime.get("node")
+    where = ""
+    if isinstance(node, dict):  # a cluster run: say which node went quiet
+        name = node.get("id") or node.get("host")
+        where = f" on node {name}" + (f" ({node['ip']})" if node.get("ip") else "")
     if info.heartbeat_at:
         message = (
-            f"The run's supervisor process stopped responding (no heartbeat for {age:.0f} s; it "
-            f"was killed or its machine went down). {next_step}"
+            f"The run's supervisor process{where} stopped responding (no heartbeat for {age:.0f} "
+            f"s; it was killed or its machine went down). {next_step}"
         )
     else:
         message = (

@@ -170,6 +170,8 @@ def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
     }
     if config.framework_info:
         definition["frameworkInfo"] = dict(config.framework_info)
+    if config.requires_gpu:  # a cluster backend asks its node for GPUs
+        definition["requiresGpu"] = True
     return definition
 
 

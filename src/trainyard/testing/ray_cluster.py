@@ -191,6 +191,18 @@ class LocalRayCluster:
         nodes = body.get("data", {}).get("result", {}).get("result", [])
         return [n for n in nodes if n.get("state") == "ALIVE" and not n.get("is_head_node")]
 
+    def wait_for_workers(self, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` worker nodes are alive; returns them."""
+        deadline = time.monotonic() + timeout
+        while len(workers := self.alive_workers()) < count:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"Only {len(workers)} of {count} Ray worker nodes came up in {timeout:g} s; "
+                    f"see {self.root / 'head.log'} and {self.temp_dir}."
+                )
+            time.sleep(0.2)
+        return workers
+
     def members(self) -> list[int]:
         """The processes of the head's session: the head, its autoscaler and every worker node."""
         from trainyard._compat.platform import session_members
