@@ -35,7 +35,7 @@ from trainyard.exceptions import ComputeTargetException, InvalidStatusTransition
 if TYPE_CHECKING:
     from trainyard._context import WorkspaceContext
     from trainyard._execution.distributed import Layout
-    from trainyard._store.entities import ComputeTargetRecord
+    from trainyard._store.entities import ComputeTargetRecord, RunInfo
 
 NODE_MODULE = "trainyard._execution.ray.node"
 #: Variables of this process the node's supervisor gets (the rest is the node's own environment).
@@ -86,6 +86,9 @@ class RayBackend(LocalProcessBackend):
                 node_count=layout.node_count,
             )
 
+    def check_run(self, definition: Mapping[str, Any]) -> None:
+        self.check_schedulable(run_resources(definition, self.target))
+
     def check_schedulable(self, resources: Mapping[str, float]) -> None:
         """Refuse a run no node of the cluster can ever take, naming what is missing."""
         node = (self.target.config.get("ray") or {}).get("node_resources")
@@ -121,7 +124,6 @@ class RayBackend(LocalProcessBackend):
     def submit(self, run_id: str, env: Mapping[str, str] | None = None) -> None:
         info = self.ctx.store.get_run(run_id)
         resources = run_resources(info.definition, self.target)
-        self.check_schedulable(resources)
         RunPaths(self.ctx.home, run_id).live.mkdir(parents=True, exist_ok=True)
         python = self._node_python()
         entrypoint = shlex.join(
@@ -179,12 +181,13 @@ class RayBackend(LocalProcessBackend):
     def _cancel_waiting(self, run_id: str) -> None:
         """A run still in Ray's queue: stop its job; if its entrypoint never started, no
         supervisor will see the request, so the run is ended Canceled here."""
+        job = str((self.ctx.store.get_run(run_id).runtime.get("ray") or {}).get("job"))
         try:
             client = self.connection.job_client()
-            state = str(client.get_job_status(job_id(run_id)))
+            state = str(client.get_job_status(job))
             if state.split(".")[-1] in _NOT_STARTED:
-                client.stop_job(job_id(run_id))
-                state = str(client.get_job_status(job_id(run_id)))
+                client.stop_job(job)
+                state = str(client.get_job_status(job))
         except (TrainyardError, RuntimeError, ConnectionError):
             return  # the cluster is away: its supervisor, when it starts, sees the request
         if state.split(".")[-1] in ("RUNNING",):
@@ -202,4 +205,71 @@ class RayBackend(LocalProcessBackend):
         return daemon.spawn(entrypoint)
 
 
-__all__ = ["NODE_MODULE", "RayBackend", "job_id", "run_resources"]
+#: A job lost before its entrypoint ran (placed on a node that then died) is submitted again up to
+#: this many times in all: the run never started, so nothing runs twice.
+PLACEMENT_ATTEMPTS = 3
+
+
+def lost_queued_job(ctx: WorkspaceContext, info: RunInfo) -> dict[str, str] | None:
+    """For a Queued run that no supervisor has reported for: the error to fail it with when its
+    Ray job ended without starting it (its entrypoint failed), ``None`` while the job still waits
+    or runs, or the cluster cannot be asked. A job Ray lost before its entrypoint ran (its node
+    died while it was being placed) is submitted again, up to :data:`PLACEMENT_ATTEMPTS` times."""
+    from trainyard._execution.targets import resolve_target_record
+
+    section = info.runtime.get("ray") or {}
+    job = str(section.get("job") or job_id(info.run_id))
+    try:
+        client = RayConnection.of(resolve_target_record(ctx, info.target)).job_client()
+        details = client.get_job_info(job)
+    except (TrainyardError, RuntimeError, ConnectionError):
+        return None
+    state = str(details.status).split(".")[-1]
+    if state in ("PENDING", "RUNNING"):
+        return None
+    attempts = int(section.get("attempts") or 1)
+    if details.driver_exit_code is None and state == "FAILED" and attempts < PLACEMENT_ATTEMPTS:
+        retry = f"{job_id(info.run_id)}-{attempts + 1}"
+        runtime_env = dict(details.runtime_env or {})
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "TRAINYARD_RAY_JOB": retry}
+        with contextlib.suppress(RuntimeError, ConnectionError):
+            client.submit_job(
+                entrypoint=details.entrypoint,
+                submission_id=retry,
+                entrypoint_num_cpus=0,
+                entrypoint_resources=section.get("resources") or {SLOT_RESOURCE: 1.0},
+                runtime_env=runtime_env,
+                metadata=details.metadata,
+            )
+            ctx.store.update_run(
+                info.run_id,
+                runtime={
+                    "ray": {
+                        **section,
+                        "job": retry,
+                        "attempts": attempts + 1,
+                        "lost": [*section.get("lost", []), f"{job}: {details.message}"],
+                    }
+                },
+            )
+            return None
+    tail = ""
+    with contextlib.suppress(RuntimeError, ConnectionError):
+        tail = client.get_job_logs(job)[-1500:]
+    message = (
+        f"The run's Ray job {job} ended {state} before the run started: "
+        f"{details.message or 'no reason given'}"
+    )
+    if tail.strip():
+        message += f"\nIts log ends:\n{tail}"
+    return {"code": "RayJobLost", "message": message + "\nResubmit the run."}
+
+
+__all__ = [
+    "NODE_MODULE",
+    "PLACEMENT_ATTEMPTS",
+    "RayBackend",
+    "job_id",
+    "lost_queued_job",
+    "run_resources",
+]
