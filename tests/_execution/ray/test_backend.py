@@ -216,3 +216,27 @@ def test_a_job_whose_entrypoint_cannot_start_fails_the_run_with_rays_reason(
     error = run.get_details()["error"]
     assert error["code"] == "RayJobLost"
     assert "/nonexistent/bin/python" in error["message"]
+
+
+def test_the_environment_is_built_on_the_node_and_reused_there(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainyard.core import Environment
+    from trainyard.core.conda_dependencies import CondaDependencies
+
+    monkeypatch.setenv("TRAINYARD_ENV_CACHE", str(tmp_path / "env-cache"))
+    src = source(tmp_path, "import six\nprint('six', six.__version__, flush=True)\n")
+    env = Environment("six-on-ray")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["six==1.16.0"])
+    runs = []
+    for _ in range(2):
+        run = Experiment(ws, "ray-env").submit(
+            ScriptRunConfig(src, "train.py", compute_target="cluster", environment=env)
+        )
+        assert wait_terminal(run, 300) == "Completed", run.get_details().get("error")
+        runs.append(run.get_info().runtime)
+    first, second = runs
+    assert first["environment_hash"] == second["environment_hash"]
+    assert (first["environment_cached"], second["environment_cached"]) == (False, True)
+    assert str(first["python"]).startswith(str(tmp_path / "env-cache"))
+    assert b"six 1.16.0" in run.read_log("user_logs/std_log.txt")
