@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,9 +330,12 @@ def test_startup_failure_exits_3_with_traceback_on_stderr(
 
 PID_SCORE = """
     import os
+    import sys
 
     def init():
-        print("worker", os.getpid(), "initialised")
+        # one write: print() writes its pieces separately, and two workers share stdout
+        sys.stdout.write(f"worker {os.getpid()} initialised\\n")
+        sys.stdout.flush()
 
     def run(raw):
         return os.getpid()
@@ -346,9 +350,7 @@ def test_two_workers_each_run_init_and_serve(start_server: StartServer, tmp_path
     while server.stdout.count("initialised") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.stdout.count("initialised") == 2
-    pids = {
-        int(line.split()[1]) for line in server.stdout.splitlines() if line.endswith("initialised")
-    }
+    pids = {int(pid) for pid in re.findall(r"worker (\d+) initialised", server.stdout)}
     assert len(pids) == 2
     assert httpx.post(f"{url}/score", content=b"{}").json() in pids
     assert server.stop() == 0

@@ -5,7 +5,8 @@ A supervisor (a sweep's controller, an interactive run's process) heartbeats eve
 than ``heartbeat_timeout`` (or, before the first one, its creation is older than
 ``STARTUP_TIMEOUTS`` × ``heartbeat_timeout``), its supervisor is gone (kill -9,
 machine reboot): the run is marked Failed and, when it was on this host, its script's process group
-is killed so nothing keeps running unowned. Called by queued supervisors, by ``wait_for_completion``
+is killed so nothing keeps running unowned. A run waiting in a Ray cluster's queue has no process
+yet: it is failed only once Ray says its job ended without starting it. Called by queued supervisors, by ``wait_for_completion``
 and ``get_status`` of script runs, and by the CLI — no run stays Running forever.
 """
 
@@ -74,7 +75,16 @@ def reap_stale_runs(
             if now - last <= limit:
                 continue
             age = now - last
-            if info.run_type == INTERACTIVE_TYPE:
+            if info.heartbeat_at is None and info.runtime.get("ray"):
+                # A Ray job waits in the cluster's queue (for a node, or behind other runs) with
+                # no process yet: it is lost only once Ray says its job ended without starting.
+                from trainyard._execution.ray.backend import lost_queued_job
+
+                lost = lost_queued_job(ctx, info)
+                if lost is None:
+                    continue
+                error, reason = lost, "ray job ended before the run started"
+            elif info.run_type == INTERACTIVE_TYPE:
                 error, reason = _interactive_lost(age, bool(info.heartbeat_at)), "owner lost"
             else:
                 _kill_orphan(info.runtime)
@@ -96,10 +106,15 @@ def reap_stale_runs(
 
 def _supervisor_lost(info: RunInfo, age: float) -> dict[str, str]:
     next_step = _next_step(info.run_type)
+    node = info.runtime.get("node")
+    where = ""
+    if isinstance(node, dict):  # a cluster run: say which node went quiet
+        name = node.get("id") or node.get("host")
+        where = f" on node {name}" + (f" ({node['ip']})" if node.get("ip") else "")
     if info.heartbeat_at:
         message = (
-            f"The run's supervisor process stopped responding (no heartbeat for {age:.0f} s; it "
-            f"was killed or its machine went down). {next_step}"
+            f"The run's supervisor process{where} stopped responding (no heartbeat for {age:.0f} "
+            f"s; it was killed or its machine went down). {next_step}"
         )
     else:
         message = (

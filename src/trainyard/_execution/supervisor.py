@@ -434,7 +434,7 @@ class Supervisor:
         self._cancel_signal = True
 
 
-def _record_crash(ctx: WorkspaceContext, args: argparse.Namespace, err: BaseException) -> None:
+def record_crash(ctx: WorkspaceContext, args: argparse.Namespace, err: BaseException) -> None:
     """The supervisor could not even start owning the run: end it Failed with the reason."""
     message = err.message if isinstance(err, TrainyardError) else f"{type(err).__name__}: {err}"
     with contextlib.suppress(TrainyardError):
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         "trainyard-supervisor",
         lambda ctx, args: Supervisor(ctx, str(args.run_id)).main(),
         arguments=(("--run-id", True),),
-        on_crash=_record_crash,
+        on_crash=record_crash,
         argv=argv,
     )
 

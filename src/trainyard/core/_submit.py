@@ -7,6 +7,7 @@ error and leaves no run row and no snapshot behind.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import warnings
@@ -22,6 +23,7 @@ from trainyard.core.runconfig import (
 )
 from trainyard.exceptions import (
     ComputeTargetException,
+    TrainyardError,
     UserErrorException,
     ValidationError,
 )
@@ -117,12 +119,12 @@ def _validate_target(
             "GPUs or set use_gpu=False.",
             target=target.name,
         )
+    backend = backend_for(experiment.workspace.context, target.get_record())
+    backend.check_run(definition)  # e.g. a cluster none of whose nodes could ever take it
     layout = Layout.from_definition(definition)
     if layout.ranked or layout.world_size > 1:
         # The target's backend says whether it can ever run this many ranks on these nodes.
-        backend_for(experiment.workspace.context, target.name).check_layout(
-            layout, target.gpu_count
-        )
+        backend.check_layout(layout, target.gpu_count)
 
 
 def _environment_dict(config: ScriptRunConfig) -> dict[str, Any]:
@@ -170,6 +172,8 @@ def build_definition(config: ScriptRunConfig) -> dict[str, Any]:
     }
     if config.framework_info:
         definition["frameworkInfo"] = dict(config.framework_info)
+    if config.requires_gpu:  # a cluster backend asks its node for GPUs
+        definition["requiresGpu"] = True
     return definition
 
 
@@ -279,5 +283,15 @@ def submit_definition(
     if warnings:  # what the snapshot skipped (outside symlinks …) shows in details["warnings"]
         ctx.store.update_run(info.run_id, runtime={"warnings": list(warnings)})
     ctx.store.update_run_status(info.run_id, RunStatus.QUEUED.value)
-    backend_for(ctx, target).submit(info.run_id)
+    try:
+        backend_for(ctx, target).submit(info.run_id)
+    except TrainyardError as err:  # e.g. a cluster that does not answer: the run never started
+        with contextlib.suppress(TrainyardError):
+            ctx.store.update_run_status(
+                info.run_id,
+                RunStatus.FAILED.value,
+                error={"code": err.code, "message": err.message, "stage": "Queued"},
+                reason="the compute target did not take the run",
+            )
+        raise
     return ScriptRun(experiment, info.run_id)

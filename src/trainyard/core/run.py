@@ -489,11 +489,12 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
             details["endTimeUtc"] = _iso(info.end_time)
         if info.error:
             details["error"] = info.error
-        warnings = info.runtime.get("warnings")
-        if warnings:
-            details["warnings"] = warnings
-        if info.runtime.get("resolved_packages"):
-            details["resolvedPackages"] = info.runtime["resolved_packages"]
+        # What the snapshot skipped, the resolved packages, the cluster node it ran on.
+        for key, name in (("warnings", "warnings"), ("resolved_packages", "resolvedPackages")):
+            if info.runtime.get(key):
+                details[name] = info.runtime[key]
+        if info.runtime.get("node"):
+            details["node"] = info.runtime["node"]
         return details
 
     def _end(self, status: RunStatus, error: Mapping[str, Any] | None = None) -> None:

@@ -17,8 +17,10 @@ Example::
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainyard._execution.ray.cluster import (
     LOOPBACK_ENV,
@@ -26,6 +28,7 @@ from trainyard._execution.ray.cluster import (
     NodeType,
     autoscaling_config,
 )
+from trainyard.exceptions import ConfigError
 
 
 @dataclass
@@ -51,6 +54,18 @@ class LocalRayCluster(ManagedRayCluster):
     def root(self) -> Path:
         """The cluster's folder (token, autoscaler config, head log, state)."""
         return self.folder
+
+    def wait_for_workers(self, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` worker nodes are alive; returns them."""
+        deadline = time.monotonic() + timeout
+        while len(workers := self.alive_workers()) < count:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"Only {len(workers)} of {count} Ray worker nodes came up in {timeout:g} s; "
+                    f"see {self.root / 'head.log'} and {self.temp_dir}."
+                )
+            time.sleep(0.2)
+        return workers
 
 
 __all__ = ["LOOPBACK_ENV", "LocalRayCluster", "NodeType", "autoscaling_config"]

@@ -339,6 +339,27 @@ def test_recreating_a_running_cluster_rescales_it_in_place(cws: Workspace) -> No
 
 
 @pytest.mark.slow
+def test_a_run_submitted_to_the_target_runs_on_a_worker_node(
+    cws: Workspace, tmp_path: Path
+) -> None:
+    from trainyard.core import Experiment, ScriptRunConfig
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(
+        "from trainyard.core import Run\nRun.get_context().log('x', 1.0)\nprint('on a node')\n"
+    )
+    started = time.monotonic()
+    run = Experiment(cws, "on-ray").submit(
+        ScriptRunConfig(src, "train.py", compute_target="raycpu")
+    )
+    run.wait_for_completion(show_output=False)
+    print(f"submit → Completed on a new node: {time.monotonic() - started:.1f} s")
+    assert run.get_status() == "Completed", run.get_details().get("error")
+    assert run.get_metrics() == {"x": 1.0}
+
+
+@pytest.mark.slow
 def test_a_dead_head_is_failed_and_create_restarts_it(cws: Workspace) -> None:
     dead = cluster_of(cws)
     for pid in dead.members():

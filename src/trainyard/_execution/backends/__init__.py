@@ -1,8 +1,10 @@
 """Compute backends, chosen from a compute target's type through one registry.
 
 ``backend_for(ctx, target_name)`` looks the target up (``local`` always exists) and asks the factory
-registered for its type. Local processes serve ``local`` and, until a cluster backend registers
-itself for it, ``amlcompute``. A new backend registers with :func:`register_backend`.
+registered for its type. Local processes serve ``local`` and the ``amlcompute`` targets created
+without a cluster; a Ray cluster (:mod:`trainyard._execution.ray`) serves ``raycompute`` targets and
+``amlcompute`` ones provisioned with ``backend="ray"``. A new backend registers with
+:func:`register_backend`.
 
 Example::
 
@@ -38,7 +40,22 @@ def _local(ctx: WorkspaceContext, target: ComputeTargetRecord) -> ComputeBackend
     return LocalProcessBackend(ctx, target)
 
 
-register_backend(("local", "amlcompute"), _local)
+def _ray(ctx: WorkspaceContext, target: ComputeTargetRecord) -> ComputeBackend:
+    from trainyard._execution.ray.backend import RayBackend
+
+    return RayBackend(ctx, target)
+
+
+def _amlcompute(ctx: WorkspaceContext, target: ComputeTargetRecord) -> ComputeBackend:
+    """An ``AmlCompute`` target provisioned on Ray runs there; an older one as local processes."""
+    from trainyard._execution.ray.connection import is_ray_target
+
+    return (_ray if is_ray_target(target) else _local)(ctx, target)
+
+
+register_backend(("local",), _local)
+register_backend(("amlcompute",), _amlcompute)
+register_backend(("raycompute",), _ray)
 
 
 def backend_for(

@@ -12,6 +12,8 @@ Contract (checked for every backend by :mod:`trainyard.testing.backend`):
 * ``launch(entrypoint)`` starts any other detached entrypoint the same way and returns at once.
 * ``cancel(run_id)`` asks for cancellation (the run passes through CancelRequested to Canceled; a
   queued run never starts); ``False`` when the run had already finished.
+* ``check_run(definition)`` refuses, before anything is stored, a job the target can never run
+  (a Ray cluster none of whose nodes has the resources it needs).
 * ``check_layout(layout, gpu_count)`` refuses, before anything is stored, a distributed job the
   target can never run (too many nodes or processes, NCCL without GPUs, no MPI runtime).
 * ``status(run_id)`` is the run's current status; ``read_log(run_id, name, offset)`` the bytes of one
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainyard._lifecycle import RunStatus
 
@@ -53,6 +55,12 @@ class ComputeBackend(abc.ABC):
     @abc.abstractmethod
     def cancel(self, run_id: str) -> bool:
         """Request cancellation; ``False`` when the run had already finished."""
+
+    def check_run(self, definition: Mapping[str, Any]) -> None:
+        """Raise :class:`~trainyard.exceptions.ComputeTargetException` when this target can never
+        run the job ``definition`` describes (checked before anything is stored); the default
+        accepts everything (the local machine's limits are checked by :meth:`check_layout`)."""
+        return None
 
     def check_layout(self, layout: Layout, gpu_count: int) -> None:
         """Raise :class:`~trainyard.exceptions.ComputeTargetException` when this target can never

@@ -12,7 +12,8 @@ A target served by Ray keeps, in its stored config, a ``ray`` section::
 Attached clusters may keep the token itself (``"token"``) when the user gave it; a token file is read
 each time, so a rotated token is picked up. Every run asks its node for one ``trainyard_slot``
 (:data:`SLOT_RESOURCE`): worker nodes advertise ``runs_per_node`` of them and the head none, so runs
-land on worker nodes and a node takes at most that many at once.
+land on worker nodes and a node takes at most that many at once. A target may name another slot
+resource (``"slot_resource"``), so targets sharing a cluster each have nodes of their own.
 """
 
 from __future__ import annotations

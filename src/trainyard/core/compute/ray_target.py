@@ -238,14 +238,14 @@ def attach(
     version = conn.get("/api/version", timeout=10)
     workers = [n for n in conn.nodes() if n.get("state") == "ALIVE" and not n.get("is_head_node")]
     slots = sum(int((n.get("resources_total") or {}).get(SLOT_RESOURCE, 0)) for n in workers)
-    shape = next(iter(workers), {}).get("resources_total") or {}
+    gpus = max((int((n.get("resources_total") or {}).get("GPU", 0)) for n in workers), default=0)
     with _lock(ctx, name):
         _refuse_managed(folder, name)
         section: dict[str, Any] = {
             "managed": False,
             "address": attach_config.address or "",
             "dashboard_url": dashboard,
-            "node_resources": {k: v for k, v in shape.items() if not k.startswith("node:")},
+            # no "node_resources": its nodes may differ; the backend asks the alive ones
             "ray_version": (version or {}).get("ray_version"),
         }
         if attach_config.token and not ctx.remote:
@@ -259,15 +259,18 @@ def attach(
             "backend": RAY_BACKEND,
             "created": time.time(),
             "max_concurrent_runs": attach_config.max_concurrent_runs or max(1, slots),
-            "gpus": int(shape.get("GPU", 0)),
+            "gpus": gpus,
             "ray": section,
         }
         return ctx.store.put_compute_target(ctx.workspace_id, name, RAY_COMPUTE, config)
 
 
 # -- status -------------------------------------------------------------------------------------
-def _slot_used(usage: dict[str, Any]) -> float:
-    for key in (SLOT_RESOURCE, "trainyardSlot"):
+def _slot_used(usage: dict[str, Any], slot: str) -> float:
+    """How many of ``slot`` a node uses, from ``/api/cluster_status``'s per-node usage (whose
+    keys the dashboard writes in camel case)."""
+    head, *rest = slot.split("_")
+    for key in (slot, head + "".join(part.title() for part in rest)):
         pair = usage.get(key)
         if isinstance(pair, list) and pair:
             return float(pair[0])
@@ -335,7 +338,8 @@ def ray_status(ctx: WorkspaceContext, record: ComputeTargetRecord) -> dict[str, 
         return failed("ClusterUnreachable", err.message)
     workers = [n for n in nodes if n.get("state") == "ALIVE" and not n.get("is_head_node")]
     usage = (report.get("loadMetricsReport") or {}).get("usageByNode") or {}
-    running = sum(1 for n in workers if _slot_used(usage.get(n.get("node_id"), {})) > 0)
+    slot = str((config.get("ray") or {}).get("slot_resource") or SLOT_RESOURCE)
+    running = sum(1 for n in workers if _slot_used(usage.get(n.get("node_id"), {}), slot) > 0)
     scaler = report.get("autoscalerReport") or {}
     launches = scaler.get("pendingLaunches") or {}
     pending = scaler.get("pendingNodes") or []
