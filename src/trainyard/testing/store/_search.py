@@ -177,7 +177,7 @@ class SearchConformance(ConformanceBase):
         ws = exp.workspace_id
         for descending, expected in ((False, up), (True, down)):
             for size in (1, 2, 3, 8):
-                got = []
+                got: list[str] = []
                 for offset in range(0, 9, size):
                     page = store.search_runs(
                         ws, order_by="metric:m", descending=descending, offset=offset, limit=size
