@@ -342,9 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         _common.fmt_ratio(ov["ray"] / ov["local"]),
     )
     table.note(
-        "The nodes are processes of this machine: each child costs a Ray job (a JobSupervisor "
-        "actor, a new worker process) plus trainyard's supervisor and the script's interpreter, "
-        "all on the same cores."
+        "The nodes are processes of this machine: each child costs a Ray task (in a pooled "
+        "worker of the target's dispatcher job), trainyard's supervisor (forked warm on its "
+        "node) and the script's interpreter, all on these 2 cores; Ray Tune's trials run the "
+        "same script as a subprocess."
     )
     table.print()
     busy = _common.busy_warning(load_before)

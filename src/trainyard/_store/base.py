@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trainyard._store.entities import (
+    ChunkSummary,
     ComputeTargetRecord,
     EnvironmentRecord,
     ExperimentInfo,
@@ -218,6 +219,22 @@ class TrackingStore(abc.ABC):
         filters whole chunks."""
         chunks = self.get_metric_chunks(run_id, [name])
         return [c for c in chunks if c.seq > after_seq] if after_seq else chunks
+
+    def chart_summaries(self, run_id: str, name: str, after_seq: int = 0) -> list[ChunkSummary]:
+        """A :class:`ChunkSummary` of every numeric chunk of metric ``name`` (scalar, not JSON,
+        not empty), in write order; with ``after_seq``, of those whose ``seq`` is greater. A chart
+        of many points draws from these without reading the points. The SQL store reads the
+        summaries it wrote with the chunks; this default summarises the chunks it reads."""
+        from trainyard._store.summary import is_numeric, summarize
+
+        out = []
+        for c in self.get_metric_chunks(run_id, [name]):
+            if c.seq > after_seq and is_numeric(c):
+                found = summarize(c)
+                out.append(
+                    ChunkSummary(seq=c.seq, **found) if found else ChunkSummary(c.seq, c.count)
+                )
+        return out
 
     @abc.abstractmethod
     def update_run_status(

@@ -135,6 +135,24 @@ class MetricChunk:
 
 
 @dataclass(frozen=True)
+class ChunkSummary:
+    """What a chart of many points needs of one numeric chunk of a metric (``seq`` is the
+    chunk's): its point count, step and time range, and per block of points its min, max and
+    last value with the last point's step and time (``blocks``, packed as
+    :mod:`trainyard._store.summary` describes). ``blocks`` is ``None`` where the store holds no
+    summary of the chunk (read the chunk itself); ``first_step``/``last_step`` are ``None`` for a
+    chunk logged without steps."""
+
+    seq: int
+    count: int
+    first_step: int | None = None
+    last_step: int | None = None
+    first_time: float | None = None
+    last_time: float | None = None
+    blocks: bytes | None = None
+
+
+@dataclass(frozen=True)
 class MetricPoint:
     """One logged value with its step and timestamp (``Run.get_metric_points``)."""
 

@@ -490,11 +490,10 @@ class Run(RunMetricsMixin, RunLogsMixin, RunFilesMixin):
         if info.error:
             details["error"] = info.error
         # What the snapshot skipped, the resolved packages, the cluster node it ran on.
-        for key, name in (("warnings", "warnings"), ("resolved_packages", "resolvedPackages")):
+        named = (("warnings", "warnings"), ("resolved_packages", "resolvedPackages"), ("node",) * 2)
+        for key, name in named:
             if info.runtime.get(key):
                 details[name] = info.runtime[key]
-        if info.runtime.get("node"):
-            details["node"] = info.runtime["node"]
         return details
 
     def _end(self, status: RunStatus, error: Mapping[str, Any] | None = None) -> None:

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +27,7 @@ from trainyard._store.artifacts.paths import safe_relpath
 from trainyard.exceptions import ArtifactNotFound, ValidationError
 from trainyard.studio.chart_cache import ChartCache
 from trainyard.studio.deps import StudioDeps
-from trainyard.studio.series import Axis, bucket_lists, check_points, json_points
+from trainyard.studio.series import Axis, bucket_lists, check_points, json_points, preload
 from trainyard.studio.views import experiment_view, run_details, run_row
 
 #: Longest piece of a log one call returns.
@@ -77,6 +78,7 @@ def runs_router(deps: StudioDeps) -> APIRouter:
     """The routes of the module docstring."""
     router = APIRouter()
     charts = ChartCache()
+    threading.Thread(target=preload, name="trainyard-studio-preload", daemon=True).start()
 
     @router.get("/api/w/{workspace}/experiments")
     def experiments(request: Request, workspace: str, archived: bool = False) -> dict[str, Any]:

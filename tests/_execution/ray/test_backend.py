@@ -163,13 +163,19 @@ def test_a_node_that_dies_mid_run_fails_the_run_naming_the_node(
     )
     wait_until(lambda: b"up" in run.read_log("user_logs/std_log.txt"), 120, "the script")
     node = run.get_details()["node"]
-    supervisor = psutil.Process(run.get_info().runtime["supervisor"]["pid"])
-    # The node's machine goes down: its raylet and everything it started, at once.
-    raylet = next(p for p in supervisor.parents() if p.name() == "raylet")
-    doomed = [raylet, *raylet.children(recursive=True)]
-    for proc in doomed:
+    runtime = run.get_info().runtime
+    # The node's machine goes down: its raylet and everything it started, and the run's
+    # supervisor and script (forked on that node by its fork server), at once.
+    raylet = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if f"--node_id={node['id']}" in (p.info["cmdline"] or [])
+    )
+    doomed = [raylet.pid, *(c.pid for c in raylet.children(recursive=True))]
+    doomed += [runtime["supervisor"]["pid"], runtime["script_pid"]]
+    for pid in doomed:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
     # A run submitted now may be placed on the dead node before Ray notices: its job is lost
     # before it starts, and submitted again.
     after = Experiment(ws, "ray-node-dies").submit(

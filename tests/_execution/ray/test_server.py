@@ -4,6 +4,7 @@ the run's own token — no database URL or credential reaches the cluster."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,8 +92,10 @@ def test_a_server_run_on_ray_reports_through_the_server_with_its_token(
     client = JobSubmissionClient(
         cluster.dashboard_url, headers={"Authorization": f"Bearer {cluster.token}"}
     )
-    job = client.get_job_info(run.get_info().runtime["ray"]["job"])
-    env = (job.runtime_env or {}).get("env_vars", {})
-    assert env.get("TRAINYARD_TOKEN"), "the node's supervisor holds the run's token"
-    assert not any("sqlite" in v or "postgresql" in v for v in env.values()), env
-    assert "TRAINYARD_SERVER_CONFIG" not in env
+    job = client.get_job_info(run.get_info().runtime["ray"]["dispatcher"])
+    seen = json.dumps([job.entrypoint, job.runtime_env, job.metadata])
+    assert "sqlite" not in seen and "postgresql" not in seen, seen
+    # The node's supervisor opened the workspace from a folder that names only the server.
+    home = server.artifacts / ws.name
+    meta = json.loads((home / "workspace.json").read_text())
+    assert meta["server"] == server.url and "store" not in meta

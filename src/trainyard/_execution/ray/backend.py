@@ -1,19 +1,23 @@
-"""The Ray backend: each run is a Ray job whose entrypoint is the run's supervisor on a node.
+"""The Ray backend: a target's runs are Ray tasks of one dispatcher job, each holding a node's slot
+while the run's supervisor runs there.
 
-``submit`` hands the run to Ray's Jobs API (``JobSubmissionClient.submit_job``) with the resources it
-needs on one node (:func:`run_resources`: one ``trainyard_slot``, plus GPUs when the run uses them),
-so Ray — not file locks — decides when and where it starts, and the autoscaler adds a node when none
-has room. The job's entrypoint is ``python -m trainyard._execution.ray.node`` (see
-:mod:`trainyard._execution.ray.node`): the same supervisor as on local processes, minus the slot wait,
-opening the workspace the way this process does (its folder, or a team server with the run's token).
-The snapshot never travels through Ray's ``working_dir`` (and its 100 MiB limit): the node restores
-it from the workspace's content-addressed snapshot store.
+``submit`` hands the run to the target's dispatcher (a folder queue,
+:class:`~trainyard._execution.ray.runqueue.RunQueue`) and makes sure the dispatcher — one Ray job per
+target, :mod:`trainyard._execution.ray.dispatcher` — is running, starting it through Ray's Jobs API
+when it is not. The dispatcher submits one task per run with the resources the run needs on one node
+(:func:`run_resources`: one ``trainyard_slot``, plus GPUs when the run uses them), so Ray — not file
+locks — decides when and where it starts, and the autoscaler adds a node when none has room. The
+task starts the run's supervisor on that node (:mod:`trainyard._execution.ray.node`: the local
+supervisor minus the slot wait), which opens the workspace the way this process does (its folder,
+or a team server with the run's token). The snapshot never travels through Ray's ``working_dir``
+(and its 100 MiB limit): the node restores it from the workspace's content-addressed snapshot store.
+The nodes see the workspace folder (they are this machine's, or share its filesystem).
 
-A run that needs what no node of the cluster can ever have (4 GPUs on a CPU cluster) is refused at
-submission, naming the missing resources, instead of waiting in Ray's queue forever. Cancel goes
-through the store like everywhere else; a run still waiting in Ray's queue also has its job stopped
-and is ended Canceled here, since no supervisor will ever see the request. Sweep controllers and
-deployers run on this machine (:func:`trainyard._execution.daemon.spawn`): they only schedule.
+A run that needs what no node of the cluster can ever have is refused at submission, naming the
+missing resources, instead of waiting in Ray's queue forever. Cancel goes through the store and the
+run's kill file like everywhere else; the dispatcher cancels the task of a run still waiting in
+Ray's queue and ends it Canceled. Sweep controllers and deployers run on this machine
+(:func:`trainyard._execution.daemon.spawn`): they only schedule.
 """
 
 from __future__ import annotations
@@ -21,32 +25,31 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from trainyard._compat.platform import lock as lock_file
 from trainyard._execution import daemon
 from trainyard._execution.backends.local import LocalProcessBackend
 from trainyard._execution.control import request_cancel
 from trainyard._execution.ray.connection import SLOT_RESOURCE, RayConnection
+from trainyard._execution.ray.runqueue import RunQueue
 from trainyard._execution.runfiles import RunPaths
-from trainyard._lifecycle import RunStatus
-from trainyard.exceptions import ComputeTargetException, InvalidStatusTransition, TrainyardError
+from trainyard.exceptions import ComputeTargetException, TrainyardError
 
 if TYPE_CHECKING:
     from trainyard._context import WorkspaceContext
     from trainyard._execution.distributed import Layout
     from trainyard._store.entities import ComputeTargetRecord, RunInfo
 
-NODE_MODULE = "trainyard._execution.ray.node"
-#: Variables of this process the node's supervisor gets (the rest is the node's own environment).
+DISPATCHER_MODULE = "trainyard._execution.ray.dispatcher"
+#: Variables of this process a run's supervisor gets (the rest is its node's own environment).
 _FORWARDED_PREFIXES = ("TRAINYARD_", "PIP_", "UV_")
-#: Ray job states in which the entrypoint has not started yet.
-_NOT_STARTED = ("PENDING",)
-
-
-def job_id(run_id: str) -> str:
-    """The Ray job submission id of a run."""
-    return f"trainyard-{run_id}"
+#: A dispatcher that touched its ``alive`` file this recently is running.
+_ALIVE_S = 3.0
+#: Ray job states of a dispatcher that is (or will be) running.
+_LIVE_STATES = ("PENDING", "RUNNING")
 
 
 def run_resources(definition: Mapping[str, Any], target: ComputeTargetRecord) -> dict[str, float]:
@@ -60,8 +63,12 @@ def run_resources(definition: Mapping[str, Any], target: ComputeTargetRecord) ->
     return resources
 
 
+def _state(value: Any) -> str:
+    return str(value).split(".")[-1]
+
+
 class RayBackend(LocalProcessBackend):
-    """Runs each run as a Ray job on the cluster the target names (see the module docstring).
+    """Runs each run as a Ray task of the target's dispatcher (see the module docstring).
 
     Logs are read like the local backend's (the run's live folder, then its uploaded copies): a
     node on this machine or on a shared filesystem writes them into the workspace folder as the
@@ -71,6 +78,7 @@ class RayBackend(LocalProcessBackend):
     def __init__(self, ctx: WorkspaceContext, target: ComputeTargetRecord) -> None:
         super().__init__(ctx, target)
         self.connection = RayConnection.of(target)
+        self.queue = RunQueue(ctx.home, target.name)
 
     # -- what the target can run -------------------------------------------------------------------
     def check_layout(self, layout: Layout, gpu_count: int) -> None:
@@ -125,45 +133,70 @@ class RayBackend(LocalProcessBackend):
         info = self.ctx.store.get_run(run_id)
         resources = run_resources(info.definition, self.target)
         RunPaths(self.ctx.home, run_id).live.mkdir(parents=True, exist_ok=True)
-        python = self._node_python()
-        entrypoint = shlex.join(
-            [python, "-m", NODE_MODULE, "--workspace", str(self.ctx.home), "--run-id", run_id]
-        )
         env_vars = {
             k: v for k, v in daemon.child_environment().items() if k.startswith(_FORWARDED_PREFIXES)
         }
         env_vars.update(env or {})
-        env_vars["TRAINYARD_RAY_DASHBOARD"] = self.connection.dashboard_url
-        env_vars["TRAINYARD_RAY_JOB"] = job_id(run_id)
-        client = self.connection.job_client()
-        try:
-            client.submit_job(
-                entrypoint=entrypoint,
-                submission_id=job_id(run_id),
-                entrypoint_num_cpus=0,
-                entrypoint_resources=resources,
-                runtime_env={"env_vars": env_vars},
-                metadata={"trainyard_run": run_id, "trainyard_target": self.target.name},
-            )
-        except (RuntimeError, ConnectionError, ValueError) as err:
-            raise ComputeTargetException(
-                f"The Ray cluster of compute target {self.target.name!r} refused run {run_id}: "
-                f"{err}",
-                target=self.target.name,
-            ) from None
+        self.queue.put(run_id, env_vars, resources)
+        job = self.ensure_dispatcher()
         self.ctx.store.update_run(
             run_id,
             runtime={
                 "ray": {
-                    "job": job_id(run_id),
+                    "dispatcher": job,
                     "dashboard": self.connection.dashboard_url,
                     "resources": resources,
                 }
             },
         )
 
+    def ensure_dispatcher(self) -> str:
+        """The submission id of the target's running dispatcher, started if none runs."""
+        if self.queue.dispatcher_beat_age() < _ALIVE_S:
+            return self.queue.dispatcher_job() or ""
+        self.queue.root.mkdir(parents=True, exist_ok=True)
+        with open(self.queue.root / "dispatcher.lock", "a") as held:
+            lock_file(held)  # one submitter starts it; the others find it started
+            if self.queue.dispatcher_beat_age() < _ALIVE_S:
+                return self.queue.dispatcher_job() or ""
+            job = self.queue.dispatcher_job()
+            client = self.connection.job_client()
+            if job is not None:
+                with contextlib.suppress(RuntimeError):
+                    if _state(client.get_job_status(job)) in _LIVE_STATES:
+                        return job
+                # Its tasks died with it: runs it had taken but not started go back in line.
+                self.queue.requeue_unstarted()
+            job = f"trainyard-dispatch-{self.target.name}-{uuid.uuid4().hex[:8]}"
+            entrypoint = shlex.join(
+                [
+                    self._node_python(),
+                    "-m",
+                    DISPATCHER_MODULE,
+                    "--workspace",
+                    str(self.ctx.home),
+                    "--target",
+                    self.target.name,
+                ]
+            )
+            try:
+                client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=job,
+                    entrypoint_num_cpus=0,
+                    metadata={"trainyard_target": self.target.name},
+                )
+            except (RuntimeError, ConnectionError, ValueError) as err:
+                raise ComputeTargetException(
+                    f"The Ray cluster of compute target {self.target.name!r} refused its "
+                    f"dispatcher job: {err}",
+                    target=self.target.name,
+                ) from None
+            self.queue.set_dispatcher_job(job)
+            return job
+
     def _node_python(self) -> str:
-        """The interpreter the node starts the supervisor with: a managed cluster's nodes are this
+        """The interpreter the dispatcher starts with: a managed cluster's nodes are this
         machine's (this interpreter); an attached cluster's come from its config, else ``python``."""
         section = self.target.config.get("ray") or {}
         if section.get("python"):
@@ -171,105 +204,56 @@ class RayBackend(LocalProcessBackend):
         return sys.executable if section.get("managed", True) else "python"
 
     def cancel(self, run_id: str) -> bool:
-        before = self.ctx.store.get_run(run_id).status
-        if not request_cancel(self.ctx, run_id):
-            return False
-        if before == RunStatus.QUEUED.value:
-            self._cancel_waiting(run_id)
-        return True
-
-    def _cancel_waiting(self, run_id: str) -> None:
-        """A run still in Ray's queue: stop its job; if its entrypoint never started, no
-        supervisor will see the request, so the run is ended Canceled here."""
-        job = str((self.ctx.store.get_run(run_id).runtime.get("ray") or {}).get("job"))
-        try:
-            client = self.connection.job_client()
-            state = str(client.get_job_status(job))
-            if state.split(".")[-1] in _NOT_STARTED:
-                client.stop_job(job)
-                state = str(client.get_job_status(job))
-        except (TrainyardError, RuntimeError, ConnectionError):
-            return  # the cluster is away: its supervisor, when it starts, sees the request
-        if state.split(".")[-1] in ("RUNNING",):
-            return  # the node's supervisor owns it and ends it Canceled
-        with contextlib.suppress(InvalidStatusTransition):
-            self.ctx.store.update_run_status(
-                run_id,
-                RunStatus.CANCELED.value,
-                reason="Canceled before a Ray node started it.",
-                only_from=[RunStatus.CANCEL_REQUESTED.value],
-            )
+        # The kill file next to the run tells its supervisor, or its dispatcher while it waits.
+        return request_cancel(self.ctx, run_id)
 
     def launch(self, entrypoint: daemon.Entrypoint) -> int | None:
         """Sweep controllers and deployers run here; their runs go to the cluster."""
         return daemon.spawn(entrypoint)
 
-
-#: A job lost before its entrypoint ran (placed on a node that then died) is submitted again up to
-#: this many times in all: the run never started, so nothing runs twice.
-PLACEMENT_ATTEMPTS = 3
+    def lost(self, info: RunInfo) -> dict[str, str] | None:
+        """For a Queued run that no supervisor has reported for: the error to fail it with when
+        its node could not start it or its dispatcher cannot run, ``None`` while it waits (a
+        dead dispatcher is started again, and the run put back in line)."""
+        error = self.queue.error(info.run_id)
+        if error:
+            return {"code": "RayJobLost", "message": error + "\nResubmit the run."}
+        job = self.queue.dispatcher_job()
+        try:
+            client = self.connection.job_client()
+            details = client.get_job_info(job) if job else None
+            if details is None or (
+                _state(details.status) in ("SUCCEEDED", "STOPPED")
+                or details.driver_exit_code is None
+            ):
+                # Running, or ended without failing (idle, stopped, its node lost): (re)start it.
+                self.ensure_dispatcher()
+                return None
+        except (TrainyardError, RuntimeError, ConnectionError):
+            return None  # the cluster is away: the run waits for it
+        assert job is not None
+        state = _state(details.status)
+        tail = ""
+        with contextlib.suppress(RuntimeError, ConnectionError):
+            tail = client.get_job_logs(job)[-1500:]
+        message = (
+            f"The dispatcher of compute target {self.target.name!r} (Ray job {job}) ended "
+            f"{state}: {details.message or 'no reason given'}"
+        )
+        if tail.strip():
+            message += f"\nIts log ends:\n{tail}"
+        return {"code": "RayJobLost", "message": message + "\nResubmit the run."}
 
 
 def lost_queued_job(ctx: WorkspaceContext, info: RunInfo) -> dict[str, str] | None:
-    """For a Queued run that no supervisor has reported for: the error to fail it with when its
-    Ray job ended without starting it (its entrypoint failed), ``None`` while the job still waits
-    or runs, or the cluster cannot be asked. A job Ray lost before its entrypoint ran (its node
-    died while it was being placed) is submitted again, up to :data:`PLACEMENT_ATTEMPTS` times."""
+    """:meth:`RayBackend.lost` for the run's target (``None`` when the target is gone)."""
     from trainyard._execution.targets import resolve_target_record
 
-    section = info.runtime.get("ray") or {}
-    job = str(section.get("job") or job_id(info.run_id))
     try:
-        client = RayConnection.of(resolve_target_record(ctx, info.target)).job_client()
-        details = client.get_job_info(job)
-    except (TrainyardError, RuntimeError, ConnectionError):
+        backend = RayBackend(ctx, resolve_target_record(ctx, info.target))
+    except TrainyardError:
         return None
-    state = str(details.status).split(".")[-1]
-    if state in ("PENDING", "RUNNING"):
-        return None
-    attempts = int(section.get("attempts") or 1)
-    if details.driver_exit_code is None and state == "FAILED" and attempts < PLACEMENT_ATTEMPTS:
-        retry = f"{job_id(info.run_id)}-{attempts + 1}"
-        runtime_env = dict(details.runtime_env or {})
-        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "TRAINYARD_RAY_JOB": retry}
-        with contextlib.suppress(RuntimeError, ConnectionError):
-            client.submit_job(
-                entrypoint=details.entrypoint,
-                submission_id=retry,
-                entrypoint_num_cpus=0,
-                entrypoint_resources=section.get("resources") or {SLOT_RESOURCE: 1.0},
-                runtime_env=runtime_env,
-                metadata=details.metadata,
-            )
-            ctx.store.update_run(
-                info.run_id,
-                runtime={
-                    "ray": {
-                        **section,
-                        "job": retry,
-                        "attempts": attempts + 1,
-                        "lost": [*section.get("lost", []), f"{job}: {details.message}"],
-                    }
-                },
-            )
-            return None
-    tail = ""
-    with contextlib.suppress(RuntimeError, ConnectionError):
-        tail = client.get_job_logs(job)[-1500:]
-    message = (
-        f"The run's Ray job {job} ended {state} before the run started: "
-        f"{details.message or 'no reason given'}"
-    )
-    if tail.strip():
-        message += f"\nIts log ends:\n{tail}"
-    return {"code": "RayJobLost", "message": message + "\nResubmit the run."}
+    return backend.lost(info)
 
 
-__all__ = [
-    "NODE_MODULE",
-    "PLACEMENT_ATTEMPTS",
-    "RayBackend",
-    "job_id",
-    "lost_queued_job",
-    "run_resources",
-]
+__all__ = ["DISPATCHER_MODULE", "RayBackend", "lost_queued_job", "run_resources"]

@@ -26,11 +26,18 @@ from typing import Any
 from trainyard._execution.daemon import run_daemon
 from trainyard._execution.supervisor import Supervisor, record_crash
 from trainyard._lifecycle import RunStatus
+from trainyard.exceptions import InvalidStatusTransition
 
 
 def node_identity() -> dict[str, Any]:
-    """This node as Ray knows it (from the job's record in the dashboard) plus the host name."""
+    """This node as Ray knows it plus the host name: from the task that started this supervisor
+    (``TRAINYARD_RAY_NODE_ID``), else from the Ray job's record in the dashboard."""
     ident: dict[str, Any] = {"host": socket.gethostname()}
+    if os.environ.get("TRAINYARD_RAY_NODE_ID"):
+        ident["id"] = os.environ["TRAINYARD_RAY_NODE_ID"]
+        if os.environ.get("TRAINYARD_RAY_NODE_IP"):
+            ident["ip"] = os.environ["TRAINYARD_RAY_NODE_IP"]
+        return ident
     dashboard, job = os.environ.get("TRAINYARD_RAY_DASHBOARD"), os.environ.get("TRAINYARD_RAY_JOB")
     if not dashboard or not job:
         return ident
@@ -70,6 +77,15 @@ class NodeSupervisor(Supervisor):
 
     def main(self) -> int:
         status = self.status()
+        if status == RunStatus.CANCEL_REQUESTED.value and self.info.start_time is None:
+            with contextlib.suppress(InvalidStatusTransition):
+                self.store.update_run_status(
+                    self.run_id,
+                    RunStatus.CANCELED.value,
+                    reason="Canceled before a Ray node started it.",
+                    only_from=[RunStatus.CANCEL_REQUESTED.value],
+                )
+            return 0
         if status != RunStatus.QUEUED.value:
             self.log(f"the run is {status}; its Ray job leaves it alone")
             return 0

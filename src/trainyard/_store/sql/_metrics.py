@@ -10,9 +10,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
 from trainyard._lifecycle import RunStatus
-from trainyard._store.entities import MetricChunk
+from trainyard._store.entities import ChunkSummary, MetricChunk
 from trainyard._store.sql import schema as s
+from trainyard._store.sql._latest import upsert_latest
 from trainyard._store.sql._util import SqlBase
+from trainyard._store.summary import summarize
 from trainyard.exceptions import RunFinishedError
 
 #: Metrics flushed this long after a run ended are still accepted (a finishing process's last batch).
@@ -25,6 +27,8 @@ class SqlMetricsMixin(SqlBase):
     def log_metric_chunks(self, run_id: str, chunks: Sequence[MetricChunk]) -> None:
         if not chunks:
             return
+        # Outside the transaction: a writer holds SQLite's lock only for the inserts.
+        summaries = {id(c): summarize(c) for c in chunks}
 
         def tx(conn: Connection) -> None:
             pk, status, end_time = self._run_pk(conn, run_id)
@@ -50,25 +54,39 @@ class SqlMetricsMixin(SqlBase):
                 todo = [c for c in todo if not c.client_key or c.client_key not in seen]
                 if not todo:
                     return
-            conn.execute(
-                insert(s.metric_chunks),
-                [
-                    {
-                        "run_pk": pk,
-                        "name": c.name,
-                        "kind": c.kind,
-                        "dtype": c.dtype,
-                        "count": c.count,
-                        "timestamps": c.timestamps,
-                        "vals": c.values,
-                        "steps": c.steps,
-                        "data": c.data,
-                        "description": c.description,
-                        "client_key": c.client_key,
-                    }
-                    for c in todo
-                ],
+            ids = (
+                conn.execute(
+                    insert(s.metric_chunks).returning(
+                        s.metric_chunks.c.id, sort_by_parameter_order=True
+                    ),
+                    [
+                        {
+                            "run_pk": pk,
+                            "name": c.name,
+                            "kind": c.kind,
+                            "dtype": c.dtype,
+                            "count": c.count,
+                            "timestamps": c.timestamps,
+                            "vals": c.values,
+                            "steps": c.steps,
+                            "data": c.data,
+                            "description": c.description,
+                            "client_key": c.client_key,
+                        }
+                        for c in todo
+                    ],
+                )
+                .scalars()
+                .all()
             )
+            rows = [
+                {"chunk_id": chunk_id, "run_pk": pk, "name": c.name} | found
+                for chunk_id, c in zip(ids, todo, strict=True)
+                if (found := summaries[id(c)]) is not None
+            ]
+            if rows:
+                conn.execute(insert(s.metric_summaries), rows)
+            upsert_latest(conn, pk, todo, time.time())
 
         self._tx(tx)
 
@@ -124,6 +142,37 @@ class SqlMetricsMixin(SqlBase):
             return out
 
         result: list[MetricChunk] = self._tx(tx, write=False)
+        return result
+
+    def chart_summaries(self, run_id: str, name: str, after_seq: int = 0) -> list[ChunkSummary]:
+        c, m = s.metric_chunks.c, s.metric_summaries.c
+
+        def tx(conn: Connection) -> list[ChunkSummary]:
+            pk, _, _ = self._run_pk(conn, run_id)
+            q = (
+                select(c.id, c["count"], m.first_step, m.last_step, m.first_time, m.last_time)
+                .add_columns(m.blocks)
+                .outerjoin(s.metric_summaries, m.chunk_id == c.id)
+                .where(c.run_pk == pk, c.name == name, c.id > after_seq, c.kind == "scalar")
+                .where(c.dtype != "j", c["count"] > 0)
+                .order_by(c.id)
+            )
+            return [
+                ChunkSummary(
+                    seq=int(seq),
+                    count=int(count),
+                    first_step=first_step,
+                    last_step=last_step,
+                    first_time=first_time,
+                    last_time=last_time,
+                    blocks=None if blocks is None else bytes(blocks),
+                )
+                for seq, count, first_step, last_step, first_time, last_time, blocks in conn.execute(
+                    q
+                ).all()
+            ]
+
+        result: list[ChunkSummary] = self._tx(tx, write=False)
         return result
 
     def get_metric_chunks(

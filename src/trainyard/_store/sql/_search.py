@@ -2,14 +2,13 @@
 :class:`~trainyard._store.sql.store.SqlTrackingStore`).
 
 A first page of 100,000 runs sorted by creation reads ~``limit`` rows through
-``ix_runs_experiment_created``; other sort keys sort in the database, never in Python. The last
-value of every metric of a page of runs comes from each metric's newest chunk only.
+``ix_runs_experiment_created``; other sort keys sort in the database, never in Python. A sort on a
+metric and the last value of every metric of a page of runs read ``ty_run_latest_metrics``, kept
+on write (``_latest.py``).
 """
 
 from __future__ import annotations
 
-import math
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Float, and_, case, cast, func, literal, not_, null, or_, select
 from sqlalchemy.engine import Connection, Row
 
-from trainyard._store.entities import MetricChunk, RunInfo, RunPage
-from trainyard._store.search import NUMBER_PATTERN, check_search, last_value
+from trainyard._store.entities import RunInfo, RunPage
+from trainyard._store.search import NUMBER_PATTERN, check_search
 from trainyard._store.sql import schema as s
+from trainyard._store.sql._latest import decoded
 from trainyard._store.sql._util import SqlBase
 
 
@@ -134,84 +134,66 @@ class SqlSearchMixin(SqlBase):
     def _search_by_metric(
         self, conds: list[Any], name: str, descending: bool, offset: int, limit: int
     ) -> RunPage:
-        """A page sorted on the last value of metric ``name``: the matching runs' keys and the
-        last 8 bytes of each one's newest chunk of it are read, sorted here, and only the page's
-        rows are loaded."""
-        runs, chunks = s.runs, s.metric_chunks
-        matching = select(runs.c.pk).where(*conds)
-        newest = (
-            select(func.max(chunks.c.id).label("id"))
-            .where(
-                chunks.c.run_pk.in_(matching),
-                chunks.c.name == name,
-                chunks.c.kind == "scalar",
-                chunks.c.dtype != "j",
-                chunks.c["count"] > 0,
-            )
-            .group_by(chunks.c.run_pk)
+        """A page sorted on the last value of metric ``name`` (``ty_run_latest_metrics``): the runs
+        with a finite value in the order of an index on ``(name, value, created_at, run_pk)``,
+        then those without one, newest first; each part is one query that reads about a page of
+        rows (an offset deep into the table walks that far, as every offset page does)."""
+        runs, lm = s.runs, s.run_latest_metrics
+        has_value = and_(lm.c.run_pk == runs.c.pk, lm.c.name == name, lm.c.value.is_not(None))
+        # Ties newest first, on the table's own copy of the creation time: one index serves it.
+        if descending:
+            order = [lm.c.value.desc(), lm.c.created_at.desc(), lm.c.run_pk.desc()]
+        else:
+            order = [lm.c.value.asc(), lm.c.created_at.desc(), lm.c.run_pk.desc()]
+        present = (
+            self._select_runs()
+            .join(lm, lm.c.run_pk == runs.c.pk)
+            .where(lm.c.name == name, lm.c.value.is_not(None), *conds)
+            .order_by(*order)
         )
-        last = select(
-            chunks.c.run_pk, func.substr(chunks.c.vals, func.length(chunks.c.vals) - 7, 8)
-        ).where(chunks.c.id.in_(newest))
-        keys = select(runs.c.pk, runs.c.created_at).where(*conds)
+        missing = (
+            self._select_runs()
+            .where(*conds, not_(select(lm.c.run_pk).where(has_value).exists()))
+            .order_by(runs.c.created_at.desc(), runs.c.pk.desc())
+        )
+        n_present = (
+            select(func.count())
+            .select_from(lm)
+            .join(runs, runs.c.pk == lm.c.run_pk)
+            .where(lm.c.name == name, lm.c.value.is_not(None), *conds)
+        )
+        count = select(func.count()).select_from(runs).where(*conds)
 
         def tx(conn: Connection) -> RunPage:
-            values: dict[int, float] = {}
-            for pk, tail in conn.execute(last).all():
-                (value,) = struct.unpack("<d", bytes(tail))
-                if math.isfinite(value):
-                    values[int(pk)] = value
-            order = list(conn.execute(keys).all())
-            order.sort(key=lambda r: (r.created_at, r.pk), reverse=True)  # ties: newest first
-            present = [r for r in order if r.pk in values]
-            present.sort(key=lambda r: values[r.pk], reverse=descending)
-            ranked = present + [r for r in order if r.pk not in values]
-            page_pks = [int(r.pk) for r in ranked[offset : offset + limit]]
-            rows = conn.execute(self._select_runs().where(runs.c.pk.in_(page_pks))).all()
-            by_pk = {int(r.pk): r for r in rows}
-            hydrated = self._hydrate(conn, [by_pk[pk] for pk in page_pks if pk in by_pk])
-            return RunPage(runs=hydrated, total=len(ranked))
+            rows = list(conn.execute(present.offset(offset).limit(limit)).all())
+            if len(rows) < limit:
+                # The page runs past the runs with a value: how many there are says where the
+                # rest of it starts among the others.
+                before = offset + len(rows) if rows else int(conn.execute(n_present).scalar_one())
+                rest = conn.execute(
+                    missing.offset(max(0, offset - before)).limit(limit - len(rows))
+                ).all()
+                rows.extend(rest)
+            total = int(conn.execute(count).scalar_one())
+            return RunPage(runs=self._hydrate(conn, rows), total=total)
 
         page: RunPage = self._tx(tx, write=False)
         return page
 
     def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        chunks = s.metric_chunks
+        lm = s.run_latest_metrics
 
         def tx(conn: Connection) -> dict[str, dict[str, Any]]:
             out: dict[str, dict[str, Any]] = {}
             ids = list(dict.fromkeys(run_ids))
             for start in range(0, len(ids), 500):
-                part = ids[start : start + 500]
-                newest = (
-                    select(func.max(chunks.c.id).label("id"))
-                    .join(s.runs, s.runs.c.pk == chunks.c.run_pk)
-                    .where(s.runs.c.run_id.in_(part), chunks.c.kind == "scalar")
-                    .group_by(chunks.c.run_pk, chunks.c.name)
-                    .subquery()
-                )
                 q = (
-                    select(
-                        s.runs.c.run_id,
-                        chunks.c.name,
-                        chunks.c.kind,
-                        chunks.c.dtype,
-                        chunks.c["count"],
-                        chunks.c.vals,
-                    )
-                    .join(s.runs, s.runs.c.pk == chunks.c.run_pk)
-                    .where(chunks.c.id.in_(select(newest.c.id)))
+                    select(s.runs.c.run_id, lm.c.name, lm.c["last"], lm.c.dtype)
+                    .join(s.runs, s.runs.c.pk == lm.c.run_pk)
+                    .where(s.runs.c.run_id.in_(ids[start : start + 500]), lm.c.shadowed.is_(False))
                 )
-                for run_id, name, kind, dtype, n, vals in conn.execute(q).all():
-                    chunk = MetricChunk(
-                        name=name,
-                        kind=kind,
-                        dtype=dtype,
-                        count=int(n),
-                        timestamps=b"",
-                        values=None if vals is None else bytes(vals),
-                    )
-                    value = last_value(chunk)
+                for run_id, name, last, dtype in conn.execute(q).all():
+                    value = decoded(last, dtype)
                     if value is not None:
                         out.setdefault(str(run_id), {})[name] = value
             return out

@@ -26,7 +26,7 @@ from trainyard._compat.platform import FileLock
 from trainyard.exceptions import SchemaTooNew, StoreError
 
 #: The head Alembic revision this code expects (tests check it matches the migration scripts).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0008"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _VERSION_TABLE = "ty_alembic_version"
 _PG_LOCK_KEY = 0x7472616E  # "tran"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -114,6 +115,51 @@ metric_chunks = Table(
     Index("ix_metric_chunks_run_name", "run_pk", "name"),
     Index("ux_metric_chunks_client_key", "run_pk", "client_key", unique=True),
 )
+
+#: A numeric chunk's x range and per-block min/max/last (``trainyard._store.summary``), written with
+#: the chunk: a chart of many points reads these instead of the blobs. Their own table, because
+#: SQLite reads a column stored after a row's blobs by walking the blobs' overflow pages.
+metric_summaries = Table(
+    "ty_metric_summaries",
+    metadata,
+    Column("chunk_id", Integer, ForeignKey("ty_metric_chunks.id"), primary_key=True),
+    Column("run_pk", Integer, ForeignKey("ty_runs.pk"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("count", Integer, nullable=False),
+    #: NULL when the chunk was logged without steps.
+    Column("first_step", BigInteger, nullable=True),
+    Column("last_step", BigInteger, nullable=True),
+    Column("first_time", Float, nullable=False),
+    Column("last_time", Float, nullable=False),
+    Column("blocks", LargeBinary, nullable=False),
+    Index("ix_metric_summaries_run_name", "run_pk", "name", "chunk_id"),
+)
+
+#: The last numeric value of each metric of each run, kept by ``log_metric_chunks`` in the same
+#: transaction: the runs table sorts on it through its indexes and ``latest_metrics`` reads it.
+run_latest_metrics = Table(
+    "ty_run_latest_metrics",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("ty_runs.pk"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    #: The last value when it is finite, else NULL (the sort key: missing values sort last).
+    Column("value", Float, nullable=True),
+    #: The last value exactly as logged (little-endian float64: NaN and ±inf kept), and its dtype.
+    Column("last", LargeBinary, nullable=True),
+    Column("dtype", String(1), nullable=True),
+    Column("step", BigInteger, nullable=True),
+    #: The newest scalar chunk of the name holds no number (a string, say): ``latest_metrics``
+    #: leaves the name out, as it reads the newest chunk; the sort keeps the last number.
+    Column("shadowed", Boolean, nullable=False, default=False),
+    #: The run's creation time (never changes), so ties of a sort are broken, newest first, by the
+    #: index rather than by sorting every tied run.
+    Column("created_at", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+_lm = run_latest_metrics.c
+#: Ascending pages: value, then newest first. Descending pages read the other index backwards.
+Index("ix_latest_metrics_up", _lm.name, _lm.value, _lm.created_at.desc(), _lm.run_pk.desc())
+Index("ix_latest_metrics_down", _lm.name, _lm.value, _lm.created_at, _lm.run_pk)
 
 environments = Table(
     "ty_environments",

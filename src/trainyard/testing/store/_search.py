@@ -156,3 +156,74 @@ class SearchConformance(ConformanceBase):
         newer = store.chart_chunks(run.run_id, "loss", "step", after_seq=seen)
         assert [c.count for c in newer] == [1] and newer[0].seq > seen
         assert store.chart_chunks(run.run_id, "loss", "time", after_seq=newer[0].seq) == []
+
+    def test_search_runs_by_metric_pages_through_runs_with_and_without_values(
+        self, store: TrackingStore
+    ) -> None:
+        exp = self._experiment(store)
+        made = []
+        # ties (0.5 twice), no value, NaN, +inf, an update that lowers a run's last value
+        for values in ([0.5], None, [0.2, 0.9], [0.5], [float("nan")], None, [float("inf")], [7]):
+            run = self._run(store, exp)
+            store.update_run_status(run.run_id, RunStatus.RUNNING.value)
+            if values is not None:
+                store.log_metric_chunks(run.run_id, [_chunk("m", values)])
+            made.append(run.run_id)
+            time.sleep(0.002)
+        store.log_metric_chunks(made[7], [_chunk("m", [0.1])])  # 7 → 0.1
+        no_value = [made[i] for i in (6, 5, 4, 1)]  # newest first
+        up = [made[i] for i in (7, 3, 0, 2)] + no_value  # ties newest first
+        down = [made[i] for i in (2, 3, 0, 7)] + no_value
+        ws = exp.workspace_id
+        for descending, expected in ((False, up), (True, down)):
+            for size in (1, 2, 3, 8):
+                got: list[str] = []
+                for offset in range(0, 9, size):
+                    page = store.search_runs(
+                        ws, order_by="metric:m", descending=descending, offset=offset, limit=size
+                    )
+                    assert page.total == 8
+                    got.extend(r.run_id for r in page.runs)
+                assert got == expected, (descending, size)
+        store.update_run_status(made[3], RunStatus.FAILED.value)
+        failed = store.search_runs(ws, order_by="metric:m", statuses=["Running"], limit=3)
+        assert [r.run_id for r in failed.runs] == [made[2], made[0], made[7]]
+        assert failed.total == 7
+
+    def test_chart_summaries_describe_the_numeric_chunks(self, store: TrackingStore) -> None:
+        from trainyard._store.summary import BLOCK, FIELDS, summarize
+        from trainyard._tracking.codec import json_chunk
+        from trainyard.exceptions import RunNotFound
+
+        exp = self._experiment(store)
+        run = self._run(store, exp)
+        store.update_run_status(run.run_id, RunStatus.RUNNING.value)
+        long = [float(i % 97) for i in range(3 * BLOCK + 5)]
+        long[7], long[BLOCK + 1] = float("nan"), float("-inf")
+        store.log_metric_chunks(
+            run.run_id,
+            [
+                _chunk("loss", long, steps=list(range(10, 10 + len(long)))),
+                _chunk("acc", [1.0]),
+                json_chunk("loss", "scalar", [("text", None, 1.0)]),
+            ],
+        )
+        store.log_metric_chunks(run.run_id, [_chunk("loss", [2.0, 1.0])])  # no steps
+        chunks = [c for c in store.get_metric_chunks(run.run_id, ["loss"]) if c.dtype != "j"]
+        found = store.chart_summaries(run.run_id, "loss")
+        assert [f.seq for f in found] == [c.seq for c in chunks]
+        assert [f.count for f in found] == [len(long), 2]
+        for f, c in zip(found, chunks, strict=True):
+            expected = summarize(c)
+            assert expected is not None
+            assert f.blocks == expected["blocks"]
+            assert (f.first_step, f.last_step) == (expected["first_step"], expected["last_step"])
+            assert (f.first_time, f.last_time) == (expected["first_time"], expected["last_time"])
+        assert (found[0].first_step, found[0].last_step) == (10, 9 + len(long))
+        assert found[1].first_step is None and len(found[1].blocks or b"") == FIELDS * 8
+        assert len(found[0].blocks or b"") == 4 * FIELDS * 8
+        newer = store.chart_summaries(run.run_id, "loss", after_seq=found[0].seq)
+        assert [f.seq for f in newer] == [found[1].seq]
+        assert store.chart_summaries(run.run_id, "nothing") == []
+        with pytest.raises(RunNotFound):
+            store.chart_summaries("no-such-run", "loss")

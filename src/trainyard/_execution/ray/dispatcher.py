@@ -1,0 +1,178 @@
+"""A target's dispatcher: one long-lived Ray job that turns handed-over runs into Ray tasks.
+
+``python -m trainyard._execution.ray.dispatcher --workspace HOME --target NAME`` (a Ray job started
+by :class:`~trainyard._execution.ray.backend.RayBackend`; it is the job's driver)
+
+A Ray job per run costs a JobSupervisor actor — a new worker process — for every run (about a
+second of CPU here). The dispatcher pays that once: it takes the runs the backend queued for its
+target (:class:`~trainyard._execution.ray.runqueue.RunQueue`, oldest first) and submits one task per
+run with the resources the run needs (:func:`hold`). Ray queues the tasks, places each on a node
+with a free slot — asking the autoscaler for a node when none has one — and runs it in a pooled
+worker process. The task starts the run's supervisor on its node (warm, from the node's fork server
+when one answers) and holds the slot until the supervisor exits.
+
+It also acts for runs still waiting in Ray's queue: one whose cancel was requested has its task
+cancelled and is ended Canceled; one whose task was lost before it started (its node died while the
+task was placed) is submitted again, up to three times. It exits after ``--idle-seconds`` with
+nothing queued or running; the next submission starts a new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from trainyard._execution.ray.runqueue import ERROR_FILE, STARTED_FILE, Entry, RunQueue
+
+_TICK_S = 0.05
+_BEAT_S = 1.0
+#: A task lost before it started the run is submitted this many times in all.
+PLACEMENT_ATTEMPTS = 3
+NODE_MODULE = "trainyard._execution.ray.node"
+
+
+def _entrypoint(home: Path, run_id: str, env: dict[str, str]) -> Any:
+    from trainyard._execution.daemon import Entrypoint
+    from trainyard._execution.runfiles import RunPaths
+
+    return Entrypoint(
+        NODE_MODULE,
+        home,
+        ("--run-id", run_id),
+        RunPaths(home, run_id).supervisor_log,
+        env=tuple(sorted(env.items())),
+    )
+
+
+def hold(home: str, run_id: str, env: dict[str, str]) -> int:
+    """The Ray task of one run, on the node Ray chose: start the run's supervisor there and hold
+    the task's resources (the node's slot) until it exits. Returns the supervisor's pid."""
+    import ray
+
+    from trainyard._execution import daemon
+    from trainyard._execution.processes import ProcessId
+    from trainyard._execution.runfiles import RunPaths
+
+    live = RunPaths(Path(home), run_id).live
+    context = ray.get_runtime_context()
+    node = {
+        "TRAINYARD_RAY_NODE_ID": context.get_node_id(),
+        "TRAINYARD_RAY_NODE_IP": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+    }
+    try:
+        live.mkdir(parents=True, exist_ok=True)
+        (live / STARTED_FILE).write_text(node["TRAINYARD_RAY_NODE_ID"])
+        pid = daemon.spawn(_entrypoint(Path(home), run_id, {**env, **node}))
+    except Exception as err:
+        with contextlib.suppress(OSError):
+            (live / ERROR_FILE).write_text(
+                f"Ray node {node['TRAINYARD_RAY_NODE_ID']} could not start the run's supervisor: "
+                f"{type(err).__name__}: {err}\n{traceback.format_exc()[-1500:]}"
+            )
+        raise
+    ident = ProcessId.of(pid)
+    while ident.alive():
+        time.sleep(0.1)
+    return pid
+
+
+class Dispatcher:
+    """The loop of the dispatcher job (see the module docstring)."""
+
+    def __init__(self, home: Path, target: str, idle_seconds: float) -> None:
+        import ray
+
+        self.ray = ray
+        self.home = home
+        self.queue = RunQueue(home, target)
+        self.idle_seconds = idle_seconds
+        self.remote_hold = ray.remote(num_cpus=0, max_retries=0)(hold)
+        self.running: dict[Any, Entry] = {}
+
+    def submit(self, entry: Entry) -> None:
+        ref = self.remote_hold.options(resources=entry.resources).remote(
+            str(self.home), entry.run_id, entry.env
+        )
+        self.running[ref] = entry
+
+    def end_canceled(self, entry: Entry) -> None:
+        """A run cancelled before any node started it: its supervisor, started here, sees the
+        request and ends it Canceled without starting anything."""
+        from trainyard._execution import daemon
+
+        daemon.spawn(_entrypoint(self.home, entry.run_id, entry.env))
+        self.queue.done(entry)
+
+    def step(self) -> None:
+        for entry in self.queue.take():
+            if self.queue.cancel_requested(entry.run_id):
+                self.end_canceled(entry)
+            else:
+                self.submit(entry)
+        if not self.running:
+            return
+        refs = list(self.running)
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            entry = self.running.pop(ref)
+            try:
+                self.ray.get(ref)
+            except self.ray.exceptions.RayError as err:
+                if not self.queue.started(entry.run_id) and entry.attempts < PLACEMENT_ATTEMPTS:
+                    entry.attempts += 1
+                    print(f"run {entry.run_id}: task lost before it started ({err}); again")
+                    self.submit(entry)
+                    continue
+                print(f"run {entry.run_id}: task ended with {type(err).__name__}: {err}")
+            self.queue.done(entry)
+        for ref, entry in list(self.running.items()):
+            if not self.queue.started(entry.run_id) and self.queue.cancel_requested(entry.run_id):
+                self.ray.cancel(ref)
+                del self.running[ref]
+                self.end_canceled(entry)
+
+    def serve(self) -> int:
+        last_work = time.monotonic()
+        next_beat = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self.queue.beat()
+                next_beat = now + _BEAT_S
+            self.step()
+            if self.running or self.queue.pending():
+                last_work = now
+            elif now - last_work > self.idle_seconds:
+                # No longer alive first, then a last look: a run queued meanwhile either is seen
+                # here or finds no live dispatcher and starts a new one.
+                self.queue.retire()
+                if not self.queue.pending():
+                    return 0
+                next_beat = 0.0
+            time.sleep(_TICK_S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m trainyard._execution.ray.dispatcher --workspace HOME --target NAME``."""
+    parser = argparse.ArgumentParser(prog="trainyard-ray-dispatcher")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    import ray
+
+    ray.init(logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        return Dispatcher(Path(args.workspace), args.target, args.idle_seconds).serve()
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
