@@ -109,6 +109,14 @@ class Bench:
         self.ws = Workspace.create("cluster-bench", path=root / "ws")
         self.target("cluster", "trainyard_slot", {"CPU": slots, "trainyard_slot": slots})
         self.target("scale", "scale_slot", {"CPU": 1, "scale_slot": 1})
+        from trainyard.core.compute import ComputeTarget, LocalCompute
+
+        # The same sweep on local processes, as many at once: what this machine's cores allow.
+        ComputeTarget.create(
+            self.ws,
+            "local-wide",
+            LocalCompute.provisioning_configuration(max_concurrent_runs=args.concurrency),
+        )
         self.src = root / "src"
         self.src.mkdir()
         (self.src / "train.py").write_text(SCRIPT.format(seconds=args.seconds))
@@ -136,7 +144,7 @@ class Bench:
         )
 
     # -- the sweep -------------------------------------------------------------------------------
-    def sweep(self, children: int) -> dict[str, Any]:
+    def sweep(self, children: int, target: str = "cluster") -> dict[str, Any]:
         from trainyard.core import Experiment, ScriptRunConfig
         from trainyard.train.hyperdrive import (
             GridParameterSampling,
@@ -146,7 +154,7 @@ class Bench:
         )
 
         config = HyperDriveConfig(
-            run_config=ScriptRunConfig(self.src, "train.py", compute_target="cluster"),
+            run_config=ScriptRunConfig(self.src, "train.py", compute_target=target),
             hyperparameter_sampling=GridParameterSampling({"--x": choice(*range(children))}),
             primary_metric_name="score",
             primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
@@ -154,7 +162,7 @@ class Bench:
             max_concurrent_runs=self.args.concurrency,
         )
         t0 = time.perf_counter()
-        sweep = Experiment(self.ws, "sweep").submit(config)
+        sweep = Experiment(self.ws, f"sweep-{target}").submit(config)
         status = wait_status(sweep, TERMINAL, 60 + 30 * children)
         wall = time.perf_counter() - t0
         runs = list(sweep.get_children())
@@ -282,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(bench.cluster.env)
             figures["tune"] = bench.tune(children)
             say(f"Ray Tune: {figures['tune']['wall_s']:.1f} s")
+        figures["local_sweep"] = bench.sweep(children, "local-wide")
+        say(f"the same sweep on local processes: {figures['local_sweep']['wall_s']:.1f} s")
         figures["scaling"] = bench.scaling()
         say(f"scale-up {figures['scaling']['scale_up_s']:.1f} s")
         figures["overhead"] = bench.overhead(repeat)
@@ -321,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "≥ 90 %, ≥ Ray Tune's",
         passed=ours >= 0.9 and (tune_eff is None or ours >= tune_eff),
+    )
+    local_eff = ideal / figures["local_sweep"]["wall_s"]
+    table.add(
+        "same sweep on local processes (this machine)",
+        f"{figures['local_sweep']['wall_s']:.1f} s",
+        "",
+        "",
+        f"efficiency {local_eff:.0%}: the cores' bound",
     )
     sc = figures["scaling"]
     table.add(

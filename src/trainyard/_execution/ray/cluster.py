@@ -277,6 +277,10 @@ class ManagedRayCluster:
             try:
                 cluster.request("/api/version", timeout=5)
                 cluster.check_agent()
+                # Ready once the state API lists the head node too (status and scheduling read it).
+                nodes = cluster.request("/api/v0/nodes?limit=10", timeout=5)
+                if not nodes.get("data", {}).get("result", {}).get("result"):
+                    raise ValueError("the head node is not registered yet")
                 return cluster
             except (OSError, ValueError) as err:
                 if proc.poll() is not None or time.monotonic() > deadline:
