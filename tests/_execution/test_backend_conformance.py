@@ -9,18 +9,19 @@ import pytest
 from trainyard._execution.backends.local import LocalProcessBackend
 from trainyard.core import Workspace
 from trainyard.core.compute import ComputeTarget, LocalCompute
-from trainyard.testing.backend import BackendConformance, BackendEnv, kill_owner_by_pid
+from trainyard.testing.backend import (
+    BackendConformance,
+    BackendEnv,
+    fast_liveness,
+    kill_owner_by_pid,
+)
 from trainyard.testing.fixtures import unique_name
 
 
 class TestLocalBackend(BackendConformance):
     @pytest.fixture
     def backend_env(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> BackendEnv:
-        monkeypatch.setenv("TRAINYARD_HEARTBEAT_SECONDS", "0.3")
-        monkeypatch.setenv("TRAINYARD_HEARTBEAT_TIMEOUT", "3")
-        monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MIN", "0.1")
-        monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MAX", "0.3")
-        monkeypatch.setenv("TRAINYARD_CANCEL_GRACE_SECONDS", "3")
+        fast_liveness(monkeypatch)
         ws = Workspace.create(unique_name("ws"), path=tmp_path / "ws")
         ComputeTarget.create(
             ws, "one", LocalCompute.provisioning_configuration(max_concurrent_runs=1)

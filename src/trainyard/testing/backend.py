@@ -342,6 +342,16 @@ class BackendConformance:
         assert best.get_metrics()["score"] == 0
 
 
+def fast_liveness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The short heartbeats, polling and cancel grace the suite expects of the processes a
+    backend starts (set in this process's environment, which they inherit)."""
+    monkeypatch.setenv("TRAINYARD_HEARTBEAT_SECONDS", "0.3")
+    monkeypatch.setenv("TRAINYARD_HEARTBEAT_TIMEOUT", "3")
+    monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MIN", "0.1")
+    monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MAX", "0.3")
+    monkeypatch.setenv("TRAINYARD_CANCEL_GRACE_SECONDS", "3")
+
+
 def kill_owner_by_pid(run: ScriptRun) -> None:
     """``kill_owner`` for backends whose supervisor records its pid in the run's runtime."""
     import os
@@ -353,4 +363,10 @@ def kill_owner_by_pid(run: ScriptRun) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-__all__ = ["BackendConformance", "BackendEnv", "kill_owner_by_pid", "wait_until"]
+__all__ = [
+    "BackendConformance",
+    "BackendEnv",
+    "fast_liveness",
+    "kill_owner_by_pid",
+    "wait_until",
+]

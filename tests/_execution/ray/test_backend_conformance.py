@@ -13,7 +13,12 @@ pytest.importorskip("ray")
 
 from trainyard._execution.ray.backend import RayBackend
 from trainyard.core import Workspace
-from trainyard.testing.backend import BackendConformance, BackendEnv, kill_owner_by_pid
+from trainyard.testing.backend import (
+    BackendConformance,
+    BackendEnv,
+    fast_liveness,
+    kill_owner_by_pid,
+)
 from trainyard.testing.fixtures import unique_name
 from trainyard.testing.ray_cluster import LocalRayCluster, NodeType
 
@@ -64,11 +69,7 @@ class TestRayBackend(BackendConformance):
     def backend_env(
         self, cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> BackendEnv:
-        monkeypatch.setenv("TRAINYARD_HEARTBEAT_SECONDS", "0.3")
-        monkeypatch.setenv("TRAINYARD_HEARTBEAT_TIMEOUT", "3")
-        monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MIN", "0.1")
-        monkeypatch.setenv("TRAINYARD_POLLING_INTERVAL_MAX", "0.3")
-        monkeypatch.setenv("TRAINYARD_CANCEL_GRACE_SECONDS", "3")
+        fast_liveness(monkeypatch)
         ws = Workspace.create(unique_name("ws"), path=tmp_path / "ws")
         ray_target(ws, "one", cluster, "slot_one", 1)
         ray_target(ws, "two", cluster, "slot_two", 2)

@@ -44,7 +44,7 @@ from trainyard._execution.ray.cluster import (
 )
 from trainyard._execution.ray.connection import RAY_BACKEND, SLOT_RESOURCE, RayConnection
 from trainyard._execution.ray.vm_sizes import node_resources, node_type_name
-from trainyard.core.compute.target import ComputeTarget
+from trainyard.core.compute.target import ComputeTarget, node_fields
 from trainyard.exceptions import ComputeConfigurationError, ComputeTargetException
 
 if TYPE_CHECKING:
@@ -288,22 +288,7 @@ def ray_status(ctx: WorkspaceContext, record: ComputeTargetRecord) -> dict[str, 
         "allocation_state_transition_time": None,
         "creation_time": config.get("created"),
         "modified_time": record.created_at,
-        "current_node_count": 0,
-        "target_node_count": 0,
-        "errors": None,
-        "node_state_counts": {
-            "idleNodeCount": 0,
-            "runningNodeCount": 0,
-            "preparingNodeCount": 0,
-            "unusableNodeCount": 0,
-            "leavingNodeCount": 0,
-            "preemptedNodeCount": 0,
-        },
-        "scale_settings": {
-            "minimum_node_count": config.get("min_nodes"),
-            "maximum_node_count": config.get("max_nodes"),
-            "node_idle_time_before_scale_down": config.get("idle_seconds_before_scaledown"),
-        },
+        **node_fields(config),
         "vm_priority": config.get("vm_priority", "dedicated"),
         "vm_size": config.get("vm_size"),
         "backend": RAY_BACKEND,

@@ -159,17 +159,14 @@ class ComputeStatus:
         return f"ComputeStatus({self._fields!r})"
 
 
-def _local_status(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The status of a target that runs local processes: always ready, no nodes to wait for."""
+def node_fields(cfg: dict[str, Any], nodes: int = 0) -> dict[str, Any]:
+    """v1's node counts (``nodes`` current and target, all idle) and scale settings of a status."""
     return {
-        "provisioning_state": "Succeeded",
-        "allocation_state": "Steady",
-        "creation_time": cfg.get("created"),
-        "current_node_count": cfg.get("min_nodes", 0),
-        "target_node_count": cfg.get("min_nodes", 0),
+        "current_node_count": nodes,
+        "target_node_count": nodes,
         "errors": None,
         "node_state_counts": {
-            "idleNodeCount": cfg.get("min_nodes", 0),
+            "idleNodeCount": nodes,
             "runningNodeCount": 0,
             "preparingNodeCount": 0,
             "unusableNodeCount": 0,
@@ -181,6 +178,16 @@ def _local_status(cfg: dict[str, Any]) -> dict[str, Any]:
             "maximum_node_count": cfg.get("max_nodes", cfg.get("max_concurrent_runs")),
             "node_idle_time_before_scale_down": cfg.get("idle_seconds_before_scaledown"),
         },
+    }
+
+
+def _local_status(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The status of a target that runs local processes: always ready, no nodes to wait for."""
+    return {
+        "provisioning_state": "Succeeded",
+        "allocation_state": "Steady",
+        "creation_time": cfg.get("created"),
+        **node_fields(cfg, cfg.get("min_nodes", 0)),
         "vm_priority": cfg.get("vm_priority", "dedicated"),
         "max_concurrent_runs": cfg.get("max_concurrent_runs"),
         "gpus": cfg.get("gpus", 0),
