@@ -102,3 +102,54 @@ def test_a_submitted_runs_samples_are_in_its_files(
     assert set(run.get_metrics()) == {"loss"}
     # Not a log a user reads: the log list is what it was.
     assert SYSTEM_METRICS_LOG not in run.get_log_names()
+
+
+class _StandInNvml:
+    """NVML's Python binding (``pynvml``) as a two-GPU machine answers: this machine has no GPU,
+    so the sampler's reading of NVML is checked against a stand-in of the external library."""
+
+    def __init__(self) -> None:
+        self.shut = False
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> object:
+        return type("Util", (), {"gpu": (30, 50)[handle]})()
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> object:
+        return type("Mem", (), {"used": (1 << 30, 2 << 30)[handle]})()
+
+    def nvmlShutdown(self) -> None:
+        self.shut = True
+
+
+def test_gpus_are_sampled_through_nvml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = _StandInNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    path = tmp_path / "system_metrics.jsonl"
+    sampler = SystemSampler(path, os.getpid(), interval=0.1)
+    sampler.start()
+    time.sleep(0.5)
+    sampler.stop()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines and all(s["gpu_percent"] == 40 for s in lines)  # the mean over the GPUs
+    assert all(s["gpu_memory_mb"] == 3072 for s in lines)  # summed
+    assert nvml.shut, "NVML is shut down when the sampler stops"
+
+
+def test_without_nvml_no_gpu_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    path = tmp_path / "system_metrics.jsonl"
+    sampler = SystemSampler(path, os.getpid(), interval=0.1)
+    sampler.start()
+    time.sleep(0.3)
+    sampler.stop()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines and not any("gpu_percent" in s or "gpu_memory_mb" in s for s in lines)
