@@ -3,7 +3,8 @@
 Run it with ``scripts/bench.sh distributed`` or directly with
 ``python benchmarks/distributed.py [--strict] [--quick] [--rounds N] [--json FILE]``.
 
-What is measured, for 1, 2 and 4 processes (1 and 2 with ``--quick``):
+What is measured, for 1, 2 and 4 processes (1 and 2 with ``--quick``), and for 2 nodes × 1 process
+on a simulated Ray cluster (two worker nodes of this machine; ``--no-cluster`` skips it):
 
 * **Throughput** (images/s): the ChainerMN MNIST MLP (``examples/chainermn-mnist/train_mnist.py``,
   784-100-100-10, ``naive`` communicator, 12,000 training images, 1 epoch) and the small PyTorch
@@ -98,15 +99,24 @@ def by_hand(kind: str, python: str, script: Path, args: list[str], n: int) -> fl
     return float(found[-1])
 
 
-def dist_config(kind: str, n: int) -> Any:
+def dist_config(kind: str, n: int, nodes: int = 1) -> Any:
     from trainyard.core.runconfig import MpiConfiguration, PyTorchConfiguration
 
     if kind == "chainer":
         return MpiConfiguration(process_count_per_node=n)
-    return PyTorchConfiguration("Gloo", process_count=n)
+    return PyTorchConfiguration("Gloo", process_count=n, node_count=nodes)
 
 
-def with_trainyard(ws: Any, kind: str, env: Any, script: Path, args: list[str], n: int) -> float:
+def with_trainyard(
+    ws: Any,
+    kind: str,
+    env: Any,
+    script: Path,
+    args: list[str],
+    n: int,
+    target: str = "local",
+    nodes: int = 1,
+) -> float:
     from trainyard.core import Experiment, ScriptRunConfig
 
     config = ScriptRunConfig(
@@ -114,7 +124,8 @@ def with_trainyard(ws: Any, kind: str, env: Any, script: Path, args: list[str], 
         script.name,
         arguments=args,
         environment=env,
-        distributed_job_config=dist_config(kind, n),
+        compute_target=target,
+        distributed_job_config=dist_config(kind, n, nodes),
     )
     run = Experiment(ws, f"bench-{kind}").submit(config)
     run.wait_for_completion(raise_on_error=False)
@@ -168,12 +179,65 @@ def startup(ws: Any, kind: str, env: Any, python: str, src: Path, n: int) -> tup
     return ours, hand
 
 
+def two_nodes(ws: Any, work: Path, env_python: tuple[Any, str], rounds: int, table: Any) -> Any:
+    """The PyTorch CNN as 2 nodes × 1 process on a simulated Ray cluster (two worker nodes of
+    this machine, one rank each, placed by a STRICT_SPREAD placement group) beside torchrun
+    starting the same 2 ranks by hand."""
+    from trainyard.testing.ray_cluster import LocalRayCluster, NodeType
+
+    env, python = env_python
+    script = ROOT / "examples" / "pytorch-ddp-mnist" / "train_ddp.py"
+    os.environ.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    cluster = LocalRayCluster.start(
+        work / "ray", {"w": NodeType({"CPU": 1, "trainyard_slot": 1}, 2, 2)}
+    )
+    try:
+        cluster.wait_for_workers(2, timeout=120)
+        ws.context.store.put_compute_target(
+            ws.context.workspace_id,
+            "ray2",
+            "raycompute",
+            {
+                "backend": "ray",
+                "max_nodes": 2,
+                "max_concurrent_runs": 2,
+                "ray": {
+                    "managed": True,
+                    "address": cluster.address,
+                    "dashboard_url": cluster.dashboard_url,
+                    "token_file": str(cluster.root / "token"),
+                    "node_resources": {"CPU": 1, "trainyard_slot": 1},
+                },
+            },
+        )
+        ours = [
+            with_trainyard(ws, "torch", env, script, TORCH_ARGS, 2, target="ray2", nodes=2)
+            for _ in range(rounds)
+        ]
+        hand = [by_hand("torch", python, script, TORCH_ARGS, 2) for _ in range(rounds)]
+    finally:
+        cluster.stop()
+    o, h = _common.median(ours), _common.median(hand)
+    table.add(
+        "PyTorch CNN, 2 nodes × 1 proc (Ray) images/s",
+        ours=f"{o:,.0f}",
+        peer=f"{h:,.0f}",
+        ratio=f"{o / h:.3f}",
+        target="overhead ≤ 2 %",
+        passed=1.0 - o / h <= 0.02,
+    )
+    return {"trainyard_images_per_s": ours, "by_hand_images_per_s": hand, "overhead": 1 - o / h}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="skip 2 nodes × 1 process on a Ray cluster"
+    )
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
     counts = (1, 2) if args.quick else (1, 2, 4)
@@ -233,6 +297,8 @@ def main() -> int:
                     "startup_trainyard_s": up_ours,
                     "startup_by_hand_s": up_hand,
                 }
+        if not args.no_cluster:
+            results["torch-2-nodes"] = two_nodes(ws, work, envs["torch"], rounds, table)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table.note("images/s: the script's own training loop between barriers, rank 0's figure.")

@@ -232,7 +232,7 @@ def test_more_than_one_node_on_local_compute_is_refused(ws: Workspace, src: Path
     assert "needs 2 nodes" in message and "one node" in message
     assert "Use node_count=1" in message and "process_count_per_node=4" in message
     message = refuse(ws, src, PyTorchConfiguration("Gloo", process_count=4, node_count=2))
-    assert "process_count=4" in message and "cluster backend" in message
+    assert "process_count=4" in message and "Ray cluster target" in message
 
 
 def test_nccl_without_gpus_is_refused(ws: Workspace, src: Path) -> None:

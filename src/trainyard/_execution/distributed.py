@@ -156,8 +156,8 @@ def check_single_node(
     if layout.node_count > 1:
         raise ComputeTargetException(
             f"{describe(layout)} needs {layout.node_count} nodes, but compute target {target!r} "
-            "runs its jobs as processes on this machine (one node); multi-node jobs need a cluster "
-            "backend, which trainyard does not have yet. Use node_count=1 and put all "
+            "runs its jobs as processes on this machine (one node); a multi-node PyTorch job needs "
+            "a Ray cluster target (AmlCompute with backend='ray'). Use node_count=1 and put all "
             f"{layout.world_size} ranks on this machine ("
             + (
                 f"process_count_per_node={layout.world_size}"

@@ -227,16 +227,7 @@ class Supervisor:
         limit = self.definition.get("maxRunDurationSeconds")
         self.log(f"starting: {argv}")
         self.move(RunStatus.RUNNING)
-        ranks = self.ranks = launch.start(
-            self.layout,
-            argv,
-            env,
-            wd,
-            self.paths,
-            run_id=self.run_id,
-            grace=self.settings.cancel_grace_seconds,
-            log=self.log,
-        )
+        ranks = self.ranks = self.start_ranks(argv, env, wd)
         leader = ranks.pgid
         runtime: dict[str, Any] = {
             "script_pid": leader,
@@ -259,6 +250,19 @@ class Supervisor:
             return self._supervise(ranks, wd, limit, started)
         finally:
             sampler.stop()
+
+    def start_ranks(self, argv: list[str], env: dict[str, str], wd: Path) -> launch.Ranks:
+        """Start the script's processes (one, or this machine's ranks)."""
+        return launch.start(
+            self.layout,
+            argv,
+            env,
+            wd,
+            self.paths,
+            run_id=self.run_id,
+            grace=self.settings.cancel_grace_seconds,
+            log=self.log,
+        )
 
     def _supervise(self, ranks: launch.Ranks, wd: Path, limit: Any, started: float) -> int:
         """Wait for the script while syncing its logs and acting on a cancel or its time limit."""

@@ -85,11 +85,12 @@ class RayBackend(LocalProcessBackend):
         from trainyard._execution.distributed import check_layout, describe
 
         check_layout(layout, self.target.name, self.target.config, gpu_count)
-        if layout.node_count > 1:
+        if layout.node_count > 1 and layout.kind != "pytorch":
             raise ComputeTargetException(
-                f"{describe(layout)} needs {layout.node_count} nodes; compute target "
-                f"{self.target.name!r} runs each job on one Ray node for now. Use node_count=1 "
-                "with all ranks on that node.",
+                f"{describe(layout)} needs {layout.node_count} nodes; on compute target "
+                f"{self.target.name!r} only PyTorch jobs span Ray nodes (MPI would need ssh "
+                "between the nodes, which trainyard does not set up). Use node_count=1 with all "
+                "ranks on one node, or PyTorch DDP.",
                 target=self.target.name,
                 node_count=layout.node_count,
             )
@@ -137,7 +138,10 @@ class RayBackend(LocalProcessBackend):
             k: v for k, v in daemon.child_environment().items() if k.startswith(_FORWARDED_PREFIXES)
         }
         env_vars.update(env or {})
-        self.queue.put(run_id, env_vars, resources)
+        from trainyard._execution.distributed import Layout
+
+        nodes = Layout.from_definition(info.definition).node_count
+        self.queue.put(run_id, env_vars, resources, nodes=nodes)
         job = self.ensure_dispatcher()
         self.ctx.store.update_run(
             run_id,

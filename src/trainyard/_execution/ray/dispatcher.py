@@ -92,14 +92,65 @@ class Dispatcher:
         self.home = home
         self.queue = RunQueue(home, target)
         self.idle_seconds = idle_seconds
+        from trainyard._execution.ray.ranks import follow
+
         self.remote_hold = ray.remote(num_cpus=0, max_retries=0)(hold)
+        self.remote_follow = ray.remote(num_cpus=0, max_retries=0)(follow)
         self.running: dict[Any, Entry] = {}
+        #: A multi-node run's placement group and its followers' tasks, by its leader's task.
+        self.groups: dict[Any, tuple[Any, list[Any]]] = {}
 
     def submit(self, entry: Entry) -> None:
+        if entry.nodes > 1:
+            self.submit_group(entry)
+            return
         ref = self.remote_hold.options(resources=entry.resources).remote(
             str(self.home), entry.run_id, entry.env
         )
         self.running[ref] = entry
+
+    def submit_group(self, entry: Entry) -> None:
+        """A multi-node run: one bundle per node, each on a different node (``STRICT_SPREAD``);
+        bundle 0 starts the run's supervisor, the others follow its rendezvous."""
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        group = placement_group([dict(entry.resources)] * entry.nodes, strategy="STRICT_SPREAD")
+
+        def on(bundle: int) -> Any:
+            return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle)
+
+        env = {**entry.env, "TRAINYARD_RAY_NODE_RANK": "0"}
+        ref = self.remote_hold.options(resources=entry.resources, scheduling_strategy=on(0))
+        leader = ref.remote(str(self.home), entry.run_id, env)
+        layout = {"node_count": entry.nodes}
+        followers = [
+            self.remote_follow.options(
+                resources=entry.resources, scheduling_strategy=on(node)
+            ).remote(str(self.home), entry.run_id, node, layout)
+            for node in range(1, entry.nodes)
+        ]
+        self.running[leader] = entry
+        self.groups[leader] = (group, followers)
+
+    def release(self, ref: Any, cancel: bool = False) -> None:
+        """A multi-node run's leader ended: its followers end with its stop file (or are
+        cancelled), and its placement group is removed."""
+        found = self.groups.pop(ref, None)
+        if found is None:
+            return
+        from ray.util.placement_group import remove_placement_group
+
+        group, followers = found
+        if cancel:
+            for follower in followers:
+                self.ray.cancel(follower)
+        else:
+            _, late = self.ray.wait(followers, num_returns=len(followers), timeout=10)
+            for follower in late:
+                self.ray.cancel(follower)
+        with contextlib.suppress(Exception):
+            remove_placement_group(group)
 
     def end_canceled(self, entry: Entry) -> None:
         """A run cancelled before any node started it: its supervisor, started here, sees the
@@ -121,6 +172,7 @@ class Dispatcher:
         ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in ready:
             entry = self.running.pop(ref)
+            self.release(ref, cancel=not self.queue.started(entry.run_id))
             try:
                 self.ray.get(ref)
             except self.ray.exceptions.RayError as err:
@@ -135,6 +187,7 @@ class Dispatcher:
             if not self.queue.started(entry.run_id) and self.queue.cancel_requested(entry.run_id):
                 self.ray.cancel(ref)
                 del self.running[ref]
+                self.release(ref, cancel=True)
                 self.end_canceled(entry)
 
     def serve(self) -> int:

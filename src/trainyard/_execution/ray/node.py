@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from trainyard._execution import launch
 from trainyard._execution.daemon import run_daemon
 from trainyard._execution.supervisor import Supervisor, record_crash
 from trainyard._lifecycle import RunStatus
@@ -70,6 +71,24 @@ def _cluster_token() -> str | None:
 class NodeSupervisor(Supervisor):
     """A run's supervisor on a Ray node (see the module docstring)."""
 
+    def start_ranks(self, argv: list[str], env: dict[str, str], wd: Path) -> launch.Ranks:
+        """A PyTorch job over several Ray nodes leads from here (see ``ray/ranks.py``)."""
+        if self.layout.node_count <= 1:
+            return super().start_ranks(argv, env, wd)
+        from trainyard._execution.ray.ranks import lead
+
+        return lead(
+            self.layout,
+            argv,
+            env,
+            wd,
+            self.paths,
+            run_id=self.run_id,
+            master_addr=os.environ.get("TRAINYARD_RAY_NODE_IP") or "127.0.0.1",
+            grace=self.settings.cancel_grace_seconds,
+            log=self.log,
+        )
+
     def wait_for_slot(self) -> Any:
         """Ray admitted the job: only a cancel recorded meanwhile stops it here."""
         self.check_cancel()
@@ -90,6 +109,7 @@ class NodeSupervisor(Supervisor):
             self.log(f"the run is {status}; its Ray job leaves it alone")
             return 0
         node = node_identity()
+        self.info_node_id = str(node.get("id", ""))
         self.log(f"on Ray node {node.get('id', '?')} ({node.get('ip', node['host'])})")
         self.store.update_run(self.run_id, runtime={"node": node})
         stop = threading.Event()
@@ -100,6 +120,18 @@ class NodeSupervisor(Supervisor):
         finally:
             stop.set()
             tail.join(timeout=2)
+
+    def finalize(self, upload_outputs: bool) -> None:
+        self._record_followers()
+        super().finalize(upload_outputs)
+
+    def _record_followers(self) -> None:
+        """A multi-node job: the nodes its other ranks ran on, beside this one."""
+        followers = getattr(self.ranks, "follower_nodes", None)
+        if followers:
+            with contextlib.suppress(Exception):
+                nodes = [self.info_node_id, *(followers[n] for n in sorted(followers))]
+                self.store.update_run(self.run_id, runtime={"nodes": nodes})
 
     def _echo_std_log(self, stop: threading.Event) -> None:
         """Copy the script's log to stdout as it grows (Ray's job log)."""

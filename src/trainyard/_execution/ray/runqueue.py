@@ -37,6 +37,8 @@ class Entry:
     env: dict[str, str]
     resources: dict[str, float]
     path: Path
+    #: Nodes the run spans (a multi-node PyTorch job: one placement-group bundle each).
+    nodes: int = 1
     attempts: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -56,14 +58,16 @@ class RunQueue:
             folder.chmod(0o700)
 
     # -- the backend's side ----------------------------------------------------------------------
-    def put(self, run_id: str, env: dict[str, str], resources: dict[str, float]) -> Path:
+    def put(
+        self, run_id: str, env: dict[str, str], resources: dict[str, float], nodes: int = 1
+    ) -> Path:
         """Hand ``run_id`` over (atomically: the dispatcher never reads half an entry)."""
         self._ensure()
         name = f"{time.time_ns():020d}-{run_id}.json"
         tmp = self.root / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"run_id": run_id, "env": env, "resources": resources}, fh)
+            json.dump({"run_id": run_id, "env": env, "resources": resources, "nodes": nodes}, fh)
         final = self.queue / name
         os.replace(tmp, final)
         return final
@@ -134,6 +138,7 @@ class RunQueue:
                     env={str(k): str(v) for k, v in data.get("env", {}).items()},
                     resources={str(k): float(v) for k, v in data.get("resources", {}).items()},
                     path=dest,
+                    nodes=int(data.get("nodes") or 1),
                 )
             )
         return entries
