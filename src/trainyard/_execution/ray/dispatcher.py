@@ -31,6 +31,8 @@ from typing import Any
 from trainyard._execution.ray.runqueue import ERROR_FILE, STARTED_FILE, Entry, RunQueue
 
 _TICK_S = 0.05
+#: How often running tasks are looked at (ended, lost, a waiting run cancelled).
+_CHECK_S = 0.25
 _BEAT_S = 1.0
 #: A task lost before it started the run is submitted this many times in all.
 PLACEMENT_ATTEMPTS = 3
@@ -78,7 +80,7 @@ def hold(home: str, run_id: str, env: dict[str, str]) -> int:
         raise
     ident = ProcessId.of(pid)
     while ident.alive():
-        time.sleep(0.1)
+        time.sleep(0.25)
     return pid
 
 
@@ -97,6 +99,7 @@ class Dispatcher:
         self.remote_hold = ray.remote(num_cpus=0, max_retries=0)(hold)
         self.remote_follow = ray.remote(num_cpus=0, max_retries=0)(follow)
         self.running: dict[Any, Entry] = {}
+        self._next_check = 0.0
         #: A multi-node run's placement group and its followers' tasks, by its leader's task.
         self.groups: dict[Any, tuple[Any, list[Any]]] = {}
 
@@ -166,8 +169,13 @@ class Dispatcher:
                 self.end_canceled(entry)
             else:
                 self.submit(entry)
-        if not self.running:
+        # Ray starts a queued task as soon as a slot frees: what follows is bookkeeping (ended
+        # tasks, cancels of waiting runs), done a few times a second so that the dispatcher
+        # takes little of the CPU the runs use.
+        now = time.monotonic()
+        if not self.running or now < self._next_check:
             return
+        self._next_check = now + _CHECK_S
         refs = list(self.running)
         ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in ready:

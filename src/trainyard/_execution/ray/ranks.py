@@ -229,7 +229,7 @@ def follow(home: str, run_id: str, node_rank: int, layout_dict: dict[str, Any]) 
         if (live / STOP).exists():
             terminate_group(pgid, 10.0)
             break
-        time.sleep(0.1)
+        time.sleep(0.25)
     codes = [p.wait() for p in procs]
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, 9)
