@@ -225,17 +225,24 @@ class RayBackend(LocalProcessBackend):
         job = self.queue.dispatcher_job()
         try:
             client = self.connection.job_client()
-            details = client.get_job_info(job) if job else None
-            if details is None or (
-                _state(details.status) in ("SUCCEEDED", "STOPPED")
-                or details.driver_exit_code is None
-            ):
-                # Running, or ended without failing (idle, stopped, its node lost): (re)start it.
-                self.ensure_dispatcher()
-                return None
         except (TrainyardError, RuntimeError, ConnectionError):
             return None  # the cluster is away: the run waits for it
-        assert job is not None
+        details = None
+        if job is not None:
+            with contextlib.suppress(RuntimeError, ConnectionError):  # unknown to a new head
+                details = client.get_job_info(job)
+        if (
+            job is None
+            or details is None
+            or (
+                _state(details.status) in ("SUCCEEDED", "STOPPED")
+                or details.driver_exit_code is None
+            )
+        ):
+            # Running, gone, or ended without failing (idle, stopped, its node lost): (re)start it.
+            with contextlib.suppress(TrainyardError, RuntimeError, ConnectionError):
+                self.ensure_dispatcher()
+            return None
         state = _state(details.status)
         tail = ""
         with contextlib.suppress(RuntimeError, ConnectionError):

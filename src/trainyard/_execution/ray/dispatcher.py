@@ -206,7 +206,11 @@ class Dispatcher:
             if now >= next_beat:
                 self.queue.beat()
                 next_beat = now + _BEAT_S
-            self.step()
+            try:
+                self.step()
+            except Exception:  # one bad entry or a Ray hiccup must not end every queued run
+                traceback.print_exc()
+                time.sleep(1.0)
             if self.running or self.queue.pending():
                 last_work = now
             elif now - last_work > self.idle_seconds:
