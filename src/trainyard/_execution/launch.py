@@ -365,25 +365,48 @@ def _start_torch(
     addr = "127.0.0.1"
     port = free_port(addr)
     ifname = env.get("GLOO_SOCKET_IFNAME") or loopback_interface()
+    log(f"torch.distributed: {layout.world_size} ranks, MASTER_ADDR={addr} MASTER_PORT={port}")
+    procs = start_torch_node(layout, argv, env, cwd, paths, 0, (addr, port), ifname, run_id)
+    return Ranks(layout, procs, paths, grace, log)
+
+
+def start_torch_node(
+    layout: Layout,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    paths: runfiles.RunPaths,
+    node_rank: int,
+    master: tuple[str, int],
+    ifname: str | None,
+    run_id: str,
+    *,
+    new_session: bool = False,
+) -> list[subprocess.Popen[bytes]]:
+    """Start node ``node_rank``'s PyTorch ranks (global ranks after the nodes before it), each
+    logging to its ``std_log_process_<rank>.txt``, in one process group led by its first rank:
+    in the caller's session, or (``new_session``) in a session of its own."""
+    ppn = layout.processes_per_node
     base = dict(env)
-    if layout.processes_per_node > 1 and "OMP_NUM_THREADS" not in base:
+    if ppn > 1 and "OMP_NUM_THREADS" not in base:
         base["OMP_NUM_THREADS"] = "1"  # as torchrun does for several processes on one node
     procs: list[subprocess.Popen[bytes]] = []
     paths.user_logs.mkdir(parents=True, exist_ok=True)
-    log(f"torch.distributed: {layout.world_size} ranks, MASTER_ADDR={addr} MASTER_PORT={port}")
     try:
-        for rank in range(layout.world_size):
+        for local in range(ppn):
+            rank = node_rank * ppn + local
             rank_env = torch_rank_env(
                 rank=rank,
-                local_rank=rank,
-                local_world_size=layout.processes_per_node,
+                local_rank=local,
+                local_world_size=ppn,
                 world_size=layout.world_size,
-                node_rank=0,
-                master_addr=addr,
-                master_port=port,
+                node_rank=node_rank,
+                master_addr=master[0],
+                master_port=master[1],
                 socket_ifname=ifname,
                 run_id=run_id,
             )
+            lead = not procs
             with open(paths.live_file(runfiles.rank_log(rank)), "ab", buffering=0) as out:
                 procs.append(
                     subprocess.Popen(
@@ -393,12 +416,15 @@ def _start_torch(
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
                         env={**base, **rank_env},
-                        # One group for all ranks, led by rank 0, in the supervisor's session.
-                        process_group=procs[0].pid if procs else 0,
+                        start_new_session=new_session and lead,
+                        # One group for the node's ranks, led by its first.
+                        process_group=None
+                        if new_session and lead
+                        else (0 if lead else procs[0].pid),
                     )
                 )
     except BaseException:
         if procs:
-            terminate_group(procs[0].pid, 0.0, log=log)
+            terminate_group(procs[0].pid, 0.0)
         raise
-    return Ranks(layout, procs, paths, grace, log)
+    return procs

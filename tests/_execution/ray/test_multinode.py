@@ -4,7 +4,6 @@ run, and a rank failing on the second node failing the run with that rank's erro
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,20 +18,13 @@ from trainyard.testing.fixtures import unique_name
 from trainyard.testing.ray_cluster import LocalRayCluster, NodeType
 from trainyard.train.dnn import Gloo, PyTorch
 
+from ..test_distributed_e2e import shared_env_cache
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
 MNIST = REPO / "data" / "mnist"
 DDP = REPO / "examples" / "pytorch-ddp-mnist"
-
-
-def shared_env_cache(factory: pytest.TempPathFactory) -> Path:
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    cache = base / "trainyard-env-cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    return cache
 
 
 @pytest.fixture(scope="module")

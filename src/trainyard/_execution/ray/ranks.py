@@ -44,58 +44,6 @@ def node_result(live: Path, node_rank: int) -> Path:
     return live / f"node-{node_rank}.json"
 
 
-def _start_node_ranks(
-    layout: Layout,
-    node_rank: int,
-    argv: Sequence[str],
-    env: Mapping[str, str],
-    cwd: Path,
-    paths: runfiles.RunPaths,
-    master: tuple[str, int],
-    ifname: str | None,
-    run_id: str,
-) -> list[subprocess.Popen[bytes]]:
-    """Start node ``node_rank``'s ranks in one new process group (its first rank leads it)."""
-    procs: list[subprocess.Popen[bytes]] = []
-    ppn = layout.processes_per_node
-    base = dict(env)
-    if ppn > 1 and "OMP_NUM_THREADS" not in base:
-        base["OMP_NUM_THREADS"] = "1"
-    paths.user_logs.mkdir(parents=True, exist_ok=True)
-    try:
-        for local in range(ppn):
-            rank = node_rank * ppn + local
-            rank_env = launch.torch_rank_env(
-                rank=rank,
-                local_rank=local,
-                local_world_size=ppn,
-                world_size=layout.world_size,
-                node_rank=node_rank,
-                master_addr=master[0],
-                master_port=master[1],
-                socket_ifname=ifname,
-                run_id=run_id,
-            )
-            with open(paths.live_file(runfiles.rank_log(rank)), "ab", buffering=0) as out:
-                procs.append(
-                    subprocess.Popen(
-                        list(argv),
-                        cwd=cwd,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env={**base, **rank_env},
-                        start_new_session=not procs,
-                        process_group=None if not procs else procs[0].pid,
-                    )
-                )
-    except BaseException:
-        if procs:
-            terminate_group(procs[0].pid, 0.0)
-        raise
-    return procs
-
-
 class ClusterRanks(launch.Ranks):
     """The supervisor's view of a multi-node job (see the module docstring)."""
 
@@ -176,7 +124,9 @@ def lead(
         f"torch.distributed over {layout.node_count} Ray nodes: {layout.world_size} ranks, "
         f"MASTER_ADDR={master_addr} MASTER_PORT={port}"
     )
-    procs = _start_node_ranks(layout, 0, argv, env, cwd, paths, (master_addr, port), ifname, run_id)
+    procs = launch.start_torch_node(
+        layout, argv, env, cwd, paths, 0, (master_addr, port), ifname, run_id, new_session=True
+    )
     rendezvous = {
         "argv": list(argv),
         "env": dict(env),
@@ -213,16 +163,17 @@ def follow(home: str, run_id: str, node_rank: int, layout_dict: dict[str, Any]) 
         "pytorch", int(spec["layout"]["node_count"]), int(spec["layout"]["processes_per_node"])
     )
     master = (str(spec["master"][0]), int(spec["master"][1]))
-    procs = _start_node_ranks(
+    procs = launch.start_torch_node(
         layout,
-        node_rank,
         spec["argv"],
         spec["env"],
         Path(spec["cwd"]),
         paths,
+        node_rank,
         master,
         spec.get("ifname"),
         run_id,
+        new_session=True,
     )
     pgid = procs[0].pid
     while any(p.poll() is None for p in procs):
