@@ -97,13 +97,35 @@ def test_ranks_end_when_all_exit_zero_and_a_failure_stops_the_rest(tmp_path: Pat
 
 
 def test_mpirun_command_adds_root_flag_only_as_root(tmp_path: Path) -> None:
-    argv = launch.mpirun_argv("/usr/bin/mpirun", 4, "/env/bin/python", tmp_path, ["python", "t.py"])
+    argv = launch.mpirun_argv("/usr/bin/mpirun", 4, tmp_path, ["python", "t.py"])
     assert argv[0] == "/usr/bin/mpirun"
     assert ("--allow-run-as-root" in argv) == (os.geteuid() == 0)
     assert argv[argv.index("-np") + 1] == "4" and "--oversubscribe" in argv
     assert argv[-3:] == [str(tmp_path), "python", "t.py"]
-    spread = launch.mpirun_argv("mpirun", 2, "python", tmp_path, ["x"], hosts=["a:1", "b:1"])
+    spread = launch.mpirun_argv(
+        "mpirun", 2, tmp_path, ["x"], hosts=["a:1", "b:1"], mca=[("plm_rsh_agent", "/bin/sh a")]
+    )
     assert spread[spread.index("--host") + 1] == "a:1,b:1"
+    at = spread.index("--mca")
+    assert spread[at : at + 3] == ["--mca", "plm_rsh_agent", "/bin/sh a"]
+
+
+def test_the_rank_shim_logs_per_rank_and_takes_a_nodes_own_interpreter(tmp_path: Path) -> None:
+    """The shim mpirun starts each rank with: its output in its own log; a node whose daemon was
+    given ``TRAINYARD_NODE_PYTHON`` runs the script with that interpreter instead."""
+    argv = ["/nowhere/bin/python", "-c", "import sys; print('ran', sys.executable)"]
+    base = {"PATH": os.environ["PATH"], "OMPI_COMM_WORLD_RANK": "3"}
+    rc = subprocess.run(
+        ["/bin/sh", "-c", launch.RANK_SHIM, str(tmp_path), *argv],
+        env={**base, "TRAINYARD_NODE_PYTHON": sys.executable},
+    ).returncode
+    assert rc == 0
+    assert (tmp_path / "std_log_process_3.txt").read_text() == f"ran {sys.executable}\n"
+    rc = subprocess.run(
+        ["/bin/sh", "-c", launch.RANK_SHIM, str(tmp_path), *argv], env=base
+    ).returncode
+    assert rc == 127  # without it, the launching node's interpreter, absent here
+    assert "/nowhere/bin/python" in (tmp_path / "std_log_process_3.txt").read_text()
 
 
 def test_torch_rank_variables_are_torchruns() -> None:
@@ -136,3 +158,19 @@ def test_rank_log_names_follow_v1() -> None:
         rank_log(10),
         "system_logs/supervisor.txt",
     ]
+
+
+def test_the_interface_of_an_address_is_found_with_its_network() -> None:
+    assert launch.interface_of("127.0.0.1") == (launch.loopback_interface(), "127.0.0.0/8")
+    assert launch.interface_of("203.0.113.254") is None  # TEST-NET-3: on no interface here
+
+
+def test_the_rank_that_called_mpi_abort_is_the_failed_one(tmp_path: Path) -> None:
+    paths = RunPaths(tmp_path, "r1")
+    paths.launcher_log.parent.mkdir(parents=True, exist_ok=True)
+    paths.launcher_log.write_text(
+        "MPI_ABORT was invoked on rank 3 in communicator MPI_COMM_WORLD\nwith errorcode 1.\n"
+    )
+    ranks = launch.Ranks(Layout("mpi", 1, 4), [], paths, 1.0, lambda _: None)
+    details = ranks.failure(1)
+    assert details["rank"] == 3 and details["logFile"] == rank_log(3)

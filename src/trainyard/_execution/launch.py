@@ -6,7 +6,7 @@ One :class:`Ranks` object is what the supervisor holds while the script runs, wh
 ``mpi``      Open MPI's ``mpirun -np N`` (``--oversubscribe``; ``--allow-run-as-root`` only when
              running as root) in a session of its own, with its output in
              ``system_logs/launcher.txt``; each rank starts through a few-line shim
-             (:data:`RANK_SHIM`, ``python -I -S``) that sends its stdout+stderr to
+             (:data:`RANK_SHIM`, a few lines of ``/bin/sh``) that sends its stdout+stderr to
              ``user_logs/std_log_process_<rank>.txt`` and execs the script. Open MPI ends the other
              ranks when one fails (it signals each rank's process group, so ranks cannot share
              mpirun's: they are found as the members of mpirun's session instead).
@@ -38,7 +38,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -49,48 +48,47 @@ from trainyard._execution.daemon import group_alive, terminate_group
 from trainyard._execution.distributed import Layout, require_mpirun
 from trainyard._execution.processes import session_members, signal_session
 
-#: Runs as ``python -I -S -c RANK_SHIM LOG_DIR ARGV…`` for each MPI rank: write this rank's
-#: output to its own log, exec the script.
-RANK_SHIM = """import os, sys
-rank = os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ.get("PMIX_RANK") or os.environ.get(
-    "PMI_RANK") or "0"
-fd = os.open(os.path.join(sys.argv[1], "std_log_process_%s.txt" % rank),
-             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-os.dup2(fd, 1)
-os.dup2(fd, 2)
-os.close(fd)
-os.execvp(sys.argv[2], sys.argv[2:])
+#: Runs as ``/bin/sh -c RANK_SHIM LOG_DIR ARGV…`` for each MPI rank: write this rank's output to
+#: its own log, exec the script. On a node whose interpreter for the run is not the launching
+#: node's (``TRAINYARD_NODE_PYTHON`` set in its daemon's environment), that one runs the script.
+RANK_SHIM = """rank=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${PMI_RANK:-0}}}
+exec >>"$0/std_log_process_$rank.txt" 2>&1
+if [ -n "${TRAINYARD_NODE_PYTHON:-}" ]; then shift; set -- "$TRAINYARD_NODE_PYTHON" "$@"; fi
+exec "$@"
 """
 
-#: Open MPI names a failed rank in its summary: ``Process name: [[4711,1],3]``.
-_OMPI_FAILED_RANK = re.compile(r"Process name:\s*\[\[\d+,\d+\],(\d+)\]")
+#: Open MPI names a failed rank in its summary: ``Process name: [[4711,1],3]``, or the rank that
+#: called ``MPI_Abort`` (as ChainerMN's exception hook does): ``MPI_ABORT was invoked on rank 3``.
+_OMPI_FAILED_RANK = re.compile(
+    r"Process name:\s*\[\[\d+,\d+\],(\d+)\]|MPI_ABORT was invoked on rank (\d+)"
+)
 
 
 def mpirun_argv(
     mpirun: str,
     processes: int,
-    python: str,
     log_dir: Path,
     argv: Sequence[str],
     hosts: Sequence[str] = (),
+    mca: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """The ``mpirun`` command that starts ``processes`` ranks of ``argv``, each logging to
-    ``log_dir/std_log_process_<rank>.txt`` through :data:`RANK_SHIM` (run by ``python``).
-    ``hosts`` (``host:slots`` entries) spreads them over nodes; empty: this machine."""
+    ``log_dir/std_log_process_<rank>.txt`` through :data:`RANK_SHIM`. ``hosts`` (``host:slots``
+    entries) spreads them over nodes (empty: this machine); ``mca`` adds ``--mca NAME VALUE``s."""
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
     placement = ["--host", ",".join(hosts)] if hosts else []
+    params = [item for name, value in mca for item in ("--mca", name, value)]
     return [
         mpirun,
         *root,
         "--oversubscribe",
         "--bind-to",
         "none",
+        *params,
         *placement,
         "-np",
         str(processes),
-        python,
-        "-I",
-        "-S",
+        "/bin/sh",
         "-c",
         RANK_SHIM,
         str(log_dir),
@@ -112,6 +110,23 @@ def loopback_interface() -> str | None:
     except OSError:
         return None
     return "lo" if "lo" in names else next((n for n in names if n.startswith("lo")), None)
+
+
+def interface_of(address: str) -> tuple[str, str] | None:
+    """The network interface holding IPv4 ``address`` on this machine and its network in CIDR
+    form (``("eth0", "10.0.0.0/24")``), or ``None`` when no interface has it. Pinning gloo
+    (``GLOO_SOCKET_IFNAME``) and Open MPI (``*_tcp_if_include``) to it stops them picking an
+    interface the other nodes cannot reach."""
+    import ipaddress
+
+    import psutil
+
+    for name, addrs in psutil.net_if_addrs().items():
+        for item in addrs:
+            if item.family == socket.AF_INET and item.address == address:
+                net = ipaddress.ip_network(f"{address}/{item.netmask or '32'}", strict=False)
+                return name, str(net)
+    return None
 
 
 def torch_rank_env(
@@ -278,7 +293,7 @@ class Ranks:
         except OSError:
             return None
         found = _OMPI_FAILED_RANK.search(text)
-        return int(found.group(1)) if found else None
+        return int(found.group(1) or found.group(2)) if found else None
 
     def _first_rank_with_traceback(self) -> int | None:
         from trainyard._execution.failure import parse_traceback
@@ -307,7 +322,8 @@ def start(
     """Start ``argv`` (``python -u script args`` or a command) as ``layout`` says, in a new
     process group, and return the :class:`Ranks` to wait on."""
     if layout.kind == "mpi":
-        return _start_mpi(layout, argv, env, cwd, paths, grace, log)
+        proc = start_mpi(layout, argv, env, cwd, paths, log)
+        return Ranks(layout, [proc], paths, grace, log)
     if layout.kind == "pytorch":
         return _start_torch(layout, argv, env, cwd, paths, run_id, grace, log)
     proc = _popen_logged(argv, paths.std_log, cwd, env)
@@ -330,26 +346,23 @@ def _popen_logged(
         )
 
 
-def _shim_python(argv: Sequence[str]) -> str:
-    """An interpreter for the rank shim: the script's own when it is a Python script."""
-    first = argv[0] if argv else ""
-    return first if os.path.basename(first).startswith("python") else sys.executable
-
-
-def _start_mpi(
+def start_mpi(
     layout: Layout,
     argv: Sequence[str],
     env: Mapping[str, str],
     cwd: Path,
     paths: runfiles.RunPaths,
-    grace: float,
     log: Callable[[str], None],
-) -> Ranks:
+    *,
+    hosts: Sequence[str] = (),
+    mca: Sequence[tuple[str, str]] = (),
+) -> subprocess.Popen[bytes]:
+    """``mpirun`` of the job's ranks in a session of its own, its output in the launcher log
+    (``hosts``/``mca`` as :func:`mpirun_argv` takes them)."""
     mpirun = require_mpirun()
-    command = mpirun_argv(mpirun, layout.world_size, _shim_python(argv), paths.user_logs, argv)
+    command = mpirun_argv(mpirun, layout.world_size, paths.user_logs, argv, hosts, mca)
     log(f"mpirun: {command[: command.index('-c')]} … {list(argv)}")
-    proc = _popen_logged(command, paths.launcher_log, cwd, env)
-    return Ranks(layout, [proc], paths, grace, log)
+    return _popen_logged(command, paths.launcher_log, cwd, env)
 
 
 def _start_torch(

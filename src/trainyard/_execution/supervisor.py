@@ -182,6 +182,12 @@ class Supervisor:
         except Exception as err:
             self.log(f"recording the environment failed: {type(err).__name__}: {err}")
 
+    @property
+    def extra_requirements(self) -> tuple[str, ...]:
+        """What the job adds to a built environment: ChainerMN and other MPI scripts import
+        ``mpi4py``, so an MPI job's environment has it."""
+        return ("mpi4py",) if self.layout.kind == "mpi" else ()
+
     def _prepare_environment(
         self, env_def: dict[str, Any], started: float, seconds: float | None = None
     ) -> tuple[str, dict[str, str]]:
@@ -192,8 +198,7 @@ class Supervisor:
                 env_def,
                 self.settings,
                 blog.write,
-                # ChainerMN and other MPI scripts import mpi4py: an MPI job's built environment has it.
-                extra_requirements=("mpi4py",) if self.layout.kind == "mpi" else (),
+                extra_requirements=self.extra_requirements,
             )
         if seconds is None:
             seconds = time.monotonic() - started

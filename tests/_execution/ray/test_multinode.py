@@ -1,6 +1,8 @@
-"""A PyTorch DDP job across two nodes of a real Ray cluster on this machine: one rank per node
-(placed with a STRICT_SPREAD placement group), gloo all-reduce over the nodes, per-rank logs in the
-run, and a rank failing on the second node failing the run with that rank's error."""
+"""PyTorch DDP and MPI (ChainerMN, mpi4py) jobs across two nodes of a real Ray cluster on this
+machine: one rank per node (placed with a STRICT_SPREAD placement group), gloo all-reduce and one
+mpirun over the nodes (its second daemon started by that node's Ray task, no ssh), per-rank logs
+in the run, a rank failing on the second node failing the run with that rank's error, and a cancel
+reaching every rank on every node."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import pytest
 
 pytest.importorskip("ray")
 
+from trainyard._execution.ray.nodeenv import build_log_name
 from trainyard._execution.runfiles import rank_log
-from trainyard.core import Experiment, Workspace
+from trainyard.core import Environment, Experiment, ScriptRunConfig, Workspace
+from trainyard.core.conda_dependencies import CondaDependencies
+from trainyard.core.runconfig import MpiConfiguration
 from trainyard.testing.backend import fast_liveness
 from trainyard.testing.fixtures import unique_name
 from trainyard.testing.ray_cluster import LocalRayCluster, NodeType
-from trainyard.train.dnn import Gloo, PyTorch
+from trainyard.train.dnn import Chainer, Gloo, Mpi, PyTorch
 
 from ..test_distributed_e2e import shared_env_cache
 
@@ -25,6 +30,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
 MNIST = REPO / "data" / "mnist"
 DDP = REPO / "examples" / "pytorch-ddp-mnist"
+CHAINERMN = REPO / "examples" / "chainermn-mnist"
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +118,14 @@ t = torch.tensor([rank + 1.0])
 dist.all_reduce(t)
 print(f"rank {rank} ready sum {t.item()}", flush=True)
 if os.environ["JOB_MODE"] == "fail" and rank == 1:
-    raise SystemExit(f"rank {rank} gives up")
+    # What ChainerMN's exception hook does: the traceback, then MPI_Abort (a plain exit would
+    # wait in mpi4py's MPI_Finalize for the other ranks).
+    try:
+        raise RuntimeError(f"rank {rank} gives up")
+    except RuntimeError:
+        traceback.print_exc()
+        sys.stderr.flush()
+        comm.Abort(1)
 time.sleep(120)
 """
 
@@ -163,22 +176,101 @@ def test_cancel_stops_every_rank_on_every_node(ws: Workspace, tmp_path: Path) ->
         assert f"rank {rank} got SIGTERM".encode() in run.read_log(rank_log(rank)), rank
 
 
-def test_mpi_across_nodes_is_refused_with_the_reason(ws: Workspace, tmp_path: Path) -> None:
-    from trainyard.core import ScriptRunConfig
-    from trainyard.core.runconfig import MpiConfiguration
-    from trainyard.exceptions import ComputeTargetException
+CHAINER_PARAMS = {"--epoch": 1, "--unit": 100, "--train-slice": 4000, "--test-slice": 1000}
 
-    src = tmp_path / "mpi"
-    src.mkdir()
-    (src / "train.py").write_text("print('never')\n")
-    config = ScriptRunConfig(
-        str(src),
-        "train.py",
+
+def test_chainermn_over_mpi_across_two_ray_nodes(ws: Workspace) -> None:
+    """One mpirun over both nodes, its second node's daemon started by that node's Ray task (no
+    ssh), the environment found in the second node's cache."""
+    est = Chainer(
+        str(CHAINERMN),
+        entry_script="train_mnist.py",
         compute_target="cluster",
+        script_params=CHAINER_PARAMS,
+        distributed_training=Mpi(1),
+        node_count=2,
+        environment_variables={"OMP_NUM_THREADS": "1", "TRAINYARD_MNIST_DIR": str(MNIST)},
+    )
+    run = Experiment(ws, "chainermn-nodes").submit(est)
+    run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    logs = {n: run.read_log(n).decode(errors="replace")[-1500:] for n in run.get_log_names()}
+    assert run.get_status() == "Completed", (run.get_details().get("error"), logs)
+    metrics = run.get_metrics()
+    assert metrics["rank_images"] == [2000, 2000]  # scatter_dataset gave each node's rank half
+    assert "Num process (COMM_WORLD): 2" in run.read_log(rank_log(0)).decode()
+    assert rank_log(1) in run.get_log_names()
+    nodes = run.get_info().runtime["nodes"]
+    assert len(nodes) == 2 and len(set(nodes)) == 2, f"one rank per node: {nodes}"
+    node_build = run.read_log(build_log_name(1)).decode()
+    assert "reused from the cache" in node_build, node_build
+
+
+MPI_SCRIPT = """
+import os, signal, sys, time, traceback
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+def bye(signum, frame):
+    print(f"rank {rank} got SIGTERM", flush=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, bye)
+total = comm.allreduce(rank + 1)
+print(f"rank {rank} ready sum {total} on {os.uname().nodename}", flush=True)
+if os.environ["JOB_MODE"] == "fail" and rank == 1:
+    # What ChainerMN's exception hook does: the traceback, then MPI_Abort (a plain exit would
+    # wait in mpi4py's MPI_Finalize for the other ranks).
+    try:
+        raise RuntimeError(f"rank {rank} gives up")
+    except RuntimeError:
+        traceback.print_exc()
+        sys.stderr.flush()
+        comm.Abort(1)
+time.sleep(120)
+"""
+
+
+def mpi_job(tmp_path: Path, mode: str) -> ScriptRunConfig:
+    src = tmp_path / "mpi"
+    src.mkdir(exist_ok=True)
+    (src / "job.py").write_text(MPI_SCRIPT)
+    env = Environment("mpi-job")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["chainer==7.8.1"])
+    env.environment_variables = {"OMP_NUM_THREADS": "1", "JOB_MODE": mode}
+    return ScriptRunConfig(
+        str(src),
+        "job.py",
+        compute_target="cluster",
+        environment=env,
         distributed_job_config=MpiConfiguration(process_count_per_node=1, node_count=2),
     )
-    experiment = Experiment(ws, "mpi-nodes")
-    with pytest.raises(ComputeTargetException) as refused:
-        experiment.submit(config)
-    assert "only PyTorch jobs span Ray nodes" in refused.value.message
-    assert list(experiment.get_runs()) == []
+
+
+def test_an_mpi_rank_failing_on_the_second_node_fails_the_run(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    run = Experiment(ws, "mpi-fail").submit(mpi_job(tmp_path, "fail"))
+    run.wait_for_completion(wait_post_processing=True, raise_on_error=False)
+    assert run.get_status() == "Failed"
+    error = run.get_details()["error"]
+    assert error["rank"] == 1 and error["logFile"] == rank_log(1), error
+    assert "gives up" in error["message"]
+    assert b"ready sum 3" in run.read_log(rank_log(0))
+    info = run.get_info()
+    assert info.end_time is not None and info.start_time is not None
+    assert info.end_time - info.start_time < 60, "rank 0 was stopped, not waited for"
+
+
+def test_cancel_stops_every_mpi_rank_on_every_node(ws: Workspace, tmp_path: Path) -> None:
+    from trainyard.testing.backend import wait_until
+
+    run = Experiment(ws, "mpi-cancel").submit(mpi_job(tmp_path, "sleep"))
+    for rank in (0, 1):
+        wait_until(
+            lambda r=rank: b"ready" in run.read_log(rank_log(r)),  # type: ignore[misc]
+            240,
+            f"rank {rank} to start",
+        )
+    assert run.cancel() is True
+    wait_until(lambda: run.get_status() == "Canceled", 60, "the run to be canceled")
+    for rank in (0, 1):
+        assert f"rank {rank} got SIGTERM".encode() in run.read_log(rank_log(rank)), rank

@@ -82,18 +82,11 @@ class RayBackend(LocalProcessBackend):
 
     # -- what the target can run -------------------------------------------------------------------
     def check_layout(self, layout: Layout, gpu_count: int) -> None:
-        from trainyard._execution.distributed import check_layout, describe
+        """The shared rules only: a job's nodes are the cluster's (PyTorch and MPI jobs span
+        them, see ``ray/ranks.py``), its ``mpirun`` runs on its first node."""
+        from trainyard._execution.distributed import check_layout
 
         check_layout(layout, self.target.name, self.target.config, gpu_count)
-        if layout.node_count > 1 and layout.kind != "pytorch":
-            raise ComputeTargetException(
-                f"{describe(layout)} needs {layout.node_count} nodes; on compute target "
-                f"{self.target.name!r} only PyTorch jobs span Ray nodes (MPI would need ssh "
-                "between the nodes, which trainyard does not set up). Use node_count=1 with all "
-                "ranks on one node, or PyTorch DDP.",
-                target=self.target.name,
-                node_count=layout.node_count,
-            )
 
     def check_run(self, definition: Mapping[str, Any]) -> None:
         self.check_schedulable(run_resources(definition, self.target))

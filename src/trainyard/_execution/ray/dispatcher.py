@@ -130,7 +130,7 @@ class Dispatcher:
         followers = [
             self.remote_follow.options(
                 resources=entry.resources, scheduling_strategy=on(node)
-            ).remote(str(self.home), entry.run_id, node, layout)
+            ).remote(str(self.home), entry.run_id, node, layout, entry.env)
             for node in range(1, entry.nodes)
         ]
         self.running[leader] = entry

@@ -71,8 +71,16 @@ def _cluster_token() -> str | None:
 class NodeSupervisor(Supervisor):
     """A run's supervisor on a Ray node (see the module docstring)."""
 
+    #: The run's interpreter on this node (a multi-node job's followers get theirs for the same
+    #: environment from their own node's cache).
+    _python = sys.executable
+
+    def run_script(self, python: str, env_extra: dict[str, str]) -> int:
+        self._python = python
+        return super().run_script(python, env_extra)
+
     def start_ranks(self, argv: list[str], env: dict[str, str], wd: Path) -> launch.Ranks:
-        """A PyTorch job over several Ray nodes leads from here (see ``ray/ranks.py``)."""
+        """A job over several Ray nodes leads from here (see ``ray/ranks.py``)."""
         if self.layout.node_count <= 1:
             return super().start_ranks(argv, env, wd)
         from trainyard._execution.ray.ranks import lead
@@ -85,6 +93,9 @@ class NodeSupervisor(Supervisor):
             self.paths,
             run_id=self.run_id,
             master_addr=os.environ.get("TRAINYARD_RAY_NODE_IP") or "127.0.0.1",
+            environment=self.definition.get("environment") or {},
+            extra_requirements=self.extra_requirements,
+            python=self._python,
             grace=self.settings.cancel_grace_seconds,
             log=self.log,
         )
