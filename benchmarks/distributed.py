@@ -4,7 +4,8 @@ Run it with ``scripts/bench.sh distributed`` or directly with
 ``python benchmarks/distributed.py [--strict] [--quick] [--rounds N] [--json FILE]``.
 
 What is measured, for 1, 2 and 4 processes (1 and 2 with ``--quick``), and for 2 nodes × 1 process
-on a simulated Ray cluster (two worker nodes of this machine; ``--no-cluster`` skips it):
+on a simulated Ray cluster (two worker nodes of this machine, ChainerMN over one mpirun across them
+and PyTorch DDP; ``--no-cluster`` skips it):
 
 * **Throughput** (images/s): the ChainerMN MNIST MLP (``examples/chainermn-mnist/train_mnist.py``,
   784-100-100-10, ``naive`` communicator, 12,000 training images, 1 epoch) and the small PyTorch
@@ -103,7 +104,7 @@ def dist_config(kind: str, n: int, nodes: int = 1) -> Any:
     from trainyard.core.runconfig import MpiConfiguration, PyTorchConfiguration
 
     if kind == "chainer":
-        return MpiConfiguration(process_count_per_node=n)
+        return MpiConfiguration(process_count_per_node=n // nodes, node_count=nodes)
     return PyTorchConfiguration("Gloo", process_count=n, node_count=nodes)
 
 
@@ -179,18 +180,23 @@ def startup(ws: Any, kind: str, env: Any, python: str, src: Path, n: int) -> tup
     return ours, hand
 
 
-def two_nodes(ws: Any, work: Path, env_python: tuple[Any, str], rounds: int, table: Any) -> Any:
-    """The PyTorch CNN as 2 nodes × 1 process on a simulated Ray cluster (two worker nodes of
-    this machine, one rank each, placed by a STRICT_SPREAD placement group) beside torchrun
-    starting the same 2 ranks by hand."""
+def two_nodes(
+    ws: Any, work: Path, envs: dict[str, tuple[Any, str]], rounds: int, table: Any
+) -> dict[str, Any]:
+    """The ChainerMN MLP (one mpirun over both nodes) and the PyTorch CNN as 2 nodes × 1 process
+    on a simulated Ray cluster (two worker nodes of this machine, one rank each, placed by a
+    STRICT_SPREAD placement group) beside mpirun / torchrun starting the same 2 ranks by hand."""
     from trainyard.testing.ray_cluster import LocalRayCluster, NodeType
 
-    env, python = env_python
-    script = ROOT / "examples" / "pytorch-ddp-mnist" / "train_ddp.py"
+    jobs = {
+        "chainer": (ROOT / "examples" / "chainermn-mnist" / "train_mnist.py", CHAINER_ARGS),
+        "torch": (ROOT / "examples" / "pytorch-ddp-mnist" / "train_ddp.py", TORCH_ARGS),
+    }
     os.environ.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
     cluster = LocalRayCluster.start(
         work / "ray", {"w": NodeType({"CPU": 1, "trainyard_slot": 1}, 2, 2)}
     )
+    results: dict[str, Any] = {}
     try:
         cluster.wait_for_workers(2, timeout=120)
         ws.context.store.put_compute_target(
@@ -210,23 +216,31 @@ def two_nodes(ws: Any, work: Path, env_python: tuple[Any, str], rounds: int, tab
                 },
             },
         )
-        ours = [
-            with_trainyard(ws, "torch", env, script, TORCH_ARGS, 2, target="ray2", nodes=2)
-            for _ in range(rounds)
-        ]
-        hand = [by_hand("torch", python, script, TORCH_ARGS, 2) for _ in range(rounds)]
+        for kind, (script, args) in jobs.items():
+            env, python = envs[kind]
+            ours = [
+                with_trainyard(ws, kind, env, script, args, 2, target="ray2", nodes=2)
+                for _ in range(rounds)
+            ]
+            hand = [by_hand(kind, python, script, args, 2) for _ in range(rounds)]
+            o, h = _common.median(ours), _common.median(hand)
+            label = "ChainerMN MLP (mpirun)" if kind == "chainer" else "PyTorch CNN (torchrun)"
+            table.add(
+                f"{label}, 2 nodes × 1 proc (Ray) images/s",
+                ours=f"{o:,.0f}",
+                peer=f"{h:,.0f}",
+                ratio=f"{o / h:.3f}",
+                target="overhead ≤ 2 %",
+                passed=1.0 - o / h <= 0.02,
+            )
+            results[f"{kind}-2-nodes"] = {
+                "trainyard_images_per_s": ours,
+                "by_hand_images_per_s": hand,
+                "overhead": 1 - o / h,
+            }
     finally:
         cluster.stop()
-    o, h = _common.median(ours), _common.median(hand)
-    table.add(
-        "PyTorch CNN, 2 nodes × 1 proc (Ray) images/s",
-        ours=f"{o:,.0f}",
-        peer=f"{h:,.0f}",
-        ratio=f"{o / h:.3f}",
-        target="overhead ≤ 2 %",
-        passed=1.0 - o / h <= 0.02,
-    )
-    return {"trainyard_images_per_s": ours, "by_hand_images_per_s": hand, "overhead": 1 - o / h}
+    return results
 
 
 def main() -> int:
@@ -298,7 +312,7 @@ def main() -> int:
                     "startup_by_hand_s": up_hand,
                 }
         if not args.no_cluster:
-            results["torch-2-nodes"] = two_nodes(ws, work, envs["torch"], rounds, table)
+            results.update(two_nodes(ws, work, envs, rounds, table))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table.note("images/s: the script's own training loop between barriers, rank 0's figure.")
