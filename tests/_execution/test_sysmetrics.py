@@ -51,6 +51,17 @@ def test_a_busy_process_is_measured(tmp_path: Path) -> None:
     assert [s["t"] for s in lines] == sorted(s["t"] for s in lines)
 
 
+def test_no_sample_is_written_while_no_process_of_the_session_lives(tmp_path: Path) -> None:
+    proc = _busy(0.1)
+    proc.wait()
+    path = tmp_path / "system_metrics.jsonl"
+    sampler = SystemSampler(path, proc.pid, interval=0.05)
+    sampler.start()
+    time.sleep(0.4)
+    sampler.stop()
+    assert not path.exists() or path.read_text() == ""
+
+
 def test_interval_zero_samples_nothing(tmp_path: Path) -> None:
     sampler = SystemSampler(tmp_path / "m.jsonl", os.getpid(), interval=0)
     sampler.start()
@@ -134,7 +145,7 @@ def test_gpus_are_sampled_through_nvml(tmp_path: Path, monkeypatch: pytest.Monke
     nvml = _StandInNvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     path = tmp_path / "system_metrics.jsonl"
-    sampler = SystemSampler(path, os.getpid(), interval=0.1)
+    sampler = SystemSampler(path, os.getsid(0), interval=0.1)
     sampler.start()
     time.sleep(0.5)
     sampler.stop()
@@ -147,7 +158,7 @@ def test_gpus_are_sampled_through_nvml(tmp_path: Path, monkeypatch: pytest.Monke
 def test_without_nvml_no_gpu_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     path = tmp_path / "system_metrics.jsonl"
-    sampler = SystemSampler(path, os.getpid(), interval=0.1)
+    sampler = SystemSampler(path, os.getsid(0), interval=0.1)
     sampler.start()
     time.sleep(0.3)
     sampler.stop()

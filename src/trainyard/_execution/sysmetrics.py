@@ -132,9 +132,13 @@ class SystemSampler:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8", buffering=1) as out:
             while True:
-                # A failing sample (a process gone mid-read, /proc away) is skipped, never fatal.
+                # A failing sample (a process gone mid-read, /proc away) is skipped, never fatal;
+                # so is one with no live process (before the job starts, after it ended): its
+                # zeros would read as a job using no memory.
                 with contextlib.suppress(Exception):
-                    out.write(json.dumps(self.sample(), separators=(",", ":")) + "\n")
+                    sample = self.sample()
+                    if sample["processes"] > 0:
+                        out.write(json.dumps(sample, separators=(",", ":")) + "\n")
                 if self._stop.wait(self.interval):
                     return
 
