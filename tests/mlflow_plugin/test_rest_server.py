@@ -163,3 +163,109 @@ def test_a_batch_over_mlflows_limits_is_refused_and_writes_nothing(server: LiveS
     assert unknown.status_code == 404
     assert unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     run.complete()
+
+
+MULTIPART = """
+import hashlib
+from mlflow.store.artifact import http_artifact_repo
+parts = []
+upload = http_artifact_repo.HttpArtifactRepository._upload_part
+def counted(credential, local_file, size, start_byte):
+    parts.append(credential.part_number)
+    return upload(credential, local_file, size, start_byte)
+http_artifact_repo.HttpArtifactRepository._upload_part = staticmethod(counted)
+data = os.urandom(5 * 256 * 1024 + 12345)
+open("big.bin", "wb").write(data)
+mlflow.set_experiment("mpu")
+with mlflow.start_run() as run:
+    mlflow.log_artifact("big.bin", artifact_path="weights")
+    mlflow.log_artifact("big.bin")
+local = mlflow.artifacts.download_artifacts(
+    run_id=run.info.run_id, artifact_path="weights/big.bin", dst_path="dl")
+emit({"run_id": run.info.run_id, "parts": sorted(parts),
+      "sha": hashlib.sha256(data).hexdigest(),
+      "back": hashlib.sha256(open(local, "rb").read()).hexdigest()})
+"""
+
+
+def test_a_large_artifact_goes_up_in_parts(team: tuple[Workspace, Client, dict[str, str]]) -> None:
+    """MLflow's proxy multipart upload: one presigned URL per part, the parts sent at once, the
+    file joined on complete — byte for byte what was logged."""
+    import hashlib
+
+    ws, client, env = team
+    env.update(
+        MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD="true",
+        MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE=str(1 << 20),
+        MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE=str(256 * 1024),
+    )
+    out = client.run(MULTIPART, env=env)
+    assert out["parts"] == sorted([1, 2, 3, 4, 5, 6] * 2), "both files went up in 6 parts"
+    assert out["back"] == out["sha"]
+    run = Run.get(ws, out["run_id"])
+    for name in ("weights/big.bin", "big.bin"):
+        got = Path(run.download_file(name, client.cwd / "ty" / name)).read_bytes()
+        assert hashlib.sha256(got).hexdigest() == out["sha"], name
+
+
+def test_multipart_bad_input_is_refused_and_publishes_nothing(server: LiveServer) -> None:
+    import httpx
+
+    ws = Workspace.create(unique_name("mpu"), server=server.url, token=server.admin_token)
+    run = Experiment(ws, "mpu").start_logging()
+    exp_id = 0  # trainyard's experiment ids are not part of the path check below
+    base = f"{ws.get_mlflow_tracking_uri()}/api/2.0/mlflow-artifacts/mpu"
+    folder = f"{exp_id}/{run.id}/artifacts/w"
+    auth = {"Authorization": f"Bearer {server.admin_token}"}
+    created = httpx.post(
+        f"{base}/create/{folder}", json={"path": "/tmp/x/f.bin", "num_parts": 2}, headers=auth
+    )
+    assert created.status_code == 200, created.text
+    body = created.json()
+    upload_id, creds = body["upload_id"], body["credentials"]
+    assert [c["part_number"] for c in creds] == [1, 2]
+    forged = creds[0]["url"].split("?")[0] + "?sig=forged"
+    refused = httpx.put(forged, content=b"a" * 10)
+    assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+    outside = httpx.put(creds[1]["url"].replace("/2?", "/3?"), content=b"x")
+    assert outside.status_code == 400
+    etag1 = httpx.put(creds[0]["url"], content=b"a" * 10).headers["ETag"]
+    done = {"path": "/tmp/x/f.bin", "upload_id": upload_id}
+    missing = httpx.post(
+        f"{base}/complete/{folder}",
+        json={
+            **done,
+            "parts": [{"part_number": 1, "etag": etag1}, {"part_number": 2, "etag": "x"}],
+        },
+        headers=auth,
+    )
+    assert missing.status_code == 400 and "never received" in missing.json()["message"]
+    etag2 = httpx.put(creds[1]["url"], content=b"b" * 3).headers["ETag"]
+    wrong = httpx.post(
+        f"{base}/complete/{folder}",
+        json={
+            **done,
+            "parts": [{"part_number": 1, "etag": etag1}, {"part_number": 2, "etag": etag1}],
+        },
+        headers=auth,
+    )
+    assert wrong.status_code == 400 and "ETag" in wrong.json()["message"]
+    assert "w/f.bin" not in run.get_file_names(), "nothing published by a failed complete"
+    too_many = httpx.post(
+        f"{base}/create/{folder}", json={"path": "g.bin", "num_parts": 10_001}, headers=auth
+    )
+    assert too_many.status_code == 400 and "num_parts" in too_many.json()["message"]
+    ok = httpx.post(
+        f"{base}/complete/{folder}",
+        json={
+            **done,
+            "parts": [{"part_number": 1, "etag": etag1}, {"part_number": 2, "etag": etag2}],
+        },
+        headers=auth,
+    )
+    assert ok.status_code == 200, ok.text
+    assert run.get_file_names().count("w/f.bin") == 1
+    assert httpx.put(creds[0]["url"], content=b"late").status_code == 404, "the session is gone"
+    again = httpx.post(f"{base}/abort/{folder}", json=done, headers=auth)
+    assert again.status_code == 404 and again.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    run.complete()

@@ -36,6 +36,7 @@ from trainyard.testing.server import LiveServer, start_server
 RULES = {
     "studio-session",  # the web UI (server/studio.py): cookie session, CSRF, roles per workspace
     "public",
+    "presigned",  # a multipart upload part: the URL's secret from mpu/create authorises it
     "authenticated",
     "server-admin",
     "workspace:admin",

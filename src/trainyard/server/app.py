@@ -58,7 +58,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 #: Paths whose bodies are streamed to disk, not limited like JSON bodies.
 _STREAMED = re.compile(
     r"^/api/v1/workspaces/[^/]+/(artifacts|snapshots/objects)/"
-    r"|^/mlflow/[^/]+/api/2\.0/mlflow-artifacts/artifacts/"
+    r"|^/mlflow/[^/]+/api/2\.0/mlflow-artifacts/(artifacts|mpu/part)/"
 )
 
 

@@ -8,10 +8,10 @@ Two kinds of path:
   ``get-download-uri`` answers so ``mlflow.<flavor>.load_model("models:/<name>/<version>")``
   downloads from the registry itself.
 
-Multipart uploads (``…/mlflow-artifacts/mpu/create|complete|abort/<path>``) answer MLflow's
-"not supported here" the way MLflow's own server does for a local artifact root, so a client that
-enables them (``MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true``) falls back to one streamed PUT —
-which this proxy writes to disk as it arrives, at any size.
+Multipart uploads (``…/mlflow-artifacts/mpu/create|complete|abort/<folder>``, the client's
+``MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true``) are served for run files: ``create`` answers one
+presigned URL per part (``…/mpu/part/<upload id>/<n>?sig=…``, the secret in the URL as S3's are),
+see :mod:`trainyard.server.mlflow_multipart`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from trainyard.mlflow_plugin._uri import REGISTRY_SEGMENT
 from trainyard.server.auth import Principal
 from trainyard.server.mlflow_common import (
     BASE,
+    PRESIGNED,
     READ,
     WRITE,
     Access,
@@ -36,6 +37,7 @@ from trainyard.server.mlflow_common import (
     error_response,
     with_bearer,
 )
+from trainyard.server.mlflow_multipart import MultipartUploads
 from trainyard.server.routes_artifacts import BodyReader
 from trainyard.server.state import ServerState
 
@@ -136,31 +138,98 @@ def add_routes(router: APIRouter, state: ServerState, principal: Callable[..., P
             return error_response(err)
         return JSONResponse({"files": files})
 
+    async def multipart(workspace: str, path: str, request: Request, step: str) -> Response:
+        try:
+            principal_ = principal(with_bearer(request))
+            api = Access(state, workspace, principal_)
+            body = await request.json()
+            if not isinstance(body, dict) or not isinstance(body.get("path"), str):
+                raise MlflowError(
+                    "INVALID_PARAMETER_VALUE", "Give path: the local file's path (its name)."
+                )
+            name = body["path"].replace("\\", "/").rsplit("/", 1)[-1]
+            run_id, dest = target(api, f"{path.strip('/')}/{name}")
+            if run_id is None:
+                raise MlflowError(
+                    "PERMISSION_DENIED",
+                    "Registered model files are read-only; log to a run instead.",
+                    403,
+                )
+            api.write(run_id)
+            uploads = MultipartUploads(state.workspace_folder(workspace) / "uploads" / "mpu")
+            owner = principal_.token.id
+            if step == "create":
+                num_parts = body.get("num_parts", 1)
+                if isinstance(num_parts, str) and num_parts.isdigit():  # MLflow's "intlike"
+                    num_parts = int(num_parts)
+                upload_id, secret = uploads.create(dest, run_id, owner, num_parts)
+                credentials = [
+                    {
+                        "url": str(
+                            request.url_for(
+                                "mlflow.mpu.part",
+                                workspace=workspace,
+                                upload_id=upload_id,
+                                part_number=str(n),
+                            ).include_query_params(sig=secret)
+                        ),
+                        "part_number": n,
+                        "headers": {},
+                    }
+                    for n in range(1, num_parts + 1)
+                ]
+                return JSONResponse({"upload_id": upload_id, "credentials": credentials})
+            upload_id = str(body.get("upload_id", ""))
+            if step == "complete":
+                raw = body.get("parts")
+                if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
+                    raise MlflowError(
+                        "INVALID_PARAMETER_VALUE", "Give parts: [{part_number, etag}, …]."
+                    )
+                parts = [(int(p["part_number"]), str(p.get("etag", ""))) for p in raw]
+                store = state.artifacts(workspace)
+                await anyio.to_thread.run_sync(
+                    lambda: uploads.complete(upload_id, owner, dest, parts, store)
+                )
+            else:
+                await anyio.to_thread.run_sync(lambda: uploads.abort(upload_id, owner, dest))
+        except Exception as err:
+            return error_response(err)
+        return JSONResponse({})
+
     for step in ("create", "complete", "abort"):
 
-        async def multipart(workspace: str, path: str, request: Request) -> Response:
-            """Multipart upload: not offered (the client falls back to one streamed PUT)."""
-            try:
-                api = Access(state, workspace, principal(with_bearer(request)))
-                run_id, _ = target(api, path)
-                api.write(run_id)
-            except Exception as err:
-                return error_response(err)
-            return error_response(
-                MlflowError(
-                    "NOT_IMPLEMENTED",
-                    # MLflow's client falls back to one PUT on exactly this message's start.
-                    "Multipart upload is not supported for the current artifact repository: "
-                    "trainyard's proxy streams one PUT to disk at any size.",
-                    501,
-                )
-            )
+        async def handler(
+            workspace: str, path: str, request: Request, step: str = step
+        ) -> Response:
+            return await multipart(workspace, path, request, step)
 
-        multipart.__name__ = f"mlflow_mpu_{step}"
+        handler.__name__ = f"mlflow_mpu_{step}"
+        handler.__doc__ = f"Multipart upload of a run file: {step}."
         router.add_api_route(
             f"{base}/mpu/{step}/{{path:path}}",
-            multipart,
+            handler,
             methods=["POST"],
             openapi_extra=WRITE,
             name=f"mlflow.mpu.{step}",
         )
+
+    @router.put(
+        f"{base}/mpu/part/{{upload_id}}/{{part_number}}",
+        openapi_extra=PRESIGNED,
+        name="mlflow.mpu.part",
+    )
+    async def put_part(
+        workspace: str, upload_id: str, part_number: int, request: Request, sig: str = ""
+    ) -> Response:
+        """One part of a multipart upload; the URL's ``sig`` (from ``create``) authorises it."""
+        try:
+            state.workspace_id(workspace)
+            uploads = MultipartUploads(state.workspace_folder(workspace) / "uploads" / "mpu")
+            reader: Any = BodyReader(request.stream().__aiter__())
+            etag = await anyio.to_thread.run_sync(
+                lambda: uploads.receive_part(upload_id, part_number, sig, reader)
+            )
+        except Exception as err:
+            return error_response(err)
+        return JSONResponse({}, headers={"ETag": etag})

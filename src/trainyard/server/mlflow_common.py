@@ -36,6 +36,8 @@ from trainyard.server.state import ServerState
 BASE = "/mlflow/{workspace}"
 READ = {"x-trainyard-access": "store:read"}
 WRITE = {"x-trainyard-access": "store:write"}
+#: A multipart upload's part: no token, the URL's secret (from ``mpu/create``) authorises it.
+PRESIGNED = {"x-trainyard-access": "presigned"}
 #: One route: HTTP method, path below ``…/2.0/mlflow/``, handler method name, access rule.
 RouteSpec = tuple[str, str, str, dict[str, str]]
 
