@@ -139,6 +139,24 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1e6
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` and its live descendants have used so far,
+    their reaped children's included."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 class RssSampler:
     """Peak of :func:`tree_rss_mb` sampled every ``interval`` seconds while in the ``with``."""
 
