@@ -163,7 +163,13 @@ def test_live_run_chart_and_log_grow(page: Any, studio: Studio) -> None:
     chart = page.locator(".chart[data-metric='accuracy']")
     chart.locator("canvas").wait_for(timeout=60_000)
     log = page.locator("pre.log")
-    page.wait_for_function("() => document.querySelector('pre.log').textContent.includes('epoch')")
+    # The page opens while the run is queued or preparing, when only its system logs exist: it
+    # must move to the user log once the script starts (not stay on the first log it saw).
+    page.wait_for_function(
+        "() => document.querySelector('pre.log').textContent.includes('epoch 0 accuracy')",
+        timeout=60_000,
+    )
+    assert page.locator("#log-name").input_value() == "user_logs/std_log.txt"
     first_points = int(chart.inner_text().split(" points")[0].split()[-1].replace(",", ""))
     first_log = len(log.inner_text())
     page.wait_for_function(

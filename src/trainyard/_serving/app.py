@@ -47,6 +47,7 @@ from trainyard._serving.auth import KeyStore
 from trainyard._serving.config import CONFIG_ENV_VAR, ServingConfig
 from trainyard._serving.gate import GateMiddleware
 from trainyard._serving.hosts import HostPolicy
+from trainyard._serving.lines import install_whole_lines
 from trainyard._serving.process import prepare_process
 from trainyard._serving.scoring import JSON_MEDIA_TYPE, Scorer
 from trainyard._serving.state import READY, ServiceState, exit_on_init_failure, initialise
@@ -182,5 +183,6 @@ def app_from_env() -> FastAPI:
         )
     config = ServingConfig.from_json(raw)
     prepare_process(config)
+    install_whole_lines()
     protocol.configure(config.header_timeout_s)
     return create_app(config)

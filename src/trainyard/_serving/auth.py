@@ -21,12 +21,12 @@ import json
 import os
 import re
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from trainyard._serving.lines import say
 from trainyard.exceptions import ConfigError
 
 #: How often (seconds) a :class:`KeyStore` backed by a file looks at the file for changes.
@@ -166,7 +166,7 @@ class KeyStore:
             self._digests = tuple(bytes.fromhex(h) for h in read_keys_file(path))
         except ConfigError as err:
             self._digests = ()
-            print(f"trainyard-serving: rejecting all keys: {err}", file=sys.stderr, flush=True)
+            say(f"trainyard-serving: rejecting all keys: {err}", error=True)
 
     def check_authorization(self, header: bytes | None) -> bool:
         """True if ``header`` is ``Bearer <key>`` for an accepted key.

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from trainyard._serving.config import ServingConfig
+from trainyard._serving.lines import say
 from trainyard._serving.loader import ScoringScript, load_scoring_script
 from trainyard._serving.logfile import finish_active_log
 from trainyard._serving.process import EXIT_INIT_FAILED
@@ -77,15 +78,16 @@ def initialise(
         initialise(config, state, on_failure=lambda tb: None)
     """
     started = time.perf_counter()
-    print(f"trainyard-serving: loading {config.entry_script} (pid {os.getpid()})", flush=True)
+    say(f"trainyard-serving: loading {config.entry_script} (pid {os.getpid()})")
     try:
         script = load_scoring_script(config.entry_script, config.source_directory)
         script.call_init()
     except WebserviceException as err:
         text = str(err.details.get("traceback") or err.message)
         phase = err.details.get("phase", "init")
-        print(f"trainyard-serving: {phase} failed for {config.entry_script.name}:", file=sys.stderr)
-        print(text, file=sys.stderr, end="" if text.endswith("\n") else "\n", flush=True)
+        say(
+            f"trainyard-serving: {phase} failed for {config.entry_script.name}:\n{text}", error=True
+        )
         state.failure = text
         state.phase = FAILED
         on_failure(text)
@@ -93,4 +95,4 @@ def initialise(
     state.script = script
     state.phase = READY
     elapsed = time.perf_counter() - started
-    print(f"trainyard-serving: init() completed in {elapsed:.2f}s; ready", flush=True)
+    say(f"trainyard-serving: init() completed in {elapsed:.2f}s; ready")

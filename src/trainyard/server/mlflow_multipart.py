@@ -181,6 +181,8 @@ class MultipartUploads:
             try:
                 have = (where / f"part-{number}.etag").read_text()
             except FileNotFoundError:
+                if not (where / _SESSION).exists():  # another complete or abort claimed it
+                    raise _missing() from None
                 raise MlflowError(
                     "INVALID_PARAMETER_VALUE",
                     f"Part {number} of upload {upload_id} was never received; upload it again.",

@@ -206,11 +206,14 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
   }
 
   let logOffset = 0;
+  let logPicked = false; // the viewer chose a log: keep it; else follow the user log once it exists
   async function loadLogs(): Promise<void> {
     const { logs } = await get<{ logs: string[] }>(`${base}/logs`);
     const current = logSel.value;
+    const userLog = logs.find((n) => n.includes("std_log"));
+    const want = (logPicked && current) || userLog || current || logs[0] || "";
+    if (want !== current) { logOffset = 0; logBox.textContent = ""; }
     logSel.replaceChildren(...logs.map((n) => h("option", { value: n }, n)));
-    const want = current || logs.find((n) => n.includes("std_log")) || logs[0] || "";
     logSel.value = want;
     logSel.hidden = !logs.length;
     if (!logs.length && !logBox.textContent) logBox.textContent = "No logs yet.";
@@ -225,7 +228,7 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
       if (!r.more) break;
     }
   }
-  logSel.addEventListener("change", () => { logOffset = 0; logBox.textContent = ""; void tailLog(); });
+  logSel.addEventListener("change", () => { logPicked = true; logOffset = 0; logBox.textContent = ""; void tailLog(); });
 
   async function loadFiles(): Promise<void> {
     const { files: list } = await get<{ files: { path: string; size: number }[] }>(`${base}/files`);
@@ -277,7 +280,8 @@ export const runPage: Page = async (ws, _params, main, runId, alive) => {
     renderHead();
     renderMetrics();
     await Promise.all([...chartMap.values()].map((c) => c.refresh()).concat(loadSystem()));
-    if (!logSel.value) await loadLogs();
+    // A run opened while it prepares has only its system logs; the user log comes when it starts.
+    if (!logSel.value || (!logPicked && !logSel.value.includes("std_log"))) await loadLogs();
     await tailLog();
     if (d.terminal) await Promise.all([loadFiles(), loadChildren(), tailLog()]);
   }
