@@ -198,14 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         ml.search_p50_ms / ty.search_p50_ms >= MIN_RATIO and ty.found == ml.found,
     )
     table.add(
-        "server CPU per created + finished run (4)",
+        "server CPU per created + finished run (5)",
         f"{ty.server_run_ms:.2f} ms",
         f"{ml.server_run_ms:.2f} ms",
         _common.fmt_ratio(ml.server_run_ms / max(ty.server_run_ms, 1e-9)),
         "(info)",
     )
     table.add(
-        "server CPU per search_runs of 1,000 runs (4)",
+        "server CPU per search_runs of 1,000 runs (5)",
         f"{ty.server_search_ms:.1f} ms",
         f"{ml.server_search_ms:.1f} ms",
         _common.fmt_ratio(ml.server_search_ms / max(ty.server_search_ms, 1e-9)),
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on runs, {ml.search_p50_ms / ml.client_search_ms:.1f}x on search here."
     )
     table.note(
-        "(4) CPU seconds of the server's process tree (its workers included) over the runs and "
+        "CPU seconds of the server's process tree (its workers included) over the runs and "
         "the unfiltered searches, per operation: what each server costs per request, which the "
         "single client's own time does not hide."
     )
